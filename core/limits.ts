@@ -1,0 +1,184 @@
+/**
+ * Every bound in Loom, in one place. Names put the qualifier last (`*_MAX`, `*_MS`); each comment
+ * says why the number is what it is. A bound that is reached is handled explicitly: the caller
+ * rejects, truncates or applies the strategy named beside the bound.
+ */
+
+// ---- store -------------------------------------------------------------------------------------
+
+/** Busy timeout for SQLite locks. Write transactions are short, so a wait this long means trouble. */
+export const SQLITE_BUSY_TIMEOUT_MS = 5_000; // 5 seconds
+
+/** Largest page a paged read returns; callers asking for more get this many. Bounds replay memory. */
+export const READ_PAGE_EVENTS_MAX = 1_000;
+
+/** Default page for reads and tails when the caller names none. */
+export const READ_PAGE_EVENTS_DEFAULT = 500;
+
+/** Largest serialized `data` of one event. Bigger payloads are refused with a typed error. */
+export const EVENT_DATA_BYTES_MAX = 4 * 1024 * 1024; // 4 MiB
+
+/** Events appended in one call (one transaction). Keeps write transactions short. */
+export const APPEND_BATCH_EVENTS_MAX = 10_000;
+
+/** Buffered delta text per part before a flush is forced (size trigger of delta batching). */
+export const DELTA_BATCH_BYTES_MAX = 16 * 1024; // 16 KiB
+
+/** Longest a delta waits in the buffer before a flush (time trigger of delta batching). */
+export const DELTA_FLUSH_INTERVAL_MS = 50;
+
+/** Parts buffered at once per process; reaching it flushes everything (overflow strategy: flush). */
+export const DELTA_BUFFERED_PARTS_MAX = 10_000;
+
+/** How often a process polls `PRAGMA data_version` to notice other processes' writes. */
+export const CHANGE_POLL_INTERVAL_MS = 100;
+
+/** Rows read per page while rebuilding projections from the log. */
+export const REBUILD_PAGE_EVENTS = 1_000;
+
+// ---- ownership ---------------------------------------------------------------------------------
+
+/** Lifetime of an owner lease. */
+export const OWNER_LEASE_TTL_MS = 15_000; // 15 seconds
+
+/** The owner renews its lease when this much of the TTL is left. */
+export const OWNER_RENEW_BEFORE_MS = 10_000; // renew every ~5 seconds
+
+/** An owner stops acting this long before its lease expires (monotonic clock), fencing aside. */
+export const OWNER_STOP_MARGIN_MS = 2_000;
+
+// ---- session loop ------------------------------------------------------------------------------
+
+/** Provider turns per activity before it settles `turn_limit`; the next turn is never dispatched. */
+export const TURN_LIMIT_DEFAULT = 25;
+
+/** Tool calls the model may make in one turn; the rest settle at once as errors. */
+export const TOOL_CALLS_PER_TURN_MAX = 32;
+
+/** Tool calls running at once per session; the rest wait in `queued`. */
+export const TOOL_CONCURRENCY_PER_SESSION_MAX = 4;
+
+/** Retries of one turn within a live process (only while the attempt has received no chunk). */
+export const ATTEMPT_RETRIES_MAX = 3;
+
+/** Base backoff between retries of an attempt (doubled each time, capped below). */
+export const ATTEMPT_RETRY_BACKOFF_MS = 250;
+
+/** Longest backoff between retries, also the cap applied to a provider's retry-after. */
+export const ATTEMPT_RETRY_BACKOFF_MAX_MS = 30_000;
+
+/** Restarts of one activity across process losses before it settles `failed` (crash-loop stop). */
+export const ACTIVITY_RESTARTS_MAX = 10;
+
+/** Inputs admitted but not yet consumed per session; admission beyond it is refused. */
+export const INBOX_PENDING_MAX = 1_000;
+
+/** Largest text of one input. */
+export const INPUT_TEXT_BYTES_MAX = 256 * 1024; // 256 KiB
+
+/** Sessions with a live actor in one process. */
+export const LIVE_SESSIONS_MAX = 10_000;
+
+/** Wakes remembered per session while an activity runs (they coalesce into one). */
+export const WAKE_COALESCE_MAX = 1;
+
+// ---- providers ---------------------------------------------------------------------------------
+
+/** Whole-request timeout for one provider attempt. */
+export const PROVIDER_REQUEST_TIMEOUT_MS = 10 * 60_000; // 10 minutes
+
+/** Time to the response headers of a provider request. */
+export const PROVIDER_HEADERS_TIMEOUT_MS = 60_000; // 1 minute
+
+/** Longest silence between two chunks of a provider stream. */
+export const PROVIDER_IDLE_TIMEOUT_MS = 2 * 60_000; // 2 minutes
+
+/** Bytes of a provider response (stream or error body) read before the request is cut off. */
+export const PROVIDER_RESPONSE_BYTES_MAX = 32 * 1024 * 1024; // 32 MiB
+
+/** Bytes of an error body kept in the typed failure's message. */
+export const PROVIDER_ERROR_BODY_BYTES_MAX = 4 * 1024;
+
+/** Bytes of one SSE event; larger ones are a malformed stream. */
+export const SSE_EVENT_BYTES_MAX = 4 * 1024 * 1024;
+
+/** Tool-call arguments assembled from deltas, per call. */
+export const TOOL_ARGUMENTS_BYTES_MAX = 1024 * 1024; // 1 MiB
+
+/**
+ * Bytes of an HTTP error body read at all. Larger than the excerpt kept so a JSON error document
+ * still parses and its `error.message` can be shown; the rest of the body is discarded.
+ */
+export const PROVIDER_ERROR_BODY_READ_BYTES_MAX = 64 * 1024; // 64 KiB
+
+/**
+ * Bytes drained after a stream's `[DONE]` so its connection returns to the pool. A server sends
+ * nothing but the end of the response after `[DONE]`; anything bigger closes the socket instead.
+ */
+export const PROVIDER_DRAIN_BYTES_MAX = 64 * 1024; // 64 KiB
+
+/** Time allowed for that drain before the socket is closed instead of reused. */
+export const PROVIDER_DRAIN_TIMEOUT_MS = 1_000; // 1 second
+
+// ---- tools -------------------------------------------------------------------------------------
+
+/** Default timeout of a tool call (running time only; waiting for permission does not count). */
+export const TOOL_TIMEOUT_DEFAULT_MS = 2 * 60_000; // 2 minutes
+
+/** Output bytes of one tool result sent back to the model; the rest is cut with a notice. */
+export const TOOL_OUTPUT_BYTES_MAX = 50 * 1024; // 50 KiB
+
+/** Lines a `read` returns when no limit is given. */
+export const READ_LINES_DEFAULT = 2_000;
+
+/** Characters of one line in `read` output; longer lines are cut. */
+export const READ_LINE_CHARS_MAX = 2_000;
+
+/** Bytes of a file `read` will open at all. */
+export const READ_FILE_BYTES_MAX = 50 * 1024 * 1024; // 50 MiB
+
+/**
+ * Output bytes `read` fills with numbered lines before it stops and says where to continue. Kept
+ * below TOOL_OUTPUT_BYTES_MAX so the registry never cuts off that trailer.
+ */
+export const READ_OUTPUT_BYTES_MAX = TOOL_OUTPUT_BYTES_MAX - 1024;
+
+/** Leading bytes `read` inspects for a NUL to call a file binary (the heuristic git and grep use). */
+export const READ_BINARY_SNIFF_BYTES = 8 * 1024; // 8 KiB
+
+/** Bytes `read` loads per system call; between chunks it checks its signal, so a cancel stops it promptly. */
+export const READ_CHUNK_BYTES = 1024 * 1024; // 1 MiB
+
+/** Length of a tool name. OpenAI function names allow at most 64 characters of `[A-Za-z0-9_-]`. */
+export const TOOL_NAME_CHARS_MAX = 64;
+
+/** Tools in one registry. OpenAI Chat Completions accepts at most 128 tools in one request. */
+export const TOOLS_REGISTERED_MAX = 128;
+
+/** Issues listed in one tool-input error; the model needs the first few, not a wall of text. */
+export const TOOL_INPUT_ISSUES_MAX = 5;
+
+// ---- config ------------------------------------------------------------------------------------
+
+/** Bytes of one config file. */
+export const CONFIG_FILE_BYTES_MAX = 1024 * 1024; // 1 MiB
+
+/** Highest `limits.turnLimit` a config may set; beyond it a runaway activity burns money for hours. */
+export const CONFIG_TURN_LIMIT_MAX = 1_000;
+
+/** Highest `limits.toolCallsPerTurn` a config may set; each call is a child actor and a result. */
+export const CONFIG_TOOL_CALLS_PER_TURN_MAX = 256;
+
+/** Highest `limits.toolConcurrency` a config may set; each running call may hold a process or files. */
+export const CONFIG_TOOL_CONCURRENCY_MAX = 64;
+
+/** Longest `limits.toolTimeoutMs` a config may set; longer work belongs in a background job. */
+export const CONFIG_TOOL_TIMEOUT_MAX_MS = 60 * 60_000; // 1 hour
+
+/** Permission rules in one config file; rules are scanned on every tool call. */
+export const CONFIG_PERMISSION_RULES_MAX = 1_000;
+
+// ---- CLI ---------------------------------------------------------------------------------------
+
+/** How often `tail --follow` and a non-owning `prompt --follow` poll for new events. */
+export const FOLLOW_POLL_INTERVAL_MS = 100;

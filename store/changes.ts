@@ -1,0 +1,55 @@
+import { CHANGE_POLL_INTERVAL_MS } from '../core/limits.js';
+import type { Db } from './db.js';
+
+/**
+ * Notices writes. Commits made through this process's store notify at once; commits by other
+ * connections (other processes, or other stores in this process) are noticed by polling
+ * `PRAGMA data_version`, which changes exactly when another connection has committed.
+ * The poll runs only while someone listens, and never keeps the process alive.
+ */
+export class ChangeDetector {
+  private readonly listeners = new Set<() => void>();
+  private timer: NodeJS.Timeout | undefined;
+  private lastVersion = -1;
+
+  constructor(
+    private readonly db: Db,
+    private readonly intervalMs = CHANGE_POLL_INTERVAL_MS,
+  ) {}
+
+  /** Calls `listener` after every noticed change; returns the unsubscribe function. */
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    if (!this.timer) this.start();
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) this.stop();
+    };
+  }
+
+  /** Our own commit: tell listeners now. */
+  notify(): void {
+    for (const l of [...this.listeners]) l();
+  }
+
+  /** Polls once; true when another connection committed since the last check. */
+  poll(): boolean {
+    if (!this.db.open) return false;
+    const v = this.db.pragma('data_version', { simple: true }) as number;
+    const changed = this.lastVersion !== -1 && v !== this.lastVersion;
+    this.lastVersion = v;
+    if (changed) this.notify();
+    return changed;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private start(): void {
+    this.poll();
+    this.timer = setInterval(() => this.poll(), this.intervalMs);
+    this.timer.unref();
+  }
+}

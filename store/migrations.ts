@@ -1,0 +1,134 @@
+/**
+ * Numbered, forward-only migrations. Migration N brings the schema from version N-1 to N
+ * (`PRAGMA user_version`). They are applied inside one `BEGIN IMMEDIATE` transaction that re-reads
+ * the version after taking the write lock, so processes racing to open a new file each apply
+ * every migration exactly once between them.
+ *
+ * Never edit a released migration: add the next one.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: event log, ownership, snapshots, projections (sessions, activities, inbox, messages, parts, tool calls).
+  `
+  CREATE TABLE events (
+    gseq INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    data TEXT NOT NULL
+  );
+  CREATE UNIQUE INDEX events_stream_seq ON events (ifnull(session_id, ''), seq);
+
+  CREATE TABLE session_owner (
+    session_id TEXT PRIMARY KEY,
+    owner_id TEXT,
+    epoch INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    acquired_at INTEGER NOT NULL
+  );
+
+  CREATE TABLE snapshots (
+    session_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    machine_version TEXT NOT NULL,
+    value TEXT NOT NULL,
+    context TEXT NOT NULL
+  );
+
+  CREATE TABLE sessions (
+    session_id TEXT PRIMARY KEY,
+    location TEXT NOT NULL,
+    model TEXT NOT NULL,
+    title TEXT,
+    parent_id TEXT,
+    double_texting TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    activity_id TEXT,
+    activities INTEGER NOT NULL,
+    last_activity_status TEXT,
+    turns INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL
+  );
+
+  CREATE TABLE activities (
+    activity_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    status TEXT NOT NULL,
+    turns INTEGER NOT NULL,
+    turn_limit INTEGER NOT NULL,
+    restarts INTEGER NOT NULL,
+    reason TEXT,
+    opened_seq INTEGER NOT NULL,
+    settled_seq INTEGER
+  );
+  CREATE INDEX activities_session ON activities (session_id, opened_seq);
+
+  CREATE TABLE session_input (
+    input_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    client_id TEXT,
+    mode TEXT NOT NULL,
+    text TEXT NOT NULL,
+    source TEXT,
+    status TEXT NOT NULL,
+    activity_id TEXT,
+    attempt_id TEXT,
+    admitted_seq INTEGER NOT NULL,
+    updated_seq INTEGER NOT NULL
+  );
+  CREATE UNIQUE INDEX session_input_client ON session_input (session_id, client_id) WHERE client_id IS NOT NULL;
+  CREATE INDEX session_input_status ON session_input (session_id, status, admitted_seq);
+
+  CREATE TABLE messages (
+    message_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    activity_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    discarded INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+  );
+  CREATE INDEX messages_session ON messages (session_id, seq);
+
+  CREATE TABLE parts (
+    part_id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    done INTEGER NOT NULL,
+    discarded INTEGER NOT NULL,
+    provider_metadata TEXT,
+    seq INTEGER NOT NULL
+  );
+  CREATE INDEX parts_message ON parts (message_id, seq);
+
+  CREATE TABLE tool_calls (
+    call_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    activity_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    provider_call_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    input TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status TEXT,
+    output TEXT,
+    truncated INTEGER NOT NULL,
+    provider_metadata TEXT,
+    called_seq INTEGER NOT NULL,
+    settled_seq INTEGER
+  );
+  CREATE INDEX tool_calls_message ON tool_calls (message_id, called_seq);
+  CREATE INDEX tool_calls_session ON tool_calls (session_id, called_seq);
+  `,
+];
+
+/** Tables written only from events; `rebuildProjections` empties and refills exactly these. */
+export const PROJECTION_TABLES = ['sessions', 'activities', 'session_input', 'messages', 'parts', 'tool_calls'] as const;

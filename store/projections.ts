@@ -1,0 +1,198 @@
+import type { Statement } from 'better-sqlite3';
+import type { Db } from './db.js';
+import { IllegalInboxTransitionError, SessionNotFoundError } from './errors.js';
+import type { AnyEnvelope } from './schemas.js';
+
+/**
+ * Projections: read models written from events inside the append transaction. A projection that
+ * throws rolls the append back, which is how requests are "checked against state" (an inbox
+ * transition the lifecycle does not allow, an event for a session that does not exist).
+ *
+ * Everything here is a pure function of the events in gseq order: `rebuildProjections` replays
+ * the log through the same code and must produce the same rows.
+ */
+export type InputStatus = 'pending' | 'assigned' | 'consumed' | 'cancelled';
+
+/** The inbox lifecycle of DESIGN §4: allowed `from` states for each event. */
+const INBOX_TRANSITIONS: Record<string, { from: InputStatus[]; to: InputStatus }> = {
+  'input.assigned': { from: ['pending'], to: 'assigned' },
+  'input.consumed': { from: ['assigned'], to: 'consumed' },
+  'input.cancelled': { from: ['pending'], to: 'cancelled' },
+  'input.released': { from: ['assigned'], to: 'pending' },
+};
+
+export class Projector {
+  private readonly s: Record<string, Statement>;
+
+  constructor(private readonly db: Db) {
+    const p = (sql: string) => db.prepare(sql);
+    this.s = {
+      sessionExists: p('SELECT 1 FROM sessions WHERE session_id = ?'),
+      sessionInsert: p(`INSERT INTO sessions (session_id, location, model, title, parent_id, double_texting, created_at,
+        updated_at, last_seq, status, activity_id, activities, last_activity_status, turns, input_tokens, output_tokens)
+        VALUES (@sessionId, @location, @model, @title, @parentId, @doubleTexting, @at, @at, @seq, 'idle', NULL, 0, NULL, 0, 0, 0)`),
+      sessionTouch: p('UPDATE sessions SET updated_at = ?, last_seq = ? WHERE session_id = ?'),
+      sessionActivity: p(`UPDATE sessions SET status = ?, activity_id = ?, activities = activities + ? WHERE session_id = ?`),
+      sessionSettled: p(`UPDATE sessions SET status = 'idle', activity_id = NULL, last_activity_status = ? WHERE session_id = ?`),
+      sessionStatus: p('UPDATE sessions SET status = ? WHERE session_id = ?'),
+      sessionUsage: p(`UPDATE sessions SET turns = turns + 1, input_tokens = input_tokens + ?, output_tokens = output_tokens + ? WHERE session_id = ?`),
+      activityInsert: p(`INSERT INTO activities (activity_id, session_id, trigger, status, turns, turn_limit, restarts, reason, opened_seq, settled_seq)
+        VALUES (?, ?, ?, 'open', 0, ?, 0, NULL, ?, NULL)`),
+      activityTurn: p('UPDATE activities SET turns = ? WHERE activity_id = ?'),
+      activitySettle: p('UPDATE activities SET status = ?, reason = ?, settled_seq = ? WHERE activity_id = ?'),
+      activityRecovery: p(`UPDATE activities SET status = 'recovering', restarts = ? WHERE activity_id = ?`),
+      inputInsert: p(`INSERT INTO session_input (input_id, session_id, client_id, mode, text, source, status, activity_id, attempt_id, admitted_seq, updated_seq)
+        VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, ?, ?)`),
+      inputGet: p('SELECT status, session_id FROM session_input WHERE input_id = ?'),
+      inputUpdate: p('UPDATE session_input SET status = ?, activity_id = ?, attempt_id = ?, updated_seq = ? WHERE input_id = ?'),
+      messageInsert: p(`INSERT INTO messages (message_id, session_id, role, activity_id, seq, discarded, created_at) VALUES (?, ?, ?, ?, ?, 0, ?)`),
+      messageDelete: p('DELETE FROM messages WHERE message_id = ?'),
+      partDelete: p('DELETE FROM parts WHERE message_id = ?'),
+      messageDiscard: p('UPDATE messages SET discarded = 1 WHERE message_id = ?'),
+      partsDiscard: p('UPDATE parts SET discarded = 1 WHERE message_id = ?'),
+      partAppend: p(`INSERT INTO parts (part_id, message_id, session_id, kind, text, done, discarded, provider_metadata, seq)
+        VALUES (?, ?, ?, ?, ?, 0, 0, NULL, ?) ON CONFLICT (part_id) DO UPDATE SET text = text || excluded.text`),
+      partDone: p(`INSERT INTO parts (part_id, message_id, session_id, kind, text, done, discarded, provider_metadata, seq)
+        VALUES (?, ?, ?, ?, ?, 1, 0, ?, ?) ON CONFLICT (part_id) DO UPDATE SET text = excluded.text, done = 1, provider_metadata = excluded.provider_metadata`),
+      toolInsert: p(`INSERT INTO tool_calls (call_id, session_id, activity_id, message_id, provider_call_id, tool, input, state, status, output, truncated, provider_metadata, called_seq, settled_seq)
+        VALUES (?, ?, ?, ?, ?, ?, ?, 'called', NULL, NULL, 0, ?, ?, NULL)`),
+      toolGet: p('SELECT state FROM tool_calls WHERE call_id = ?'),
+      toolStarted: p(`UPDATE tool_calls SET state = 'started' WHERE call_id = ?`),
+      toolSettled: p(`UPDATE tool_calls SET state = 'settled', status = ?, output = ?, truncated = ?, settled_seq = ? WHERE call_id = ?`),
+    };
+  }
+
+  /** Applies one event. Throws (rolling the append back) when the event contradicts state. */
+  apply(e: AnyEnvelope): void {
+    if (e.sessionId === null) return;
+    const sid = e.sessionId;
+    if (e.type === 'session.created') {
+      const d = e.data;
+      this.s.sessionInsert!.run({
+        sessionId: sid,
+        location: d.location,
+        model: d.model,
+        title: d.title ?? null,
+        parentId: d.parentId ?? null,
+        doubleTexting: d.doubleTexting ?? 'steer',
+        at: e.at,
+        seq: e.seq,
+      });
+      return;
+    }
+    if (!this.s.sessionExists!.get(sid)) throw new SessionNotFoundError(sid);
+    this.s.sessionTouch!.run(e.at, e.seq, sid);
+    this.applySessionEvent(sid, e);
+  }
+
+  private applySessionEvent(sid: string, e: AnyEnvelope): void {
+    const s = this.s;
+    switch (e.type) {
+      case 'input.admitted': {
+        const d = e.data;
+        s.inputInsert!.run(d.inputId, sid, d.clientId ?? null, d.mode, d.text, d.source ?? null, e.seq, e.seq);
+        return;
+      }
+      case 'input.assigned':
+        this.inboxTransition(sid, e.type, e.data.inputId, e.data.activityId, null, e.seq);
+        s.messageInsert!.run(e.data.inputId, sid, 'user', e.data.activityId, e.seq, e.at);
+        return;
+      case 'input.consumed':
+        this.inboxTransition(sid, e.type, e.data.inputId, e.data.activityId, e.data.attemptId, e.seq);
+        return;
+      case 'input.cancelled':
+        this.inboxTransition(sid, e.type, e.data.inputId, null, null, e.seq);
+        return;
+      case 'input.released':
+        this.inboxTransition(sid, e.type, e.data.inputId, null, null, e.seq);
+        s.messageDelete!.run(e.data.inputId);
+        return;
+      case 'activity.opened':
+        s.activityInsert!.run(e.data.activityId, sid, e.data.trigger, e.data.turnLimit, e.seq);
+        s.sessionActivity!.run('active', e.data.activityId, 1, sid);
+        return;
+      case 'turn.started':
+        s.activityTurn!.run(e.data.turn, e.data.activityId);
+        return;
+      case 'attempt.dispatched':
+        s.messageInsert!.run(e.data.attemptId, sid, 'assistant', e.data.activityId, e.seq, e.at);
+        return;
+      case 'text.delta':
+      case 'reasoning.delta':
+        s.partAppend!.run(e.data.partId, e.data.attemptId, sid, kindOf(e.type), e.data.delta, e.seq);
+        return;
+      case 'text.done':
+      case 'reasoning.done':
+        s.partDone!.run(e.data.partId, e.data.attemptId, sid, kindOf(e.type), e.data.text, json(e.data.providerMetadata), e.seq);
+        return;
+      case 'tool.called': {
+        const d = e.data;
+        s.toolInsert!.run(d.callId, sid, d.activityId, d.attemptId, d.providerCallId, d.tool, d.input, json(d.providerMetadata), e.seq);
+        return;
+      }
+      case 'tool.started':
+        this.requireToolState(e.data.callId, ['called']);
+        s.toolStarted!.run(e.data.callId);
+        return;
+      case 'tool.settled':
+        this.requireToolState(e.data.callId, ['called', 'started']);
+        s.toolSettled!.run(e.data.status, e.data.output, e.data.truncated ? 1 : 0, e.seq, e.data.callId);
+        return;
+      case 'attempt.failed':
+        s.messageDiscard!.run(e.data.attemptId);
+        s.partsDiscard!.run(e.data.attemptId);
+        return;
+      case 'turn.finished':
+        s.sessionUsage!.run(e.data.usage.inputTokens, e.data.usage.outputTokens, sid);
+        return;
+      case 'activity.settled':
+        s.activitySettle!.run(e.data.status, e.data.reason ?? null, e.seq, e.data.activityId);
+        s.sessionSettled!.run(e.data.status, sid);
+        return;
+      case 'recovery.detected':
+        s.activityRecovery!.run(e.data.restarts, e.data.activityId);
+        s.sessionStatus!.run('recovering', sid);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private inboxTransition(
+    sid: string,
+    type: string,
+    inputId: string,
+    activityId: string | null,
+    attemptId: string | null,
+    seq: number,
+  ): void {
+    const rule = INBOX_TRANSITIONS[type]!;
+    const row = this.s.inputGet!.get(inputId) as { status: InputStatus; session_id: string } | undefined;
+    if (!row || row.session_id !== sid || !rule.from.includes(row.status)) {
+      throw new IllegalInboxTransitionError(inputId, row?.status ?? null, rule.to);
+    }
+    this.s.inputUpdate!.run(rule.to, activityId, attemptId, seq, inputId);
+  }
+
+  private requireToolState(callId: string, allowed: string[]): void {
+    const row = this.s.toolGet!.get(callId) as { state: string } | undefined;
+    if (!row || !allowed.includes(row.state)) {
+      throw new IllegalToolTransitionError(callId, row?.state ?? null);
+    }
+  }
+}
+
+export class IllegalToolTransitionError extends Error {
+  override name = 'IllegalToolTransitionError';
+  constructor(readonly callId: string, readonly from: string | null) {
+    super(`tool call ${callId} cannot change from ${from ?? 'nowhere (unknown call)'}`);
+  }
+}
+
+function kindOf(type: string): 'text' | 'reasoning' {
+  return type.startsWith('text') ? 'text' : 'reasoning';
+}
+
+function json(value: unknown): string | null {
+  return value === undefined ? null : JSON.stringify(value);
+}

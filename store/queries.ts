@@ -1,0 +1,176 @@
+import type { Db } from './db.js';
+
+/** Read-side views over the projections. Plain synchronous reads; never hold a cursor across await. */
+
+export interface SessionRow {
+  sessionId: string;
+  location: string;
+  model: string;
+  title: string | null;
+  parentId: string | null;
+  doubleTexting: 'steer' | 'queue' | 'interrupt' | 'reject';
+  createdAt: string;
+  updatedAt: string;
+  lastSeq: number;
+  status: 'idle' | 'active' | 'recovering';
+  activityId: string | null;
+  activities: number;
+  lastActivityStatus: string | null;
+  turns: number;
+  inputTokens: number;
+  outputTokens: number;
+}
+
+export interface ActivityRow {
+  activityId: string;
+  sessionId: string;
+  trigger: string;
+  status: string;
+  turns: number;
+  turnLimit: number;
+  restarts: number;
+  reason: string | null;
+  openedSeq: number;
+  settledSeq: number | null;
+}
+
+export interface ToolCallRow {
+  callId: string;
+  sessionId: string;
+  activityId: string;
+  messageId: string;
+  providerCallId: string;
+  tool: string;
+  input: string;
+  state: 'called' | 'started' | 'settled';
+  status: 'ok' | 'error' | 'denied' | 'interrupted' | null;
+  output: string | null;
+  truncated: boolean;
+  providerMetadata: Record<string, unknown> | undefined;
+}
+
+export interface MessageView {
+  messageId: string;
+  role: 'user' | 'assistant';
+  activityId: string;
+  seq: number;
+  parts: { partId: string; kind: 'text' | 'reasoning'; text: string; providerMetadata?: Record<string, unknown> }[];
+  toolCalls: ToolCallRow[];
+  /** For user messages: the input's text. */
+  text?: string;
+}
+
+const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+function mapRow<T>(row: Record<string, unknown>): T {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(row)) out[camel(k)] = v;
+  return out as T;
+}
+
+export class Queries {
+  constructor(private readonly db: Db) {}
+
+  sessions(options: { limit?: number } = {}): SessionRow[] {
+    const rows = this.db
+      .prepare('SELECT * FROM sessions ORDER BY created_at DESC, session_id DESC LIMIT ?')
+      .all(options.limit ?? 1000) as Record<string, unknown>[];
+    return rows.map((r) => mapRow<SessionRow>(r));
+  }
+
+  session(sessionId: string): SessionRow | undefined {
+    const row = this.db.prepare('SELECT * FROM sessions WHERE session_id = ?').get(sessionId) as Record<string, unknown> | undefined;
+    return row && mapRow<SessionRow>(row);
+  }
+
+  /** Finds a session by full id or unique prefix. */
+  resolveSessionId(idOrPrefix: string): string | undefined {
+    const exact = this.session(idOrPrefix);
+    if (exact) return exact.sessionId;
+    const rows = this.db.prepare(`SELECT session_id FROM sessions WHERE session_id LIKE ? || '%' LIMIT 2`).all(idOrPrefix) as { session_id: string }[];
+    return rows.length === 1 ? rows[0]!.session_id : undefined;
+  }
+
+  activity(activityId: string): ActivityRow | undefined {
+    const row = this.db.prepare('SELECT * FROM activities WHERE activity_id = ?').get(activityId) as Record<string, unknown> | undefined;
+    return row && mapRow<ActivityRow>(row);
+  }
+
+  activities(sessionId: string): ActivityRow[] {
+    const rows = this.db.prepare('SELECT * FROM activities WHERE session_id = ? ORDER BY opened_seq').all(sessionId) as Record<string, unknown>[];
+    return rows.map((r) => mapRow<ActivityRow>(r));
+  }
+
+  toolCalls(sessionId: string, filter: { activityId?: string; messageId?: string } = {}): ToolCallRow[] {
+    let sql = 'SELECT * FROM tool_calls WHERE session_id = ?';
+    const args: unknown[] = [sessionId];
+    if (filter.activityId) {
+      sql += ' AND activity_id = ?';
+      args.push(filter.activityId);
+    }
+    if (filter.messageId) {
+      sql += ' AND message_id = ?';
+      args.push(filter.messageId);
+    }
+    const rows = this.db.prepare(sql + ' ORDER BY called_seq').all(...args) as Record<string, unknown>[];
+    return rows.map(toToolCall);
+  }
+
+  /**
+   * The conversation as projected: user inputs (assigned or consumed) and assistant attempts that
+   * were not discarded, each with its parts and tool calls, in log order.
+   */
+  conversation(sessionId: string): MessageView[] {
+    const messages = this.db
+      .prepare('SELECT message_id, role, activity_id, seq FROM messages WHERE session_id = ? AND discarded = 0 ORDER BY seq')
+      .all(sessionId) as { message_id: string; role: 'user' | 'assistant'; activity_id: string; seq: number }[];
+    const parts = this.db
+      .prepare('SELECT part_id, message_id, kind, text, provider_metadata FROM parts WHERE session_id = ? AND discarded = 0 ORDER BY seq')
+      .all(sessionId) as { part_id: string; message_id: string; kind: 'text' | 'reasoning'; text: string; provider_metadata: string | null }[];
+    const inputs = this.db
+      .prepare(`SELECT input_id, text FROM session_input WHERE session_id = ? AND status IN ('assigned', 'consumed')`)
+      .all(sessionId) as { input_id: string; text: string }[];
+    const calls = this.toolCalls(sessionId);
+    const textOf = new Map(inputs.map((i) => [i.input_id, i.text]));
+    return messages.map((m) => ({
+      messageId: m.message_id,
+      role: m.role,
+      activityId: m.activity_id,
+      seq: m.seq,
+      text: m.role === 'user' ? (textOf.get(m.message_id) ?? '') : undefined,
+      parts: parts
+        .filter((p) => p.message_id === m.message_id)
+        .map((p) => ({
+          partId: p.part_id,
+          kind: p.kind,
+          text: p.text,
+          providerMetadata: p.provider_metadata ? JSON.parse(p.provider_metadata) : undefined,
+        })),
+      toolCalls: calls.filter((c) => c.messageId === m.message_id),
+    }));
+  }
+
+  /** Every projection table's rows, sorted, for comparisons (rebuild equals live). */
+  dumpProjections(tables: readonly string[]): Record<string, unknown[]> {
+    const out: Record<string, unknown[]> = {};
+    for (const t of tables) out[t] = this.db.prepare(`SELECT * FROM ${t} ORDER BY 1`).all();
+    return out;
+  }
+}
+
+function toToolCall(r: Record<string, unknown>): ToolCallRow {
+  const row = mapRow<Omit<ToolCallRow, 'truncated' | 'providerMetadata'> & { truncated: number; providerMetadata: string | null }>(r);
+  return {
+    callId: row.callId,
+    sessionId: row.sessionId,
+    activityId: row.activityId,
+    messageId: row.messageId,
+    providerCallId: row.providerCallId,
+    tool: row.tool,
+    input: row.input,
+    state: row.state,
+    status: row.status,
+    output: row.output,
+    truncated: row.truncated === 1,
+    providerMetadata: row.providerMetadata ? JSON.parse(row.providerMetadata) : undefined,
+  };
+}

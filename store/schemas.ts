@@ -1,0 +1,268 @@
+import { z } from 'zod';
+import { EVENT_DATA_BYTES_MAX } from '../core/limits.js';
+import { InvalidEventError, LimitExceededError, UnknownEventTypeError } from './errors.js';
+
+/**
+ * Every session and system event type: its zod schema, its current version, its kind, and the
+ * upcasters that turn older stored versions into the current shape on read.
+ *
+ * - `request` events may be appended by any process; they are checked against state, not epoch.
+ * - `owner` events are appended only by the session's owner and are fenced by its epoch.
+ * - `system` events are not about one session (sessionId null).
+ */
+export type EventKind = 'request' | 'owner' | 'system';
+
+const providerMetadata = z.record(z.string(), z.unknown()).optional();
+const id = z.string().min(1);
+
+export const activityStatus = z.enum([
+  'completed',
+  'failed',
+  'cancelled',
+  'turn_limit',
+  'budget_exceeded',
+  'abandoned',
+]);
+export type ActivityStatus = z.infer<typeof activityStatus>;
+
+export const toolStatus = z.enum(['ok', 'error', 'denied', 'interrupted']);
+export type ToolStatus = z.infer<typeof toolStatus>;
+
+const usage = z.object({
+  inputTokens: z.number().int().nonnegative(),
+  outputTokens: z.number().int().nonnegative(),
+  reasoningTokens: z.number().int().nonnegative().optional(),
+  cachedInputTokens: z.number().int().nonnegative().optional(),
+});
+
+const deltaV2 = z.object({ activityId: id, attemptId: id, partId: id, delta: z.string() });
+const doneV1 = z.object({ activityId: id, attemptId: id, partId: id, text: z.string(), providerMetadata });
+
+interface Definition {
+  kind: EventKind;
+  version: number;
+  schema: z.ZodType;
+  /** upcast[v] turns data stored at version v into version v + 1. */
+  upcast?: Record<number, (data: any) => unknown>;
+}
+
+export const eventDefinitions = {
+  // ---- requests (any process) ----
+  'session.created': {
+    kind: 'request',
+    version: 1,
+    schema: z.object({
+      location: z.string().min(1),
+      model: z.string().min(1),
+      title: z.string().optional(),
+      parentId: z.string().optional(),
+      doubleTexting: z.enum(['steer', 'queue', 'interrupt', 'reject']).optional(),
+    }),
+  },
+  'input.admitted': {
+    kind: 'request',
+    version: 1,
+    schema: z.object({
+      inputId: id,
+      clientId: z.string().min(1).optional(),
+      mode: z.enum(['steer', 'queue']),
+      text: z.string(),
+      source: z.string().optional(),
+    }),
+  },
+  'input.cancelled': {
+    kind: 'request',
+    version: 1,
+    schema: z.object({ inputId: id, reason: z.string().optional() }),
+  },
+  'cancel.requested': {
+    kind: 'request',
+    version: 1,
+    schema: z
+      .object({ activityId: id.optional(), jobId: id.optional(), reason: z.string().optional() })
+      .refine((d) => d.activityId !== undefined || d.jobId !== undefined, {
+        message: 'names neither activityId nor jobId',
+        path: ['activityId'],
+      }),
+  },
+  'compaction.requested': { kind: 'request', version: 1, schema: z.object({ reason: z.string().optional() }) },
+  'permission.replied': {
+    kind: 'request',
+    version: 1,
+    schema: z.object({ requestId: id, reply: z.enum(['once', 'always', 'reject']), message: z.string().optional() }),
+  },
+  'permission.revoked': { kind: 'request', version: 1, schema: z.object({ tool: id, pattern: z.string().optional() }) },
+  'recovery.decided': {
+    kind: 'request',
+    version: 1,
+    schema: z.object({ activityId: id, decision: z.enum(['retry', 'abandon']), reason: z.string().optional() }),
+  },
+  'run.requested': { kind: 'request', version: 1, schema: z.object({ runId: id }) },
+
+  // ---- owner events (fenced) ----
+  'input.assigned': { kind: 'owner', version: 1, schema: z.object({ inputId: id, activityId: id }) },
+  'input.consumed': { kind: 'owner', version: 1, schema: z.object({ inputId: id, activityId: id, attemptId: id }) },
+  'input.released': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({ inputId: id, activityId: id, reason: z.string() }),
+  },
+  'activity.opened': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({
+      activityId: id,
+      trigger: z.enum(['input', 'run', 'wake']),
+      inputIds: z.array(id),
+      turnLimit: z.number().int().positive(),
+    }),
+  },
+  'turn.started': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({ activityId: id, turnId: id, turn: z.number().int().positive() }),
+  },
+  'attempt.dispatched': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({
+      activityId: id,
+      turnId: id,
+      attemptId: id,
+      attempt: z.number().int().positive(),
+      model: z.string().min(1),
+      inputIds: z.array(id),
+    }),
+  },
+  'text.delta': {
+    kind: 'owner',
+    version: 2,
+    schema: deltaV2,
+    // v1 stored `{ partId, text }` before deltas carried their activity and attempt.
+    upcast: { 1: (d: any) => ({ activityId: d.activityId ?? 'unknown', attemptId: d.attemptId ?? 'unknown', partId: d.partId, delta: d.text }) },
+  },
+  'reasoning.delta': { kind: 'owner', version: 1, schema: deltaV2 },
+  'text.done': { kind: 'owner', version: 1, schema: doneV1 },
+  'reasoning.done': { kind: 'owner', version: 1, schema: doneV1 },
+  'tool.called': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({
+      activityId: id,
+      attemptId: id,
+      callId: id,
+      providerCallId: z.string(),
+      tool: z.string(),
+      input: z.string(),
+      providerMetadata,
+    }),
+  },
+  'tool.started': { kind: 'owner', version: 1, schema: z.object({ callId: id }) },
+  'tool.settled': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({ callId: id, status: toolStatus, output: z.string(), truncated: z.boolean().optional() }),
+  },
+  'permission.asked': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({ requestId: id, callId: id, tool: z.string(), pattern: z.string().optional() }),
+  },
+  'attempt.failed': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({
+      activityId: id,
+      attemptId: id,
+      error: z.object({ kind: z.string(), message: z.string(), status: z.number().optional(), retryAfterMs: z.number().optional() }),
+      retryable: z.boolean(),
+      receivedChunks: z.boolean(),
+      discardedParts: z.array(id),
+    }),
+  },
+  'turn.finished': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({
+      activityId: id,
+      turnId: id,
+      attemptId: id,
+      finishReason: z.string(),
+      usage,
+      toolCalls: z.number().int().nonnegative(),
+      providerMetadata,
+    }),
+  },
+  'activity.settled': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({ activityId: id, status: activityStatus, reason: z.string().optional(), turns: z.number().int().nonnegative() }),
+  },
+  'recovery.detected': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({ activityId: id, reason: z.string(), attemptId: id.optional(), restarts: z.number().int().nonnegative() }),
+  },
+
+  // ---- system events ----
+  'config.updated': { kind: 'system', version: 1, schema: z.object({ source: z.string(), keys: z.array(z.string()) }) },
+  'provider.loaded': { kind: 'system', version: 1, schema: z.object({ provider: z.string() }) },
+  'model.added': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
+  'model.updated': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
+  'model.removed': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
+  'registry.tool.added': { kind: 'system', version: 1, schema: z.object({ tool: z.string() }) },
+  'registry.tool.removed': { kind: 'system', version: 1, schema: z.object({ tool: z.string() }) },
+} satisfies Record<string, Definition>;
+
+export type EventType = keyof typeof eventDefinitions;
+export type EventData<T extends EventType> = z.infer<(typeof eventDefinitions)[T]['schema']>;
+
+/** The envelope, the same in the store, CLI `--json`, SSE and NATS. */
+export interface Envelope<T extends EventType = EventType> {
+  sessionId: string | null;
+  seq: number;
+  gseq: number;
+  type: T;
+  version: number;
+  at: string;
+  data: EventData<T>;
+}
+
+/** An envelope typed by its `type`, so `switch (e.type)` narrows `data`. */
+export type AnyEnvelope = { [T in EventType]: Envelope<T> }[EventType];
+
+export function definitionOf(type: string): Definition {
+  const def = (eventDefinitions as Record<string, Definition>)[type];
+  if (!def) throw new UnknownEventTypeError(type);
+  return def;
+}
+
+/** Validates data for writing at the current version; returns the parsed data and its JSON. */
+export function validateForWrite(type: string, data: unknown): { data: unknown; json: string; def: Definition } {
+  const def = definitionOf(type);
+  const parsed = def.schema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = issue.path.length > 0 ? issue.path.join('.') : '(data)';
+    throw new InvalidEventError(type, field, issue.message);
+  }
+  const json = JSON.stringify(parsed.data);
+  if (json.length > EVENT_DATA_BYTES_MAX && Buffer.byteLength(json) > EVENT_DATA_BYTES_MAX) {
+    throw new LimitExceededError('EVENT_DATA_BYTES_MAX', `${type} data is ${Buffer.byteLength(json)} bytes`);
+  }
+  return { data: parsed.data, json, def };
+}
+
+/** Brings stored data of `version` up to the current version of `type`; unknown ones fail loudly. */
+export function upcast(type: string, version: number, data: unknown): unknown {
+  const def = definitionOf(type);
+  if (version === def.version) return data;
+  if (version > def.version || version < 1) throw new UnknownEventTypeError(type, version);
+  let current = data;
+  for (let v = version; v < def.version; v++) {
+    const step = def.upcast?.[v];
+    if (!step) throw new UnknownEventTypeError(type, version);
+    current = step(current);
+  }
+  return current;
+}
