@@ -105,7 +105,7 @@ export const eventDefinitions = {
   'input.released': {
     kind: 'owner',
     version: 1,
-    schema: z.object({ inputId: id, activityId: id, reason: z.string() }),
+    schema: z.object({ inputId: id, activityId: id, reason: z.string(), mode: z.enum(['steer', 'queue']).optional() }),
   },
   'activity.opened': {
     kind: 'owner',

@@ -164,6 +164,8 @@ export class Store {
 
   /** Runs `fn` in one IMMEDIATE transaction (FULL sync when `barrier`), then notifies listeners. */
   private commit<T>(barrier: boolean, fn: () => T): T {
+    // `synchronous` cannot change inside a transaction: a barrier must be the outermost commit.
+    if (barrier && this.db.inTransaction) throw new Error('a barrier commit cannot nest inside another transaction');
     if (barrier) this.db.pragma('synchronous = FULL');
     try {
       const result = this.db.transaction(fn).immediate();
@@ -371,6 +373,14 @@ export class Store {
       value: JSON.parse(row.value),
       context: JSON.parse(row.context),
     };
+  }
+
+  /**
+   * Runs `fn` in one IMMEDIATE transaction; appends inside it join it (as savepoints). With
+   * `barrier`, the commit is made with synchronous=FULL (switched outside the transaction).
+   */
+  transaction<T>(fn: () => T, options: { barrier?: boolean } = {}): T {
+    return this.commit(options.barrier === true, fn);
   }
 
   /** Writes a snapshot by itself (normally it rides on `append`), tagged with the current last seq. */

@@ -1,0 +1,49 @@
+import type { ChatMessage } from '../llm/types.js';
+import type { MessageView } from '../store/queries.js';
+
+/**
+ * Builds the provider-neutral conversation from the projected history. Discarded attempts are
+ * already absent; every tool call the model made gets its result (an unsettled one is reported
+ * as interrupted, so the provider never sees a call without a result).
+ */
+export function buildMessages(conversation: MessageView[], systemPrompt?: string): ChatMessage[] {
+  const messages: ChatMessage[] = [];
+  if (systemPrompt) messages.push({ role: 'system', content: systemPrompt });
+  for (const m of conversation) {
+    if (m.role === 'user') {
+      messages.push({ role: 'user', content: m.text ?? '' });
+      continue;
+    }
+    const text = m.parts.filter((p) => p.kind === 'text').map((p) => p.text).join('');
+    const reasoningParts = m.parts.filter((p) => p.kind === 'reasoning');
+    const reasoning = reasoningParts.map((p) => p.text).join('');
+    const metadata = m.parts.find((p) => p.providerMetadata)?.providerMetadata;
+    if (text === '' && reasoning === '' && m.toolCalls.length === 0) continue;
+    messages.push({
+      role: 'assistant',
+      content: text,
+      ...(reasoning ? { reasoning } : {}),
+      ...(metadata ? { providerMetadata: metadata } : {}),
+      ...(m.toolCalls.length > 0
+        ? {
+            toolCalls: m.toolCalls.map((c) => ({
+              id: c.providerCallId,
+              name: c.tool,
+              arguments: c.input,
+              ...(c.providerMetadata ? { providerMetadata: c.providerMetadata } : {}),
+            })),
+          }
+        : {}),
+    });
+    for (const c of m.toolCalls) {
+      messages.push({
+        role: 'tool',
+        toolCallId: c.providerCallId,
+        name: c.tool,
+        content: c.state === 'settled' ? (c.output ?? '') : 'The tool call was interrupted before it finished.',
+        isError: c.status !== 'ok',
+      });
+    }
+  }
+  return messages;
+}

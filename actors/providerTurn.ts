@@ -1,0 +1,89 @@
+import { ProviderError } from '../llm/errors.js';
+import type { AppendRequest } from '../store/index.js';
+import { buildMessages } from './history.js';
+import type { SessionActor } from './session.js';
+
+/**
+ * One provider attempt of the current turn. Order (DESIGN §3, §5):
+ * 1. build the request from the projected history (reloaded once per turn);
+ * 2. commit `attempt.dispatched` (+ `input.consumed`) as a barrier, before the request leaves;
+ * 3. stream: deltas are buffered into the log; each completed tool call is recorded at once
+ *    (its child starts eagerly); the end of the stream records the parts and `turn.finished`;
+ * 4. a failure records `attempt.failed` (retryable or not, whether chunks arrived, the parts it
+ *    discards); the machine decides whether to retry.
+ * Cancellation aborts `signal`: the request is cut and nothing more is recorded here.
+ */
+export async function runProviderTurn(session: SessionActor, signal: AbortSignal): Promise<void> {
+  const { store } = session.deps;
+  const sid = session.sessionId;
+  const epoch = session.lease.epoch;
+  const owner = (r: Omit<AppendRequest, 'sessionId' | 'epoch'>) => ({ ...r, sessionId: sid, epoch }) as AppendRequest;
+  const activity = session.context().activity;
+  if (!activity || signal.aborted) return;
+  const attemptId = store.ids.next('att');
+  const attempt = activity.attempt + 1;
+  const sessionRow = store.queries.session(sid)!;
+  const parts: string[] = [];
+  const open = { activityId: activity.id, attemptId, parts, received: false };
+  try {
+    const { provider, model } = session.deps.resolveProvider(sessionRow.model);
+    const messages = buildMessages(store.queries.conversation(sid), session.deps.systemPrompt);
+    session.openAttempt = open;
+    session.observe(
+      [
+        owner({ type: 'attempt.dispatched', data: { activityId: activity.id, turnId: activity.turnId!, attemptId, attempt, model: sessionRow.model, inputIds: activity.unconsumed } }),
+        ...activity.unconsumed.map((inputId) => owner({ type: 'input.consumed', data: { inputId, activityId: activity.id, attemptId } })),
+      ],
+      { barrier: true },
+    );
+    let textPart: string | null = null;
+    let reasoningPart: string | null = null;
+    let text = '';
+    let reasoning = '';
+    let toolCalls = 0;
+    for await (const ev of provider.stream({ model, messages, tools: session.deps.tools.specs(), signal })) {
+      if (signal.aborted) return;
+      open.received = true;
+      if (ev.type === 'text.delta' || ev.type === 'reasoning.delta') {
+        const isText = ev.type === 'text.delta';
+        if (isText && !textPart) parts.push((textPart = store.ids.next('prt')));
+        if (!isText && !reasoningPart) parts.push((reasoningPart = store.ids.next('prt')));
+        if (isText) text += ev.delta;
+        else reasoning += ev.delta;
+        store.bufferDelta({ sessionId: sid, epoch, type: ev.type, activityId: activity.id, attemptId, partId: (isText ? textPart : reasoningPart)!, delta: ev.delta });
+      } else if (ev.type === 'tool.call') {
+        toolCalls++;
+        const c = ev.call;
+        session.observe([
+          owner({ type: 'tool.called', data: { activityId: activity.id, attemptId, callId: store.ids.next('call'), providerCallId: c.id, tool: c.name, input: c.arguments, providerMetadata: c.providerMetadata } }),
+        ]);
+      } else if (ev.type === 'finish') {
+        session.openAttempt = null;
+        session.observe([
+          ...(reasoningPart ? [owner({ type: 'reasoning.done', data: { activityId: activity.id, attemptId, partId: reasoningPart, text: reasoning, providerMetadata: ev.providerMetadata } })] : []),
+          ...(textPart ? [owner({ type: 'text.done', data: { activityId: activity.id, attemptId, partId: textPart, text } })] : []),
+          owner({ type: 'turn.finished', data: { activityId: activity.id, turnId: activity.turnId!, attemptId, finishReason: ev.finishReason, usage: ev.usage, toolCalls, providerMetadata: ev.providerMetadata } }),
+        ]);
+        return;
+      }
+    }
+    if (!signal.aborted) throw new Error('the provider stream ended without a finish event');
+  } catch (error) {
+    if (signal.aborted || session.failure !== undefined) return;
+    session.openAttempt = null;
+    const e = error instanceof ProviderError ? error : undefined;
+    session.observe([
+      owner({
+        type: 'attempt.failed',
+        data: {
+          activityId: activity.id,
+          attemptId,
+          error: { kind: e?.kind ?? (error as Error)?.name ?? 'internal', message: (error as Error)?.message ?? String(error), status: e?.status, retryAfterMs: e?.retryAfterMs },
+          retryable: e?.retryable ?? false,
+          receivedChunks: open.received,
+          discardedParts: parts,
+        },
+      }),
+    ]);
+  }
+}

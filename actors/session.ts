@@ -1,0 +1,354 @@
+import { createActor, fromPromise, initialTransition, transition, type Actor, type SnapshotFrom } from 'xstate';
+import {
+  ATTEMPT_RETRIES_MAX,
+  ATTEMPT_RETRY_BACKOFF_MAX_MS,
+  ATTEMPT_RETRY_BACKOFF_MS,
+  READ_PAGE_EVENTS_MAX,
+} from '../core/limits.js';
+import type { Provider } from '../llm/types.js';
+import { SESSION_MACHINE_VERSION, sessionMachine, type SessionContext, type SessionEvent, type SessionInput } from '../machines/session.machine.js';
+import { toolCallMachine } from '../machines/toolCall.machine.js';
+import type { ResolvedConfig } from '../services/config.js';
+import type { AnyEnvelope, AppendRequest, Lease, Store } from '../store/index.js';
+import type { ToolRegistry } from '../tools/registry.js';
+import { runProviderTurn } from './providerTurn.js';
+import { createToolCallImplementations, type PermissionAsker } from './toolCall.js';
+
+/** Resolves `provider/model` to an adapter and the provider's own model id; throws a typed config error. */
+export type ProviderResolver = (model: string) => { provider: Provider; model: string };
+
+export interface SessionDeps {
+  store: Store;
+  lease: Lease;
+  sessionId: string;
+  resolveProvider: ProviderResolver;
+  tools: ToolRegistry;
+  config: ResolvedConfig;
+  /** Answers `ask` permission decisions; without one, asks are denied (nothing hangs). */
+  askPermission?: PermissionAsker;
+  systemPrompt?: string;
+  /** An operating failure the session cannot continue from (lost lease, broken store). */
+  onFailure?: (error: unknown) => void;
+}
+
+type SessionSnapshot = SnapshotFrom<typeof sessionMachine>;
+
+/**
+ * One live session: its XState actor, driven by committed log events.
+ *
+ * Every step runs inside one IMMEDIATE transaction: first catch up on events other processes
+ * appended (admissions, cancels, replies), then append the new observations, send each to the
+ * machine, let the machine's actions record their decisions (joining the same transaction), and
+ * write the snapshot. A decision at the safe boundary therefore sees every steer committed before
+ * it, and none can be committed between the check and the settlement.
+ */
+export class SessionActor {
+  readonly sessionId: string;
+  private readonly actor: Actor<typeof sessionMachine>;
+  private lastSeq = 0;
+  private depth = 0;
+  private failed: unknown;
+  private readonly idleWaiters = new Set<() => void>();
+
+  constructor(readonly deps: SessionDeps) {
+    this.sessionId = deps.sessionId;
+    const restored = this.restore();
+    this.actor = createActor(this.provideMachine(), { snapshot: restored, input: this.input() });
+    this.actor.subscribe({
+      next: () => this.notifyIdle(),
+      error: (error) => this.fail(error),
+    });
+    this.actor.start();
+    this.step([], () => this.actor.send({ type: 'CHECK' }));
+  }
+
+  get lease(): Lease {
+    return this.deps.lease;
+  }
+
+  snapshot(): SessionSnapshot {
+    return this.actor.getSnapshot();
+  }
+
+  context(): SessionContext {
+    return this.actor.getSnapshot().context;
+  }
+
+  /** Idle with nothing it would start on its own (no eligible input, or parked after a cancel). */
+  isQuiet(): boolean {
+    const snap = this.actor.getSnapshot();
+    if (this.failed !== undefined || snap.status !== 'active') return true;
+    const c = snap.context;
+    return snap.value === 'recovering' || (snap.value === 'idle' && (c.parked || (c.steers.length === 0 && c.queued.length === 0 && !c.runRequested)));
+  }
+
+  /** Resolves once the session is quiet (see isQuiet). */
+  whenQuiet(): Promise<void> {
+    if (this.isQuiet()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!this.isQuiet()) return;
+        this.idleWaiters.delete(check);
+        resolve();
+      };
+      this.idleWaiters.add(check);
+    });
+  }
+
+  get failure(): unknown {
+    return this.failed;
+  }
+
+  /**
+   * Appends observations and feeds them to the machine (see the class comment). Inside another
+   * step it joins that step's transaction. A `barrier` step commits with a full sync and must be
+   * outermost. Returns the appended envelopes.
+   */
+  observe(requests: AppendRequest[], options: { barrier?: boolean } = {}): AnyEnvelope[] {
+    let out: AnyEnvelope[] = [];
+    this.step(requests, undefined, options.barrier, (envs) => (out = envs));
+    return out;
+  }
+
+  /** Picks up what other processes appended. Cheap when nothing is new. */
+  catchUp(): void {
+    if (this.depth > 0 || this.failed !== undefined) return;
+    const next = this.deps.store.read(this.sessionId, { after: this.lastSeq, limit: 1 });
+    if (next.length === 0) return;
+    this.step([]);
+  }
+
+  /** An advisory wake: starts work only when eligible input waits (and un-parks the session). */
+  wake(): void {
+    this.step([], () => this.actor.send({ type: 'WAKE' }));
+  }
+
+  /** Stops the actor and its children (aborting provider requests and tools). Records nothing. */
+  stop(): void {
+    this.actor.stop();
+    this.notifyIdle();
+  }
+
+  private step(requests: AppendRequest[], extra?: () => void, barrier = false, out?: (envs: AnyEnvelope[]) => void): void {
+    if (this.failed !== undefined) throw this.failed;
+    const store = this.deps.store;
+    if (this.depth > 0) {
+      const envs = store.append(requests);
+      this.deliver(envs);
+      out?.(envs);
+      return;
+    }
+    try {
+      store.transaction(
+        () => {
+          this.depth++;
+          try {
+            this.catchUpInTransaction();
+            const envs = requests.length > 0 ? store.append(requests) : [];
+            this.deliver(envs);
+            extra?.();
+            this.assertHealthy();
+            const snap = this.actor.getSnapshot();
+            store.putSnapshot({ sessionId: this.sessionId, machineVersion: SESSION_MACHINE_VERSION, value: snap.value, context: snap.context });
+            out?.(envs);
+          } finally {
+            this.depth--;
+          }
+        },
+        { barrier },
+      );
+    } catch (error) {
+      // The transaction rolled back; the in-memory machine may be ahead of the log. Stop here.
+      this.fail(error);
+      throw error;
+    }
+  }
+
+  private catchUpInTransaction(): void {
+    for (;;) {
+      const page = this.deps.store.read(this.sessionId, { after: this.lastSeq, limit: READ_PAGE_EVENTS_MAX });
+      if (page.length === 0) return;
+      this.deliver(page);
+    }
+  }
+
+  private deliver(envs: AnyEnvelope[]): void {
+    for (const e of envs) {
+      if (e.sessionId !== this.sessionId || e.seq <= this.lastSeq) continue;
+      this.lastSeq = e.seq;
+      this.actor.send(e as SessionEvent);
+    }
+  }
+
+  private assertHealthy(): void {
+    const snap = this.actor.getSnapshot();
+    if (snap.status === 'error') throw snap.error;
+  }
+
+  private fail(error: unknown): void {
+    if (this.failed !== undefined) return;
+    this.failed = error;
+    try {
+      this.actor?.stop();
+    } catch {
+      // already stopped
+    }
+    this.notifyIdle();
+    this.deps.onFailure?.(error);
+  }
+
+  private notifyIdle(): void {
+    for (const w of [...this.idleWaiters]) w();
+  }
+
+  private input(): SessionInput {
+    const limits = this.deps.config.limits;
+    return {
+      sessionId: this.sessionId,
+      turnLimit: limits.turnLimit,
+      toolCallsPerTurn: limits.toolCallsPerTurn,
+      toolConcurrency: limits.toolConcurrency,
+      attemptRetriesMax: ATTEMPT_RETRIES_MAX,
+      attemptBackoffMs: ATTEMPT_RETRY_BACKOFF_MS,
+      attemptBackoffMaxMs: ATTEMPT_RETRY_BACKOFF_MAX_MS,
+      toolTimeoutsMs: Object.fromEntries(this.deps.tools.list().map((t) => [t.name, t.timeoutMs])),
+      toolTimeoutDefaultMs: limits.toolTimeoutMs,
+    };
+  }
+
+  /**
+   * Restores without re-running any child (DESIGN §5): from the snapshot when its machine version
+   * matches, else by replaying the log through the pure machine. An unsettled session comes back
+   * in `recovering`, which starts nothing.
+   */
+  private restore(): SessionSnapshot {
+    const store = this.deps.store;
+    const saved = store.getSnapshot(this.sessionId);
+    let value: unknown;
+    let context: SessionContext;
+    if (saved && saved.machineVersion === SESSION_MACHINE_VERSION) {
+      value = saved.value;
+      context = saved.context as SessionContext;
+      this.lastSeq = saved.seq;
+    } else {
+      const replayed = replayLog(store, this.sessionId, this.input());
+      value = replayed.snapshot.value;
+      context = replayed.snapshot.context;
+      this.lastSeq = replayed.lastSeq;
+    }
+    // Limits come from the current config, not from the one the snapshot was taken under.
+    context = { ...context, ...this.input(), sessionId: this.sessionId };
+    const state = context.activity === null ? 'idle' : value === 'idle' ? 'idle' : 'recovering';
+    return sessionMachine.resolveState({ value: state, context });
+  }
+
+  private provideMachine() {
+    const record = (requests: AppendRequest[]) => this.observe(requests);
+    const ids = this.deps.store.ids;
+    const sid = this.sessionId;
+    const epoch = () => this.deps.lease.epoch;
+    const owner = <R extends AppendRequest>(r: Omit<R, 'sessionId' | 'epoch'>) => ({ ...r, sessionId: sid, epoch: epoch() }) as AppendRequest;
+    const tools = createToolCallImplementations(this);
+    return sessionMachine.provide({
+      actors: {
+        providerTurn: fromPromise(async ({ signal }) => {
+          await Promise.resolve(); // start after the step that entered providerTurn has committed
+          await runProviderTurn(this, signal);
+        }),
+        toolCall: toolCallMachine.provide(tools),
+      },
+      actions: {
+        openActivity: ({ context }) => {
+          const activityId = ids.next('act');
+          const inputs = context.steers.length > 0 ? context.steers : context.queued.slice(0, 1);
+          record([
+            owner({ type: 'activity.opened', data: { activityId, trigger: inputs.length > 0 ? 'input' : 'run', inputIds: inputs, turnLimit: context.turnLimit } }),
+            ...inputs.map((inputId) => owner({ type: 'input.assigned', data: { inputId, activityId } })),
+            owner({ type: 'turn.started', data: { activityId, turnId: ids.next('turn'), turn: 1 } }),
+          ]);
+        },
+        assignSteers: ({ context }) => {
+          const activityId = context.activity!.id;
+          record([
+            ...context.steers.map((inputId) => owner({ type: 'input.assigned', data: { inputId, activityId } })),
+            owner({ type: 'turn.started', data: { activityId, turnId: ids.next('turn'), turn: 1 } }),
+          ]);
+        },
+        startTurn: ({ context }) => {
+          const a = context.activity!;
+          record([owner({ type: 'turn.started', data: { activityId: a.id, turnId: ids.next('turn'), turn: a.turn + 1 } })]);
+        },
+        retryTurn: ({ context }) => {
+          const a = context.activity!;
+          record([owner({ type: 'turn.started', data: { activityId: a.id, turnId: ids.next('turn'), turn: Math.max(1, a.turn) } })]);
+        },
+        settleActivity: ({ context }, params) => {
+          const a = context.activity!;
+          const modeOf = (inputId: string) => this.deps.store.input(inputId)?.mode ?? 'steer';
+          record([
+            ...this.openAttemptFailure(a.id, params.status),
+            ...a.unconsumed.map((inputId) =>
+              owner({ type: 'input.released', data: { inputId, activityId: a.id, reason: `activity ${params.status}`, mode: modeOf(inputId) } }),
+            ),
+            owner({ type: 'activity.settled', data: { activityId: a.id, status: params.status, reason: params.reason, turns: a.turns } }),
+          ]);
+        },
+        interruptCalls: ({ context }) => {
+          const open = Object.entries(context.activity?.calls ?? {}).filter(([, c]) => c.state !== 'settled');
+          record(
+            open.map(([callId]) =>
+              owner({ type: 'tool.settled', data: { callId, status: 'interrupted', output: 'The tool call was interrupted before it finished.' } }),
+            ),
+          );
+        },
+        refuseToolCall: (_, params) => {
+          record([
+            owner({
+              type: 'tool.settled',
+              data: { callId: params.callId, status: 'error', output: `tool-call limit reached: at most ${this.deps.config.limits.toolCallsPerTurn} calls per turn` },
+            }),
+          ]);
+        },
+      },
+    });
+  }
+
+  /** The attempt in flight when an activity is cancelled or abandoned: its parts are discarded. */
+  openAttempt: { activityId: string; attemptId: string; parts: string[]; received: boolean } | null = null;
+
+  private openAttemptFailure(activityId: string, status: string): AppendRequest[] {
+    const open = this.openAttempt;
+    this.openAttempt = null;
+    if (!open || open.activityId !== activityId) return [];
+    return [
+      {
+        sessionId: this.sessionId,
+        epoch: this.deps.lease.epoch,
+        type: 'attempt.failed',
+        data: {
+          activityId,
+          attemptId: open.attemptId,
+          error: { kind: status, message: `the attempt was stopped: activity ${status}` },
+          retryable: false,
+          receivedChunks: open.received,
+          discardedParts: open.parts,
+        },
+      },
+    ];
+  }
+}
+
+/** Rebuilds a session's machine state from its log with the pure machine (no action runs). */
+export function replayLog(store: Store, sessionId: string, input: SessionInput): { snapshot: SessionSnapshot; lastSeq: number } {
+  let [snapshot] = initialTransition(sessionMachine, input);
+  let lastSeq = 0;
+  for (;;) {
+    const page = store.read(sessionId, { after: lastSeq, limit: READ_PAGE_EVENTS_MAX });
+    if (page.length === 0) break;
+    for (const e of page) {
+      [snapshot] = transition(sessionMachine, snapshot, e as SessionEvent);
+      lastSeq = e.seq;
+    }
+  }
+  return { snapshot, lastSeq };
+}

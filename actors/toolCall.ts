@@ -1,0 +1,86 @@
+import { fromPromise } from 'xstate';
+import type { PermissionVerdict, ToolCallContext, ToolCallResult } from '../machines/toolCall.machine.js';
+import { evaluatePermission } from '../tools/permission.js';
+import type { SessionActor } from './session.js';
+
+/** A question for whoever may answer a permission ask (a TTY user, a policy). */
+export interface PermissionAsk {
+  sessionId: string;
+  requestId: string;
+  callId: string;
+  tool: string;
+  input: unknown;
+  signal: AbortSignal;
+}
+
+export type PermissionAsker = (ask: PermissionAsk) => Promise<{ reply: 'once' | 'always' | 'reject'; message?: string }>;
+
+/**
+ * The tool-call child's implementations: permission by the session's rules (recording asks and
+ * replies), execution through the registry with `tool.started` recorded first (a barrier for
+ * tools that are not idempotent), and the settlement record.
+ */
+export function createToolCallImplementations(session: SessionActor) {
+  const { store, tools, config } = session.deps;
+  const owner = (r: any) => ({ ...r, sessionId: session.sessionId, epoch: session.lease.epoch });
+  const alwaysAllowed = new Set<string>();
+
+  const checkPermission = fromPromise<PermissionVerdict, ToolCallContext>(async ({ input, signal }) => {
+    await Promise.resolve();
+    const tool = tools.get(input.tool);
+    const args = parseArguments(input.arguments);
+    const action = alwaysAllowed.has(input.tool)
+      ? 'allow'
+      : evaluatePermission(config.permission.rules, input.tool, args.ok ? args.value : undefined, {
+          idempotent: tool?.idempotent ?? false,
+          action: config.permission.default,
+          location: store.queries.session(session.sessionId)?.location,
+        });
+    if (action === 'allow') return { allow: true };
+    if (action === 'deny') return { allow: false, message: 'denied by a permission rule' };
+    const requestId = store.ids.next('perm');
+    session.observe([owner({ type: 'permission.asked', data: { requestId, callId: input.callId, tool: input.tool } })]);
+    const asker = session.deps.askPermission;
+    const answer = asker
+      ? await asker({ sessionId: session.sessionId, requestId, callId: input.callId, tool: input.tool, input: args.ok ? args.value : input.arguments, signal })
+      : { reply: 'reject' as const, message: 'no one is there to answer the permission ask' };
+    if (signal.aborted) return { allow: false, message: 'cancelled' };
+    session.observe([{ sessionId: session.sessionId, type: 'permission.replied', data: { requestId, reply: answer.reply, message: answer.message } }]);
+    if (answer.reply === 'always') alwaysAllowed.add(input.tool);
+    return answer.reply === 'reject' ? { allow: false, message: answer.message } : { allow: true };
+  });
+
+  const executeTool = fromPromise<ToolCallResult, ToolCallContext>(async ({ input, signal }) => {
+    await Promise.resolve();
+    const tool = tools.get(input.tool);
+    if (!tool) return { status: 'error', output: `Unknown tool "${input.tool}". Available tools: ${tools.list().map((t) => t.name).join(', ')}.` };
+    const args = parseArguments(input.arguments);
+    if (!args.ok) return { status: 'error', output: `The arguments of ${input.tool} are not valid JSON: ${args.error}` };
+    session.observe([owner({ type: 'tool.started', data: { callId: input.callId } })], { barrier: !tool.idempotent });
+    const location = store.queries.session(session.sessionId)!.location;
+    try {
+      const result = await tools.execute(input.tool, args.value, { sessionId: session.sessionId, callId: input.callId, location, signal });
+      return { status: 'ok', output: result.output, truncated: result.truncated };
+    } catch (error) {
+      return { status: 'error', output: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
+    }
+  });
+
+  return {
+    actors: { checkPermission, executeTool },
+    actions: {
+      recordSettled: ({ context }: { context: ToolCallContext }) => {
+        const r = context.result!;
+        session.observe([owner({ type: 'tool.settled', data: { callId: context.callId, status: r.status, output: r.output, truncated: r.truncated } })]);
+      },
+    },
+  };
+}
+
+function parseArguments(text: string): { ok: true; value: unknown } | { ok: false; error: string } {
+  try {
+    return { ok: true, value: text.trim() === '' ? {} : JSON.parse(text) };
+  } catch (error) {
+    return { ok: false, error: (error as Error).message };
+  }
+}

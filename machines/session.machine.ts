@@ -1,0 +1,404 @@
+import { and, assign, enqueueActions, fromPromise, setup, type ActorRefFrom } from 'xstate';
+import type { ActivityStatus, AnyEnvelope, EventData } from '../store/schemas.js';
+import { toolCallMachine, type ToolCallInput } from './toolCall.machine.js';
+
+/**
+ * The session statechart (DESIGN §3). It is driven by committed log events: every event it reacts
+ * to is an envelope from the session's log (type-only import: machines/ load no store code), plus
+ * two runtime nudges, WAKE (advisory: eligible input may wait) and CHECK (re-evaluate after a
+ * restore). Decisions are guarded transitions here; the named actions record the events that
+ * carry them out, and those recorded events, not the actions, move the machine on. So replaying a
+ * log through the machine with no-op actions reproduces its state.
+ *
+ * Pure: no I/O, clock or randomness. Ids are minted by the actions' implementations (actors/).
+ */
+export const SESSION_MACHINE_VERSION = 'session@1';
+
+export interface CallState {
+  tool: string;
+  state: 'queued' | 'running' | 'settled';
+}
+
+export interface ActivityContext {
+  id: string;
+  trigger: 'input' | 'run' | 'wake';
+  /** Turns since the activity opened or steers were last assigned (the turn-limit counter). */
+  turn: number;
+  /** All turns of the activity. */
+  turns: number;
+  turnId: string | null;
+  /** Attempts of the current turn. */
+  attempt: number;
+  attemptId: string | null;
+  /** The current attempt has received a chunk (no in-process retry after that). */
+  receivedChunks: boolean;
+  retryDelayMs: number;
+  /** Inputs assigned to the activity and not yet part of a dispatched request. */
+  unconsumed: string[];
+  /** Tool calls of the current turn, by call id. */
+  calls: Record<string, CallState>;
+  /** Calls waiting for a concurrency slot, in call order. */
+  waiting: string[];
+  /** The last finished turn made tool calls, so their results must go back to the model. */
+  toolResultsPending: boolean;
+}
+
+export interface SessionContext {
+  sessionId: string;
+  turnLimit: number;
+  toolCallsPerTurn: number;
+  toolConcurrency: number;
+  attemptRetriesMax: number;
+  attemptBackoffMs: number;
+  attemptBackoffMaxMs: number;
+  /** Running-time bound per tool name, and for tools not listed. */
+  toolTimeoutsMs: Record<string, number>;
+  toolTimeoutDefaultMs: number;
+  /** Pending steers and queued inputs, in admission order. */
+  steers: string[];
+  queued: string[];
+  /** After a cancel the session waits in idle until a new input, run or wake. */
+  parked: boolean;
+  runRequested: boolean;
+  activity: ActivityContext | null;
+  lastStatus: ActivityStatus | null;
+  /** Activities settled so far (an invariant checked by tests: each settles exactly once). */
+  settledCount: number;
+}
+
+export interface SessionInput {
+  sessionId: string;
+  turnLimit: number;
+  toolCallsPerTurn: number;
+  toolConcurrency: number;
+  attemptRetriesMax: number;
+  attemptBackoffMs: number;
+  attemptBackoffMaxMs: number;
+  toolTimeoutsMs: Record<string, number>;
+  toolTimeoutDefaultMs: number;
+}
+
+export type SessionEvent = AnyEnvelope | { type: 'WAKE' } | { type: 'CHECK' };
+
+type E<T extends AnyEnvelope['type']> = Extract<AnyEnvelope, { type: T }>;
+const data = <T extends AnyEnvelope['type']>(event: SessionEvent) => (event as E<T>).data as EventData<T>;
+
+const withActivity = (context: SessionContext, patch: Partial<ActivityContext>): ActivityContext | null =>
+  context.activity ? { ...context.activity, ...patch } : null;
+
+const session = setup({
+  types: {
+    input: {} as SessionInput,
+    context: {} as SessionContext,
+    events: {} as SessionEvent,
+  },
+  actors: {
+    /** Streams one provider attempt; records everything it observes. Aborted when the state is left. */
+    providerTurn: fromPromise<void, { sessionId: string }>(async () => {}),
+    toolCall: toolCallMachine,
+  },
+  actions: {
+    /** Records activity.opened, input.assigned for the inputs it takes, and turn.started. */
+    openActivity: () => {},
+    /** Records input.assigned for every pending steer (admission order), then turn.started. */
+    assignSteers: () => {},
+    /** Records turn.started for the next turn. */
+    startTurn: () => {},
+    /** Records input.released for unconsumed inputs, then activity.settled with the status. */
+    settleActivity: (_, _params: { status: ActivityStatus; reason?: string }) => {},
+    /** Records tool.settled `interrupted` for unsettled calls (children are stopped by the machine). */
+    interruptCalls: () => {},
+    /** Records tool.settled `error` for a call beyond the per-turn limit. */
+    refuseToolCall: (_, _params: { callId: string }) => {},
+    /** Records turn.started for a new attempt after a recovery `retry` decision. */
+    retryTurn: () => {},
+
+  },
+  delays: {
+    retryBackoff: ({ context }) => context.activity?.retryDelayMs ?? 0,
+  },
+  guards: {
+    canOpen: ({ context }) => !context.parked && (context.steers.length > 0 || context.queued.length > 0 || context.runRequested),
+    hasPendingSteers: ({ context }) => context.steers.length > 0,
+    hasToolResults: ({ context }) => context.activity?.toolResultsPending === true,
+    underTurnLimit: ({ context }) => (context.activity?.turn ?? 0) < context.turnLimit,
+    allCallsSettled: ({ context }) => Object.values(context.activity?.calls ?? {}).every((c) => c.state === 'settled'),
+    turnHadToolCalls: ({ event }) => data<'turn.finished'>(event).toolCalls > 0,
+    canRetry: ({ context, event }) => {
+      const d = data<'attempt.failed'>(event);
+      return d.retryable && !d.receivedChunks && (context.activity?.attempt ?? 0) <= context.attemptRetriesMax;
+    },
+    isCurrentActivity: ({ context, event }) => {
+      const id = data<'cancel.requested'>(event).activityId ?? data<'recovery.decided'>(event).activityId;
+      return context.activity !== null && id === context.activity.id;
+    },
+    isCurrentAttempt: ({ context, event }) => {
+      const d = data<'attempt.failed'>(event);
+      return d.attemptId === context.activity?.attemptId;
+    },
+    decidedAbandon: ({ event }) => data<'recovery.decided'>(event).decision === 'abandon',
+    decidedRetry: ({ event }) => data<'recovery.decided'>(event).decision === 'retry',
+  },
+});
+
+const assignTurn = session.assign(({ context, event }) => {
+  const d = data<'turn.started'>(event);
+  return {
+    activity: withActivity(context, {
+      turn: d.turn,
+      turns: (context.activity?.turns ?? 0) + 1,
+      turnId: d.turnId,
+      attempt: 0,
+      attemptId: null,
+      receivedChunks: false,
+      calls: {},
+      waiting: [],
+      toolResultsPending: false,
+    }),
+  };
+});
+const markChunk = session.assign(({ context }) => ({ activity: withActivity(context, { receivedChunks: true }) }));
+/** Eager tool settlement: a call recorded by the stream gets its child at once (or waits for a slot). */
+const admitToolCall = session.enqueueActions(({ context, event, enqueue }) => {
+  const d = data<'tool.called'>(event);
+  const activity = context.activity;
+  if (!activity || activity.calls[d.callId]) return;
+  const count = Object.keys(activity.calls).length;
+  if (count >= context.toolCallsPerTurn) {
+    enqueue.assign({ activity: { ...activity, calls: { ...activity.calls, [d.callId]: { tool: d.tool, state: 'running' } } } });
+    enqueue({ type: 'refuseToolCall', params: { callId: d.callId } });
+    return;
+  }
+  const running = Object.values(activity.calls).filter((c) => c.state === 'running').length;
+  const startNow = running < context.toolConcurrency;
+  enqueue.assign({
+    activity: {
+      ...activity,
+      calls: { ...activity.calls, [d.callId]: { tool: d.tool, state: startNow ? 'running' : 'queued' } },
+      waiting: startNow ? activity.waiting : [...activity.waiting, d.callId],
+    },
+  });
+  enqueue.spawnChild('toolCall', {
+    id: d.callId,
+    input: {
+      sessionId: context.sessionId,
+      activityId: activity.id,
+      callId: d.callId,
+      tool: d.tool,
+      arguments: d.input,
+      timeoutMs: context.toolTimeoutsMs[d.tool] ?? context.toolTimeoutDefaultMs,
+      startNow,
+    } satisfies ToolCallInput,
+  });
+});
+/** A settled call frees its slot; the oldest waiting call starts. */
+const settleToolCall = session.enqueueActions(({ context, event, enqueue }) => {
+  const d = data<'tool.settled'>(event);
+  const activity = context.activity;
+  if (!activity || !activity.calls[d.callId]) return;
+  const calls = { ...activity.calls, [d.callId]: { ...activity.calls[d.callId]!, state: 'settled' as const } };
+  const [next, ...rest] = activity.waiting;
+  if (next) calls[next] = { ...calls[next]!, state: 'running' };
+  enqueue.assign({ activity: { ...activity, calls, waiting: next ? rest : activity.waiting } });
+  if (next) enqueue.sendTo(next, { type: 'START' });
+});
+
+export const sessionMachine = session.createMachine({
+  id: 'session',
+  context: ({ input }) => ({
+    ...input,
+    steers: [],
+    queued: [],
+    parked: false,
+    runRequested: false,
+    activity: null,
+    lastStatus: null,
+    settledCount: 0,
+  }),
+  initial: 'idle',
+  on: {
+    // Requests may arrive in any state; the inbox is tracked everywhere.
+    'input.admitted': {
+      actions: assign(({ context, event }) => {
+        const d = data<'input.admitted'>(event);
+        return d.mode === 'steer'
+          ? { steers: [...context.steers, d.inputId], parked: false }
+          : { queued: [...context.queued, d.inputId], parked: false };
+      }),
+    },
+    'input.cancelled': {
+      actions: assign(({ context, event }) => {
+        const id = data<'input.cancelled'>(event).inputId;
+        return { steers: context.steers.filter((x) => x !== id), queued: context.queued.filter((x) => x !== id) };
+      }),
+    },
+    'input.assigned': {
+      actions: assign(({ context, event }) => {
+        const id = data<'input.assigned'>(event).inputId;
+        return {
+          steers: context.steers.filter((x) => x !== id),
+          queued: context.queued.filter((x) => x !== id),
+          // A steer is new user intent: the turn counter of the activity restarts.
+          activity: withActivity(context, { unconsumed: [...(context.activity?.unconsumed ?? []), id], turn: 0 }),
+        };
+      }),
+    },
+    'input.released': {
+      actions: assign(({ context, event }) => {
+        const d = data<'input.released'>(event);
+        const mode = d.mode === 'queue' ? 'queued' : 'steers';
+        return {
+          [mode]: [d.inputId, ...context[mode]],
+          activity: withActivity(context, { unconsumed: (context.activity?.unconsumed ?? []).filter((x) => x !== d.inputId) }),
+        };
+      }),
+    },
+    'input.consumed': {
+      actions: assign(({ context, event }) => ({
+        activity: withActivity(context, { unconsumed: (context.activity?.unconsumed ?? []).filter((x) => x !== data<'input.consumed'>(event).inputId) }),
+      })),
+    },
+    'run.requested': { actions: assign({ runRequested: true, parked: false }) },
+    WAKE: { actions: assign({ parked: false }) },
+    'activity.settled': {
+      target: '.idle',
+      actions: assign(({ context, event }) => ({
+        activity: null,
+        lastStatus: data<'activity.settled'>(event).status,
+        settledCount: context.settledCount + 1,
+      })),
+    },
+  },
+  states: {
+    idle: {
+      always: { guard: 'canOpen', target: 'opening' },
+    },
+    opening: {
+      entry: 'openActivity',
+      on: {
+        'activity.opened': {
+          actions: assign(({ event }) => {
+            const d = data<'activity.opened'>(event);
+            return {
+              runRequested: false,
+              activity: {
+                id: d.activityId,
+                trigger: d.trigger,
+                turn: 0,
+                turns: 0,
+                turnId: null,
+                attempt: 0,
+                attemptId: null,
+                receivedChunks: false,
+                retryDelayMs: 0,
+                unconsumed: [],
+                calls: {},
+                waiting: [],
+                toolResultsPending: false,
+              },
+            };
+          }),
+        },
+        'turn.started': { target: 'providerTurn', actions: assignTurn },
+      },
+    },
+    providerTurn: {
+      initial: 'streaming',
+      on: {
+        'cancel.requested': { guard: 'isCurrentActivity', target: 'cancelling' },
+        'attempt.dispatched': {
+          actions: assign(({ context, event }) => {
+            const d = data<'attempt.dispatched'>(event);
+            return { activity: withActivity(context, { attemptId: d.attemptId, attempt: d.attempt, receivedChunks: false }) };
+          }),
+        },
+        'text.delta': { actions: markChunk },
+        'reasoning.delta': { actions: markChunk },
+        'tool.called': { actions: [markChunk, admitToolCall] },
+        'tool.settled': { actions: settleToolCall },
+        'attempt.failed': [
+          {
+            guard: and(['isCurrentAttempt', 'canRetry']),
+            target: '.backoff',
+            actions: assign(({ context, event }) => {
+              const d = data<'attempt.failed'>(event);
+              const attempt = context.activity?.attempt ?? 1;
+              const exponential = context.attemptBackoffMs * 2 ** Math.max(0, attempt - 1);
+              const delay = Math.min(Math.max(exponential, d.error.retryAfterMs ?? 0), context.attemptBackoffMaxMs);
+              return { activity: withActivity(context, { retryDelayMs: delay }) };
+            }),
+          },
+          {
+            guard: 'isCurrentAttempt',
+            target: 'settling',
+            actions: {
+              type: 'settleActivity',
+              params: ({ event }) => ({ status: 'failed' as const, reason: `${data<'attempt.failed'>(event).error.kind}: ${data<'attempt.failed'>(event).error.message}` }),
+            },
+          },
+        ],
+        'turn.finished': [
+          { guard: 'turnHadToolCalls', target: 'awaitingTools', actions: assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: true }) })) },
+          { target: 'steerCoalescing', actions: assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: false }) })) },
+        ],
+      },
+      states: {
+        streaming: {
+          invoke: { src: 'providerTurn', input: ({ context }) => ({ sessionId: context.sessionId }) },
+        },
+        backoff: {
+          after: { retryBackoff: 'streaming' },
+        },
+      },
+    },
+    awaitingTools: {
+      always: { guard: 'allCallsSettled', target: 'steerCoalescing' },
+      on: {
+        'cancel.requested': { guard: 'isCurrentActivity', target: 'cancelling' },
+        'tool.settled': { actions: settleToolCall },
+      },
+    },
+    /** The safe boundary (DESIGN §3): one decision, made inside the transaction of the event that led here. */
+    steerCoalescing: {
+      always: [
+        { guard: 'hasPendingSteers', target: 'continuing', actions: 'assignSteers' },
+        { guard: { type: 'hasToolResults' }, target: 'continuingOrLimit' },
+        { target: 'settling', actions: { type: 'settleActivity', params: { status: 'completed' } } },
+      ],
+    },
+    continuingOrLimit: {
+      always: [
+        { guard: 'underTurnLimit', target: 'continuing', actions: 'startTurn' },
+        { target: 'settling', actions: { type: 'settleActivity', params: { status: 'turn_limit', reason: 'turn limit reached' } } },
+      ],
+    },
+    continuing: {
+      on: { 'turn.started': { target: 'providerTurn', actions: assignTurn } },
+    },
+    settling: {},
+    cancelling: {
+      entry: [
+        'interruptCalls',
+        enqueueActions(({ context, enqueue }) => {
+          for (const callId of Object.keys(context.activity?.calls ?? {})) enqueue.stopChild(callId);
+        }),
+        { type: 'settleActivity', params: { status: 'cancelled', reason: 'cancel requested' } },
+      ],
+      exit: assign({ parked: true }),
+    },
+    recovering: {
+      on: {
+        'recovery.decided': [
+          { guard: 'decidedAbandon', target: 'settling', actions: ['interruptCalls', { type: 'settleActivity', params: { status: 'abandoned', reason: 'abandoned by a recovery decision' } }] },
+          { guard: 'decidedRetry', target: 'continuing', actions: ['interruptCalls', 'retryTurn'] },
+        ],
+        'cancel.requested': { guard: 'isCurrentActivity', target: 'cancelling' },
+        'tool.settled': { actions: settleToolCall },
+      },
+    },
+  },
+});
+
+export type SessionMachine = typeof sessionMachine;
+export type ToolCallRef = ActorRefFrom<typeof toolCallMachine>;
+export type { ToolCallInput };

@@ -1,0 +1,226 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { TOOL_OUTPUT_BYTES_MAX } from '../../core/limits.js';
+import {
+  ToolCancelledError,
+  ToolInputError,
+  ToolNotFoundError,
+  ToolRegistrationError,
+  ToolTimeoutError,
+} from '../../tools/errors.js';
+import { createToolRegistry, truncateOutput } from '../../tools/registry.js';
+import type { Tool, ToolContext } from '../../tools/types.js';
+
+function makeTool(overrides: Partial<Tool> = {}): Tool {
+  return {
+    name: 'echo',
+    description: 'Echoes its text.',
+    input: z.object({ text: z.string(), times: z.number().int().min(1).optional() }),
+    idempotent: true,
+    timeoutMs: 1_000,
+    execute: async (input: { text: string; times?: number }) => ({ output: input.text.repeat(input.times ?? 1) }),
+    ...overrides,
+  };
+}
+
+function makeContext(signal: AbortSignal = new AbortController().signal): ToolContext {
+  return { sessionId: 'ses_1', callId: 'call_1', location: '/tmp', signal };
+}
+
+describe('registry', () => {
+  it('registry - registers, lists and gets a tool', () => {
+    const registry = createToolRegistry();
+    const tool = makeTool();
+    registry.register(tool);
+    expect(registry.get('echo')).toBe(tool);
+    expect(registry.list()).toEqual([tool]);
+  });
+
+  it('registry - refuses a tool without a timeout', () => {
+    const registry = createToolRegistry();
+    expect(() => registry.register(makeTool({ timeoutMs: undefined as unknown as number }))).toThrow(ToolRegistrationError);
+  });
+
+  it('registry - refuses a tool with a zero timeout', () => {
+    const registry = createToolRegistry();
+    expect(() => registry.register(makeTool({ timeoutMs: 0 }))).toThrow(ToolRegistrationError);
+  });
+
+  it('registry - refuses a tool with an infinite timeout', () => {
+    const registry = createToolRegistry();
+    expect(() => registry.register(makeTool({ timeoutMs: Number.POSITIVE_INFINITY }))).toThrow(ToolRegistrationError);
+  });
+
+  it('registry - refuses a duplicate name', () => {
+    const registry = createToolRegistry();
+    registry.register(makeTool());
+    expect(() => registry.register(makeTool())).toThrow(/already registered/);
+  });
+
+  it('registry - refuses a name the providers cannot carry', () => {
+    const registry = createToolRegistry();
+    expect(() => registry.register(makeTool({ name: 'has space' }))).toThrow(ToolRegistrationError);
+  });
+
+  it('registry - refuses an input schema that is not an object', () => {
+    const registry = createToolRegistry();
+    expect(() => registry.register(makeTool({ input: z.string() }))).toThrow(/must be an object/);
+  });
+
+  it('registry - refuses an input schema with no JSON Schema form', () => {
+    const registry = createToolRegistry();
+    expect(() => registry.register(makeTool({ input: z.object({ when: z.date() }) }))).toThrow(ToolRegistrationError);
+  });
+
+  it('registry - unregisters a tool', () => {
+    const registry = createToolRegistry();
+    registry.register(makeTool());
+    expect(registry.unregister('echo')).toBe(true);
+    expect(registry.get('echo')).toBeUndefined();
+    expect(registry.unregister('echo')).toBe(false);
+  });
+
+  it('registry - gives specs with a JSON schema of the input', () => {
+    const registry = createToolRegistry();
+    registry.register(makeTool());
+    const [spec] = registry.specs();
+    expect(spec.name).toBe('echo');
+    expect(spec.description).toBe('Echoes its text.');
+    expect(spec.parameters).toMatchObject({
+      type: 'object',
+      properties: { text: { type: 'string' }, times: { type: 'integer' } },
+      required: ['text'],
+    });
+    expect(spec.parameters).not.toHaveProperty('$schema');
+  });
+
+  it('registry - executes a tool with parsed input', async () => {
+    const registry = createToolRegistry();
+    registry.register(makeTool());
+    const result = await registry.execute('echo', { text: 'ab', times: 2 }, makeContext());
+    expect(result).toEqual({ output: 'abab', truncated: false });
+  });
+
+  it('registry - refuses an unknown tool', async () => {
+    const registry = createToolRegistry();
+    await expect(registry.execute('nope', {}, makeContext())).rejects.toThrow(ToolNotFoundError);
+  });
+
+  it('registry - refuses bad input naming the tool and the field', async () => {
+    const registry = createToolRegistry();
+    registry.register(makeTool());
+    const failure = registry.execute('echo', { text: 'a', times: 'two' }, makeContext());
+    await expect(failure).rejects.toThrow(ToolInputError);
+    await expect(failure).rejects.toThrow(/"echo".*"times"/);
+  });
+
+  it('registry - refuses input that is not an object', async () => {
+    const registry = createToolRegistry();
+    registry.register(makeTool());
+    await expect(registry.execute('echo', 'text', makeContext())).rejects.toThrow(ToolInputError);
+  });
+
+  it('registry - names each unknown field of a strict schema', async () => {
+    const registry = createToolRegistry();
+    registry.register(makeTool({ input: z.strictObject({ text: z.string() }) }));
+    const failure = registry.execute('echo', { text: 'a', extra: 1 }, makeContext());
+    await expect(failure).rejects.toMatchObject({ issues: [{ path: 'extra', message: 'unknown field' }] });
+  });
+
+  it('registry - times a slow tool out', async () => {
+    const registry = createToolRegistry();
+    let sawAbort = false;
+    registry.register(
+      makeTool({
+        timeoutMs: 20,
+        execute: (_input, ctx) =>
+          new Promise((_, reject) => {
+            ctx.signal.addEventListener('abort', () => {
+              sawAbort = true;
+              reject(new Error('aborted'));
+            });
+          }),
+      }),
+    );
+    await expect(registry.execute('echo', { text: 'a' }, makeContext())).rejects.toThrow(ToolTimeoutError);
+    expect(sawAbort).toBe(true);
+  });
+
+  it('registry - times out a tool that ignores its signal', async () => {
+    const registry = createToolRegistry();
+    registry.register(makeTool({ timeoutMs: 20, execute: () => new Promise(() => {}) }));
+    await expect(registry.execute('echo', { text: 'a' }, makeContext())).rejects.toThrow(/timed out after 20 ms/);
+  });
+
+  it('registry - reports a cancel from the context as cancelled', async () => {
+    const registry = createToolRegistry();
+    registry.register(makeTool({ execute: () => new Promise(() => {}) }));
+    const controller = new AbortController();
+    const running = registry.execute('echo', { text: 'a' }, makeContext(controller.signal));
+    controller.abort();
+    await expect(running).rejects.toThrow(ToolCancelledError);
+  });
+
+  it('registry - refuses to start when the context is already aborted', async () => {
+    const registry = createToolRegistry();
+    let ran = false;
+    registry.register(
+      makeTool({
+        execute: async () => {
+          ran = true;
+          return { output: '' };
+        },
+      }),
+    );
+    await expect(registry.execute('echo', { text: 'a' }, makeContext(AbortSignal.abort()))).rejects.toThrow(ToolCancelledError);
+    expect(ran).toBe(false);
+  });
+
+  it("registry - passes a tool's own error through", async () => {
+    const registry = createToolRegistry();
+    class OwnError extends Error {
+      override name = 'OwnError';
+    }
+    registry.register(makeTool({ execute: async () => Promise.reject(new OwnError('boom')) }));
+    await expect(registry.execute('echo', { text: 'a' }, makeContext())).rejects.toThrow(OwnError);
+  });
+
+  it('registry - truncates long output to the byte bound', async () => {
+    const registry = createToolRegistry();
+    registry.register(makeTool());
+    const result = await registry.execute('echo', { text: 'x', times: TOOL_OUTPUT_BYTES_MAX * 2 }, makeContext());
+    expect(result.truncated).toBe(true);
+    expect(Buffer.byteLength(result.output)).toBeLessThanOrEqual(TOOL_OUTPUT_BYTES_MAX);
+    expect(result.output).toMatch(/\[output truncated: \d+ of 102400 bytes cut\]$/);
+  });
+});
+
+describe('truncateOutput', () => {
+  it('truncateOutput - leaves text within the bound alone', () => {
+    expect(truncateOutput('héllo', 100)).toEqual({ text: 'héllo', truncated: false, omittedBytes: 0 });
+  });
+
+  it('truncateOutput - keeps the result within the bound, notice included', () => {
+    const cut = truncateOutput('a'.repeat(1_000), 200);
+    expect(cut.truncated).toBe(true);
+    expect(Buffer.byteLength(cut.text)).toBeLessThanOrEqual(200);
+    expect(cut.text).toContain(`${cut.omittedBytes} of 1000 bytes cut`);
+    expect(cut.text.startsWith('a'.repeat(100))).toBe(true);
+  });
+
+  it('truncateOutput - never splits a multi-byte character', () => {
+    const text = '€'.repeat(500); // 3 bytes each
+    for (const max of [150, 151, 152, 153]) {
+      const cut = truncateOutput(text, max);
+      const head = cut.text.split('\n[output truncated')[0];
+      expect(head).toMatch(/^€*$/);
+      expect(head.length * 3 + cut.omittedBytes).toBe(1_500);
+    }
+  });
+
+  it('truncateOutput - never splits an emoji surrogate pair', () => {
+    const cut = truncateOutput('😀'.repeat(100), 150);
+    expect(cut.text).not.toContain('\uFFFD');
+    expect(Buffer.byteLength(cut.text)).toBeLessThanOrEqual(150);
+  });
+});

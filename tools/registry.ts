@@ -1,0 +1,181 @@
+/**
+ * The tool registry: which tools a session may call, their JSON schemas for the provider, and the
+ * one way to run a tool (`execute`): validate the model's arguments, bound the running time, bound
+ * the output. Permission is decided before `execute` (see permission.ts); waiting for it does not
+ * count against the timeout, because the timer starts here.
+ */
+import { z } from 'zod';
+import { TOOL_INPUT_ISSUES_MAX, TOOL_NAME_CHARS_MAX, TOOL_OUTPUT_BYTES_MAX, TOOLS_REGISTERED_MAX } from '../core/limits.js';
+import {
+  ToolCancelledError,
+  ToolInputError,
+  ToolNotFoundError,
+  ToolRegistrationError,
+  ToolTimeoutError,
+  type ToolInputIssue,
+} from './errors.js';
+import type { Tool, ToolContext, ToolResult } from './types.js';
+
+/** What a provider needs to offer a tool to the model (a function declaration). */
+export interface ToolSpec {
+  name: string;
+  description: string;
+  /** JSON Schema (draft 2020-12, input shape, `$schema` removed) of the tool's arguments; always an object schema. */
+  parameters: Record<string, unknown>;
+}
+
+export interface ToolRegistry {
+  /** Adds a tool. Throws ToolRegistrationError for a duplicate or malformed name, a missing timeout, or a schema that is not a JSON object schema. */
+  register(tool: Tool): void;
+  /** Removes a tool; returns whether it was there. Calls already running are not affected. */
+  unregister(name: string): boolean;
+  get(name: string): Tool | undefined;
+  /** Tools in registration order. */
+  list(): Tool[];
+  /** Specs for the provider request, in registration order. */
+  specs(): ToolSpec[];
+  /**
+   * Runs one call: parses `rawInput` with the tool's schema (ToolInputError naming the field),
+   * runs the tool under its timeout and `ctx.signal` (ToolTimeoutError, ToolCancelledError), and
+   * cuts the output to TOOL_OUTPUT_BYTES_MAX. The tool's own typed errors pass through unchanged.
+   * Gotcha: a tool that ignores its signal keeps running after the timeout; only its result is
+   * dropped. Tools must honour `ctx.signal`.
+   */
+  execute(name: string, rawInput: unknown, ctx: ToolContext): Promise<ToolResult>;
+}
+
+const TOOL_NAME_PATTERN = /^[A-Za-z0-9_-]+$/;
+
+/** Creates an empty registry. Each session (or process) may hold its own. */
+export function createToolRegistry(): ToolRegistry {
+  const tools = new Map<string, { tool: Tool; spec: ToolSpec }>();
+
+  return {
+    register(tool) {
+      if (tools.has(tool.name)) throw new ToolRegistrationError(tool.name, 'a tool with that name is already registered');
+      if (tools.size >= TOOLS_REGISTERED_MAX) {
+        throw new ToolRegistrationError(tool.name, `the registry is full (${TOOLS_REGISTERED_MAX} tools)`);
+      }
+      checkTool(tool);
+      tools.set(tool.name, { tool, spec: specOf(tool) });
+    },
+    unregister: (name) => tools.delete(name),
+    get: (name) => tools.get(name)?.tool,
+    list: () => [...tools.values()].map((entry) => entry.tool),
+    specs: () => [...tools.values()].map((entry) => entry.spec),
+    async execute(name, rawInput, ctx) {
+      const entry = tools.get(name);
+      if (entry === undefined) throw new ToolNotFoundError(name);
+      const input = parseInput(entry.tool, rawInput);
+      const result = await runWithTimeout(entry.tool, input, ctx);
+      return boundResult(entry.tool, result);
+    },
+  };
+}
+
+function checkTool(tool: Tool): void {
+  const name = String(tool.name);
+  if (name.length === 0 || name.length > TOOL_NAME_CHARS_MAX || !TOOL_NAME_PATTERN.test(name)) {
+    throw new ToolRegistrationError(name, `the name must be 1-${TOOL_NAME_CHARS_MAX} characters of A-Z, a-z, 0-9, _ or -`);
+  }
+  if (typeof tool.timeoutMs !== 'number' || !Number.isFinite(tool.timeoutMs) || tool.timeoutMs <= 0) {
+    throw new ToolRegistrationError(name, `timeoutMs must be a positive number of milliseconds, got ${String(tool.timeoutMs)}`);
+  }
+  if (typeof tool.idempotent !== 'boolean') throw new ToolRegistrationError(name, 'idempotent must be declared (true or false)');
+  if (typeof tool.execute !== 'function') throw new ToolRegistrationError(name, 'execute must be a function');
+}
+
+function specOf(tool: Tool): ToolSpec {
+  let schema: Record<string, unknown>;
+  try {
+    schema = z.toJSONSchema(tool.input, { io: 'input' }) as Record<string, unknown>;
+  } catch (err) {
+    throw new ToolRegistrationError(tool.name, `its input schema has no JSON Schema form: ${(err as Error).message}`);
+  }
+  if (schema.type !== 'object') throw new ToolRegistrationError(tool.name, 'its input schema must be an object');
+  const { $schema: _dialect, ...parameters } = schema;
+  return { name: tool.name, description: tool.description, parameters };
+}
+
+function parseInput(tool: Tool, rawInput: unknown): unknown {
+  const parsed = tool.input.safeParse(rawInput);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.flatMap(issueLines);
+  const shown = issues.slice(0, TOOL_INPUT_ISSUES_MAX);
+  throw new ToolInputError(tool.name, shown, issues.length - shown.length);
+}
+
+/** One line per bad field; an unknown-keys issue names each key as its own field path. */
+function issueLines(issue: z.core.$ZodIssue): ToolInputIssue[] {
+  const base = issue.path.map(String);
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => ({ path: [...base, key].join('.'), message: 'unknown field' }));
+  }
+  return [{ path: base.join('.'), message: issue.message }];
+}
+
+async function runWithTimeout(tool: Tool, input: unknown, ctx: ToolContext): Promise<ToolResult> {
+  if (ctx.signal.aborted) throw new ToolCancelledError(tool.name);
+  const timeout = new AbortController();
+  const signal = AbortSignal.any([ctx.signal, timeout.signal]);
+  const failure = () => (timeout.signal.aborted ? new ToolTimeoutError(tool.name, tool.timeoutMs) : new ToolCancelledError(tool.name));
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(failure());
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  const timer = setTimeout(() => timeout.abort(), tool.timeoutMs);
+  try {
+    // A tool that rejects because its signal fired is reported as the timeout or cancellation.
+    const running = Promise.resolve().then(() => tool.execute(input, { ...ctx, signal }));
+    return await Promise.race([running.catch((err: unknown) => Promise.reject(signal.aborted ? failure() : err)), aborted]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort);
+  }
+}
+
+function boundResult(tool: Tool, result: ToolResult): ToolResult {
+  if (result === null || typeof result !== 'object' || typeof result.output !== 'string') {
+    throw new Error(`tool "${tool.name}" returned a result without a string output`);
+  }
+  const cut = truncateOutput(result.output, TOOL_OUTPUT_BYTES_MAX);
+  return { ...result, output: cut.text, truncated: result.truncated === true || cut.truncated };
+}
+
+export interface TruncatedText {
+  text: string;
+  truncated: boolean;
+  /** UTF-8 bytes of the original text that were cut. */
+  omittedBytes: number;
+}
+
+/**
+ * Keeps the head of `text` within `maxBytes` UTF-8 bytes, notice included: when it cuts, it ends
+ * at a character boundary and appends a line saying how many bytes were cut. Use it on anything
+ * sent to the model. Gotcha: a `maxBytes` smaller than the notice (about 100 bytes) yields the
+ * notice alone, which is then longer than `maxBytes`.
+ */
+export function truncateOutput(text: string, maxBytes: number): TruncatedText {
+  // Three bytes per UTF-16 unit is the UTF-8 worst case, so short texts skip the byte count.
+  if (text.length * 3 <= maxBytes) return { text, truncated: false, omittedBytes: 0 };
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= maxBytes) return { text, truncated: false, omittedBytes: 0 };
+  // The notice is sized with the longest number it can carry, so the final one never overflows.
+  const room = Math.max(0, maxBytes - Buffer.byteLength(truncationNotice(bytes.length, bytes.length)));
+  const keep = utf8Boundary(bytes, room);
+  const omittedBytes = bytes.length - keep;
+  const head = bytes.subarray(0, keep).toString('utf8');
+  return { text: head + truncationNotice(omittedBytes, bytes.length), truncated: true, omittedBytes };
+}
+
+function truncationNotice(omittedBytes: number, totalBytes: number): string {
+  return `\n[output truncated: ${omittedBytes} of ${totalBytes} bytes cut]`;
+}
+
+/** The largest cut ≤ `at` that does not split a UTF-8 sequence. */
+function utf8Boundary(bytes: Buffer, at: number): number {
+  let cut = Math.min(at, bytes.length);
+  while (cut > 0 && (bytes[cut] & 0xc0) === 0x80) cut--;
+  return cut;
+}
