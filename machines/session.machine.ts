@@ -389,7 +389,12 @@ export const sessionMachine = session.createMachine({
     recovering: {
       on: {
         'recovery.decided': [
-          { guard: 'decidedAbandon', target: 'settling', actions: ['interruptCalls', { type: 'settleActivity', params: { status: 'abandoned', reason: 'abandoned by a recovery decision' } }] },
+          {
+            guard: 'decidedAbandon',
+            target: 'settling',
+            // Like a cancel, an abandon is an explicit stop: pending input waits for a new input, run or wake.
+            actions: ['interruptCalls', assign({ parked: true }), { type: 'settleActivity', params: ({ event }) => ({ status: 'abandoned' as const, reason: data<'recovery.decided'>(event).reason ?? 'abandoned by a recovery decision' }) }],
+          },
           { guard: 'decidedRetry', target: 'continuing', actions: ['interruptCalls', 'retryTurn'] },
         ],
         'cancel.requested': { guard: 'isCurrentActivity', target: 'cancelling' },

@@ -1,0 +1,176 @@
+import { hostname } from 'node:os';
+import { OWNER_LEASE_TTL_MS, OWNER_RENEW_BEFORE_MS, OWNER_STOP_MARGIN_MS, LIVE_SESSIONS_MAX } from '../core/limits.js';
+import { LimitExceededError, type Lease, type Store } from '../store/index.js';
+import { SessionActor, type SessionDeps } from './session.js';
+
+export type SessionDepsFactory = (sessionId: string) => Omit<SessionDeps, 'store' | 'lease' | 'sessionId' | 'onFailure'>;
+
+export interface CoordinatorOptions {
+  store: Store;
+  deps: SessionDepsFactory;
+  ownerId?: string;
+  leaseTtlMs?: number;
+  /** Told when a live session stops on an operating failure (lost lease, broken store). */
+  onSessionFailure?: (sessionId: string, error: unknown) => void;
+}
+
+interface Live {
+  actor: SessionActor;
+  lease: Lease;
+  /** Monotonic time of the last successful acquire or renew. */
+  renewedAt: number;
+}
+
+/**
+ * The process-wide coordinator: takes and renews owner leases, keeps one live actor per owned
+ * session, joins concurrent runs of one session, and notices other processes' requests (by
+ * polling `data_version` through the store's change detector; with NATS also by wakes).
+ *
+ * Wakes cannot be lost: a session step reads every committed event of its session inside its own
+ * transaction, so a wake or admission that races with a settlement is seen by the step after it.
+ */
+export class Coordinator {
+  readonly ownerId: string;
+  private readonly live = new Map<string, Live>();
+  private readonly runs = new Map<string, Promise<void>>();
+  private readonly ttl: number;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(private readonly options: CoordinatorOptions) {
+    this.ownerId = options.ownerId ?? `${hostname()}:${process.pid}:${options.store.ids.next('own')}`;
+    this.ttl = options.leaseTtlMs ?? OWNER_LEASE_TTL_MS;
+  }
+
+  get store(): Store {
+    return this.options.store;
+  }
+
+  /** The live actor of a session this process owns. */
+  get(sessionId: string): SessionActor | undefined {
+    return this.live.get(sessionId)?.actor;
+  }
+
+  /**
+   * Takes ownership of a session and restores its actor, or returns null when another live owner
+   * holds it. Owning an already-owned session returns the same actor.
+   */
+  own(sessionId: string): SessionActor | null {
+    const existing = this.live.get(sessionId);
+    if (existing) return existing.actor;
+    if (this.live.size >= LIVE_SESSIONS_MAX) throw new LimitExceededError('LIVE_SESSIONS_MAX', `${this.live.size} sessions are live in this process`);
+    const store = this.options.store;
+    const lease = store.owners.acquire(sessionId, this.ownerId, this.ttl, store.clock.now());
+    if (!lease) return null;
+    const entry: Live = { actor: undefined as unknown as SessionActor, lease, renewedAt: store.clock.monotonic() };
+    this.live.set(sessionId, entry);
+    try {
+      entry.actor = new SessionActor({
+        ...this.options.deps(sessionId),
+        store,
+        lease,
+        sessionId,
+        onFailure: (error) => this.onFailure(sessionId, error),
+      });
+    } catch (error) {
+      this.live.delete(sessionId);
+      store.owners.release(lease);
+      throw error;
+    }
+    this.startBackground();
+    return entry.actor;
+  }
+
+  /**
+   * Runs a session until it is quiet (idle with nothing eligible, parked, or waiting for a
+   * recovery decision). Concurrent calls for one session join the same run.
+   */
+  runUntilQuiet(sessionId: string): Promise<void> {
+    const running = this.runs.get(sessionId);
+    if (running) return running;
+    const actor = this.get(sessionId);
+    if (!actor) return Promise.reject(new Error(`session ${sessionId} is not owned by this process`));
+    const run = actor.whenQuiet().finally(() => this.runs.delete(sessionId));
+    this.runs.set(sessionId, run);
+    return run;
+  }
+
+  /** An advisory wake for an owned session (coalesced: a wake while busy changes nothing). */
+  wake(sessionId: string): void {
+    this.get(sessionId)?.wake();
+  }
+
+  /** Stops a session's actor (aborting its children) and releases its lease. */
+  release(sessionId: string): void {
+    const entry = this.live.get(sessionId);
+    if (!entry) return;
+    this.live.delete(sessionId);
+    entry.actor.stop();
+    this.options.store.flushSession(sessionId);
+    this.options.store.owners.release(entry.lease);
+    if (this.live.size === 0) this.stopBackground();
+  }
+
+  /** Releases every session. */
+  shutdown(): void {
+    for (const id of [...this.live.keys()]) this.release(id);
+    this.stopBackground();
+  }
+
+  private onFailure(sessionId: string, error: unknown): void {
+    const entry = this.live.get(sessionId);
+    if (entry) {
+      this.live.delete(sessionId);
+      try {
+        this.options.store.owners.release(entry.lease);
+      } catch {
+        // the lease may be gone already
+      }
+    }
+    this.options.onSessionFailure?.(sessionId, error);
+  }
+
+  private startBackground(): void {
+    if (!this.unsubscribe) {
+      this.unsubscribe = this.options.store.changes.subscribe(() => {
+        for (const [id, entry] of this.live) {
+          try {
+            entry.actor.catchUp();
+          } catch (error) {
+            this.onFailure(id, error);
+          }
+        }
+      });
+    }
+    if (!this.renewTimer) {
+      this.renewTimer = setInterval(() => this.renewAll(), Math.max(50, this.ttl - OWNER_RENEW_BEFORE_MS));
+      this.renewTimer.unref();
+    }
+  }
+
+  private stopBackground(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = undefined;
+  }
+
+  /** Renews every lease; a session whose lease is lost, or nearly expired unrenewed, is stopped. */
+  private renewAll(): void {
+    const store = this.options.store;
+    for (const [id, entry] of this.live) {
+      let ok = false;
+      try {
+        ok = store.owners.renew(entry.lease, this.ttl, store.clock.now());
+      } catch {
+        ok = false; // busy database: try again next tick unless the margin is gone
+      }
+      if (ok) entry.renewedAt = store.clock.monotonic();
+      else if (!ok && store.clock.monotonic() - entry.renewedAt > this.ttl - OWNER_STOP_MARGIN_MS) {
+        this.live.delete(id);
+        entry.actor.stop();
+        this.options.onSessionFailure?.(id, new Error(`lost the lease of session ${id}`));
+      }
+    }
+  }
+}

@@ -1,0 +1,67 @@
+import { EXIT, exitCodeForStatus, UsageError } from '../exit.js';
+import { driveSession } from '../drive.js';
+import { createHumanRenderer, createJsonRenderer } from '../render.js';
+import { openRuntime, type CliRuntime, type PermissionMode } from '../runtime.js';
+import { requireSession } from './session.js';
+
+export interface PromptOptions {
+  steer?: boolean;
+  queue?: boolean;
+  follow?: boolean;
+  json?: boolean;
+  clientId?: string;
+  permission?: PermissionMode;
+}
+
+/**
+ * `loom prompt`: admit an input. With no mode given, a busy session applies its double-texting
+ * policy (steer, queue, interrupt or reject). If no live owner holds the session, this process
+ * takes it and runs it until idle; otherwise it returns after admission, or follows with --follow.
+ */
+export async function promptCommand(idArg: string, text: string, opts: PromptOptions): Promise<number> {
+  if (opts.steer && opts.queue) throw new UsageError('choose one of --steer and --queue');
+  if (text.trim() === '') throw new UsageError('prompt needs some text to send');
+  const rt = await openRuntime({ permission: opts.permission });
+  try {
+    const session = requireSession(rt.store, idArg);
+    const sessionId = session.sessionId;
+    await rt.configFor(session.location);
+    const busy = session.status !== 'idle';
+    let mode: 'steer' | 'queue' = opts.steer ? 'steer' : opts.queue ? 'queue' : 'queue';
+    if (!opts.steer && !opts.queue && busy) {
+      if (session.doubleTexting === 'reject') throw new UsageError(`session ${sessionId} is busy and its policy rejects new input; pass --steer or --queue`);
+      if (session.doubleTexting === 'interrupt' && session.activityId) {
+        rt.store.append({ sessionId, type: 'cancel.requested', data: { activityId: session.activityId, reason: 'interrupted by a new prompt' } });
+      }
+      mode = session.doubleTexting === 'queue' ? 'queue' : 'steer';
+    }
+    const after = rt.store.queries.session(sessionId)!.lastSeq;
+    const { input, admitted } = rt.store.admitInput(sessionId, { mode, text, clientId: opts.clientId, source: 'cli' });
+    process.stderr.write(`${admitted ? 'admitted' : 'already admitted'} ${input.mode} ${input.inputId} into ${sessionId}\n`);
+    const code = await driveSession(rt, sessionId, { json: opts.json, after });
+    if (code !== null) return code;
+    if (!opts.follow) return EXIT.ok;
+    return await follow(rt, sessionId, input.inputId, after, opts.json);
+  } finally {
+    rt.close();
+  }
+}
+
+/** Follows another owner's events until the activity that took this input settles. */
+async function follow(rt: CliRuntime, sessionId: string, inputId: string, after: number, json?: boolean): Promise<number> {
+  const render = json ? createJsonRenderer(process.stdout) : createHumanRenderer(process.stdout, process.stderr);
+  let activityId: string | null = null;
+  const ac = new AbortController();
+  process.once('SIGINT', () => ac.abort());
+  for await (const e of rt.store.tail({ sessionId, after }, { signal: ac.signal })) {
+    render.event(e);
+    if (e.type === 'input.assigned' && e.data.inputId === inputId) activityId = e.data.activityId;
+    if (e.type === 'input.cancelled' && e.data.inputId === inputId) return EXIT.cancelled;
+    if (e.type === 'activity.settled' && e.data.activityId === activityId) {
+      render.end();
+      return exitCodeForStatus(e.data.status);
+    }
+  }
+  render.end();
+  return EXIT.cancelled;
+}

@@ -1,0 +1,34 @@
+import { EXIT, UsageError } from '../exit.js';
+import { driveSession } from '../drive.js';
+import { openRuntime, resolveLocation, type PermissionMode } from '../runtime.js';
+import { createProviderResolver } from '../../llm/resolve.js';
+
+/** The model when neither --model, config nor $LOOM_MODEL names one. */
+export const DEFAULT_MODEL = 'openai/gpt-4o-mini';
+
+export interface RunOptions {
+  model?: string;
+  dir: string;
+  json?: boolean;
+  permission?: PermissionMode;
+}
+
+/** `loom run`: create a session, admit the text, own and run it until idle. */
+export async function runCommand(text: string, opts: RunOptions): Promise<number> {
+  if (text.trim() === '') throw new UsageError('run needs some text to send');
+  const location = resolveLocation(opts.dir);
+  const rt = await openRuntime({ permission: opts.permission });
+  try {
+    const config = await rt.configFor(location);
+    const model = opts.model ?? config.model ?? process.env.LOOM_MODEL ?? DEFAULT_MODEL;
+    createProviderResolver(config)(model); // fail before creating anything when the provider is not configured
+    const sessionId = rt.store.ids.next('ses');
+    rt.store.append({ sessionId, type: 'session.created', data: { location, model } });
+    rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli' });
+    process.stderr.write(`session ${sessionId} (${model}) in ${location}\n`);
+    const code = await driveSession(rt, sessionId, { json: opts.json, after: 0 });
+    return code ?? EXIT.ok;
+  } finally {
+    rt.close();
+  }
+}

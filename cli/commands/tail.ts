@@ -1,0 +1,30 @@
+import { UsageError } from '../exit.js';
+import { formatEventLine } from '../render.js';
+import { openStore } from '../runtime.js';
+import { requireSession } from './session.js';
+
+/** `loom tail`: prints a session's events after --after; --follow keeps going, from any process. */
+export async function tailCommand(idArg: string, opts: { after: string; follow?: boolean; json?: boolean }): Promise<number> {
+  const after = Number(opts.after);
+  if (!Number.isInteger(after) || after < 0) throw new UsageError(`--after must be a non-negative integer, got "${opts.after}"`);
+  const { store } = openStore();
+  try {
+    const sessionId = requireSession(store, idArg).sessionId;
+    const print = (e: Parameters<typeof formatEventLine>[0]) => process.stdout.write(`${opts.json ? JSON.stringify(e) : formatEventLine(e)}\n`);
+    if (!opts.follow) {
+      let cursor = after;
+      for (let page = store.read(sessionId, { after: cursor }); page.length > 0; page = store.read(sessionId, { after: cursor })) {
+        for (const e of page) print(e);
+        cursor = page[page.length - 1]!.seq;
+      }
+      return 0;
+    }
+    const ac = new AbortController();
+    process.once('SIGINT', () => ac.abort());
+    process.once('SIGTERM', () => ac.abort());
+    for await (const e of store.tail({ sessionId, after }, { signal: ac.signal })) print(e);
+    return 0;
+  } finally {
+    store.close();
+  }
+}

@@ -1,0 +1,70 @@
+import type { AnyEnvelope } from '../store/index.js';
+import { EXIT, exitCodeForStatus } from './exit.js';
+import { createHumanRenderer, createJsonRenderer, type Renderer } from './render.js';
+import type { CliRuntime } from './runtime.js';
+
+export interface DriveOptions {
+  json?: boolean;
+  /** Render events after this seq. */
+  after: number;
+}
+
+/**
+ * Runs an owned session in the foreground until it is quiet, streaming its events. Ctrl-C records
+ * a cancel of the current activity (a second Ctrl-C exits at once); SIGTERM stops the actor,
+ * releases the lease and exits 143 (the next owner finds the activity unsettled and recovers it).
+ * Returns the exit code of the last activity settled while driving, 5 when the session waits
+ * for a recovery decision, or null when another live owner holds the session.
+ */
+export async function driveSession(rt: CliRuntime, sessionId: string, options: DriveOptions): Promise<number | null> {
+  const { store, coordinator } = rt;
+  const render: Renderer = options.json ? createJsonRenderer(process.stdout) : createHumanRenderer(process.stdout, process.stderr);
+  const actor = coordinator.own(sessionId);
+  if (!actor) return null;
+  let lastSeq = options.after;
+  let lastStatus: string | null = null;
+  const show = (e: AnyEnvelope) => {
+    if (e.seq <= lastSeq) return;
+    lastSeq = e.seq;
+    if (e.type === 'activity.settled') lastStatus = e.data.status;
+    render.event(e);
+  };
+  const ac = new AbortController();
+  const tail = (async () => {
+    for await (const e of store.tail({ sessionId, after: lastSeq }, { signal: ac.signal })) show(e);
+  })();
+  let interrupts = 0;
+  const onInt = () => {
+    if (++interrupts > 1) process.exit(EXIT.cancelled);
+    const activityId = actor.context().activity?.id;
+    if (activityId) store.append({ sessionId, type: 'cancel.requested', data: { activityId, reason: 'Ctrl-C' } });
+  };
+  const onTerm = () => {
+    ac.abort();
+    coordinator.release(sessionId);
+    rt.close();
+    process.exit(143);
+  };
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  try {
+    await coordinator.runUntilQuiet(sessionId);
+  } finally {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+  }
+  const failure = actor.failure;
+  store.flushSession(sessionId);
+  ac.abort();
+  await tail;
+  for (let page = store.read(sessionId, { after: lastSeq }); page.length > 0; page = store.read(sessionId, { after: lastSeq })) page.forEach(show);
+  render.end();
+  const recovering = actor.snapshot().value === 'recovering';
+  coordinator.release(sessionId);
+  if (failure !== undefined) throw failure;
+  if (recovering) {
+    process.stderr.write(`loom: session ${sessionId} is waiting for a recovery decision: loom recover ${sessionId} --retry|--abandon\n`);
+    return EXIT.waiting;
+  }
+  return exitCodeForStatus(lastStatus);
+}

@@ -1,0 +1,122 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT, UsageError } from './exit.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/**
+ * The `loom` command line. Each action imports its implementation lazily, so `--help` and
+ * argument errors never load SQLite, XState or undici. Returns the exit code (DESIGN §7).
+ */
+export async function main(argv: string[]): Promise<number> {
+  let code: number = EXIT.ok;
+  const set = (c: number): void => {
+    code = c;
+  };
+  const program = new Command()
+    .name('loom')
+    .description('A durable runtime for AI coding-agent sessions')
+    .version(VERSION)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  const permission = () =>
+    new Option('--permission <mode>', 'answer permission asks: allow, deny or ask (default: ask on a TTY, deny otherwise)').choices(['allow', 'deny', 'ask']);
+
+  program
+    .command('run')
+    .description('create a session in DIR, admit TEXT and run the session until it is idle')
+    .argument('<text...>', 'what to ask')
+    .option('-m, --model <provider/model>', 'model, for example openai/gpt-4o-mini (default: config "model" or $LOOM_MODEL)')
+    .option('-d, --dir <dir>', 'the directory the session works in', '.')
+    .option('--json', 'print every event as one JSON envelope per line')
+    .addOption(permission())
+    .action(async (text: string[], opts) => set(await (await import('./commands/run.js')).runCommand(text.join(' '), opts)));
+
+  program
+    .command('prompt')
+    .description('admit TEXT into session ID; run it here if no live owner holds it')
+    .argument('<id>', 'session id (or a unique prefix)')
+    .argument('<text...>', 'the input')
+    .option('--steer', 'join the current activity at its next safe boundary')
+    .option('--queue', 'wait for the current activity to settle, then run (FIFO)')
+    .option('--follow', 'when another process owns the session, follow its events until this input is answered')
+    .option('--json', 'print events as JSON envelopes')
+    .option('--client-id <id>', 'idempotency key: a second admission with the same id is ignored')
+    .addOption(permission())
+    .action(async (id: string, text: string[], opts) => set(await (await import('./commands/prompt.js')).promptCommand(id, text.join(' '), opts)));
+
+  const session = program.command('session').description('list and show sessions');
+  session
+    .command('ls')
+    .description('list sessions, newest first')
+    .option('--json', 'one JSON object per line')
+    .action(async (opts) => set(await (await import('./commands/session.js')).sessionLs(opts)));
+  session
+    .command('show')
+    .argument('<id>')
+    .option('--json')
+    .description('show one session and its conversation')
+    .action(async (id: string, opts) => set(await (await import('./commands/session.js')).sessionShow(id, opts)));
+
+  program
+    .command('tail')
+    .description('print the events of session ID')
+    .argument('<id>')
+    .option('--after <seq>', 'start after this seq', '0')
+    .option('-f, --follow', 'keep following new events (from any process)')
+    .option('--json', 'print JSON envelopes (NDJSON)')
+    .action(async (id: string, opts) => set(await (await import('./commands/tail.js')).tailCommand(id, opts)));
+
+  program
+    .command('inspect')
+    .description('show the state of session ID: machine state, children, inbox, owner, usage')
+    .argument('<id>')
+    .option('--json')
+    .action(async (id: string, opts) => set(await (await import('./commands/inspect.js')).inspectCommand(id, opts)));
+
+  program
+    .command('cancel')
+    .description('cancel the current activity of session ID')
+    .argument('<id>')
+    .action(async (id: string) => set(await (await import('./commands/control.js')).cancelCommand(id)));
+
+  program
+    .command('recover')
+    .description('decide an ambiguous activity of session ID')
+    .argument('<id>')
+    .option('--abandon', 'settle the activity as abandoned')
+    .option('--retry', 'retry the interrupted turn')
+    .option('--reason <text>', 'why (recorded with the decision)')
+    .addOption(permission())
+    .action(async (id: string, opts) => set(await (await import('./commands/control.js')).recoverCommand(id, opts)));
+
+  try {
+    await program.parseAsync(argv);
+    return code;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
+      return EXIT.usage;
+    }
+    return reportError(error);
+  }
+}
+
+/** Operating failures reach the user as one clear line; configuration problems exit 2. */
+function reportError(error: unknown): number {
+  const e = error as Error & { kind?: string };
+  const message = e?.message ?? String(error);
+  process.stderr.write(`loom: ${message}\n`);
+  if (process.env.LOOM_DEBUG && e?.stack) process.stderr.write(`${e.stack}\n`);
+  const usage =
+    error instanceof UsageError ||
+    e?.name === 'ProviderConfigError' ||
+    e?.name === 'ConfigError' ||
+    e?.name === 'InvalidEventError' ||
+    e?.name === 'SessionNotFoundError' ||
+    e?.name === 'LimitExceededError' ||
+    e?.name === 'ForeignDatabaseError' ||
+    e?.name === 'NewerSchemaError';
+  return usage ? EXIT.usage : EXIT.failed;
+}

@@ -1,0 +1,38 @@
+import type { ResolvedConfig } from '../services/config.js';
+import { ProviderConfigError } from './errors.js';
+import { openAIProviderFromEnv } from './openai.js';
+import type { Provider } from './types.js';
+
+/** Splits `provider/model`; the model part may itself contain slashes (`openai/meta/llama-3`). */
+export function parseModelRef(ref: string): { providerId: string; model: string } {
+  const slash = ref.indexOf('/');
+  if (slash <= 0 || slash === ref.length - 1) {
+    throw new ProviderConfigError(`model "${ref}" must be written provider/model, for example openai/gpt-4o-mini`, []);
+  }
+  return { providerId: ref.slice(0, slash), model: ref.slice(slash + 1) };
+}
+
+/**
+ * Resolves `provider/model` to a provider adapter, built once per provider id from the
+ * environment and config. Unknown providers and missing credentials are typed config errors
+ * that name what is missing; there is never a fallback to a fake model.
+ */
+export function createProviderResolver(config: ResolvedConfig, env: NodeJS.ProcessEnv = process.env) {
+  const cache = new Map<string, Provider>();
+  return (ref: string): { provider: Provider; model: string } => {
+    const { providerId, model } = parseModelRef(ref);
+    let provider = cache.get(providerId);
+    if (!provider) {
+      if (providerId !== 'openai') {
+        throw new ProviderConfigError(`unknown provider "${providerId}" in model "${ref}"; available: openai`, []);
+      }
+      const o = config.providers.openai ?? {};
+      const merged = { ...env };
+      if (o.baseURL && !env.OPENAI_BASE_URL) merged.OPENAI_BASE_URL = o.baseURL;
+      if (o.apiKey && !env.OPENAI_API_KEY) merged.OPENAI_API_KEY = o.apiKey;
+      provider = openAIProviderFromEnv(merged, { idempotent: o.idempotent });
+      cache.set(providerId, provider);
+    }
+    return { provider, model };
+  };
+}
