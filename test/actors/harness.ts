@@ -1,0 +1,104 @@
+import { z } from 'zod';
+import { Coordinator } from '../../actors/coordinator.js';
+import type { PermissionAsker } from '../../actors/toolCall.js';
+import { createProviderResolver } from '../../llm/resolve.js';
+import { resolveConfig, type ConfigV1 } from '../../services/config.js';
+import type { AnyEnvelope, Store } from '../../store/index.js';
+import { createDefaultRegistry } from '../../tools/builtin/index.js';
+import { startScriptedOpenAIServer, type ScriptedTurn } from '../fixtures/scripted-openai-server.js';
+import { onCleanup, tempDir, tempStore } from '../helpers.js';
+
+/** A test tool that waits `ms` (honouring its signal). Not idempotent: its start is a barrier. */
+export const sleepTool = {
+  name: 'sleep',
+  description: 'waits',
+  input: z.object({ ms: z.number() }),
+  idempotent: false,
+  timeoutMs: 5_000,
+  async execute(input: { ms: number }, ctx: { signal: AbortSignal }) {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(resolve, input.ms);
+      ctx.signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        reject(new Error('aborted'));
+      });
+    });
+    return { output: `slept ${input.ms}` };
+  },
+};
+
+export interface Harness {
+  store: Store;
+  coordinator: Coordinator;
+  sessionId: string;
+  location: string;
+  server: Awaited<ReturnType<typeof startScriptedOpenAIServer>>;
+  types(): string[];
+  events(): AnyEnvelope[];
+  waitFor(predicate: (e: AnyEnvelope) => boolean, timeoutMs?: number): Promise<AnyEnvelope>;
+  admit(mode: 'steer' | 'queue', text: string): string;
+  run(): Promise<void>;
+}
+
+export async function createHarness(options: {
+  script?: ScriptedTurn[];
+  respond?: Parameters<typeof startScriptedOpenAIServer>[0] extends infer O ? (O extends { respond?: infer R } ? R : never) : never;
+  config?: Partial<ConfigV1>;
+  askPermission?: PermissionAsker;
+  store?: Store;
+} = {}): Promise<Harness> {
+  const server = await startScriptedOpenAIServer({ script: options.script ?? [], respond: options.respond });
+  onCleanup(() => void server.close());
+  const store = options.store ?? tempStore();
+  const config = resolveConfig({ version: 1, ...options.config } as ConfigV1);
+  const tools = createDefaultRegistry();
+  tools.register(sleepTool);
+  const coordinator = new Coordinator({
+    store,
+    deps: () => ({
+      config,
+      tools,
+      resolveProvider: createProviderResolver(config, { OPENAI_BASE_URL: server.url }),
+      askPermission: options.askPermission,
+    }),
+  });
+  onCleanup(() => coordinator.shutdown());
+  const location = tempDir();
+  const sessionId = store.ids.next('ses');
+  store.append({ sessionId, type: 'session.created', data: { location, model: 'openai/test' } });
+  const events = () => {
+    store.flushDeltas();
+    const out: AnyEnvelope[] = [];
+    for (let page = store.read(sessionId); page.length > 0; page = store.read(sessionId, { after: page.at(-1)!.seq })) out.push(...page);
+    return out;
+  };
+  return {
+    store,
+    coordinator,
+    sessionId,
+    location,
+    server,
+    events,
+    types: () => events().map((e) => e.type).filter((t) => t !== 'text.delta' && t !== 'reasoning.delta'),
+    async waitFor(predicate, timeoutMs = 10_000) {
+      const ac = new AbortController();
+      const timer = setTimeout(() => ac.abort(), timeoutMs);
+      try {
+        for await (const e of store.tail({ sessionId }, { signal: ac.signal })) if (predicate(e)) return e;
+        throw new Error('waitFor timed out');
+      } finally {
+        clearTimeout(timer);
+        ac.abort();
+      }
+    },
+    admit(mode, text) {
+      return store.admitInput(sessionId, { mode, text }).input.inputId;
+    },
+    async run() {
+      const actor = coordinator.own(sessionId);
+      if (!actor) throw new Error('could not own the session');
+      await coordinator.runUntilQuiet(sessionId);
+      if (actor.failure) throw actor.failure;
+    },
+  };
+}
