@@ -5,10 +5,11 @@ import type { Db } from './db.js';
  * Notices writes. Commits made through this process's store notify at once; commits by other
  * connections (other processes, or other stores in this process) are noticed by polling
  * `PRAGMA data_version`, which changes exactly when another connection has committed.
- * The poll runs only while someone listens, and never keeps the process alive.
+ * The poll runs only while someone listens, and keeps the process alive only for tails.
  */
 export class ChangeDetector {
   private readonly listeners = new Set<() => void>();
+  private readonly keepAlive = new Set<() => void>();
   private timer: NodeJS.Timeout | undefined;
   private lastVersion = -1;
 
@@ -17,14 +18,26 @@ export class ChangeDetector {
     private readonly intervalMs = CHANGE_POLL_INTERVAL_MS,
   ) {}
 
-  /** Calls `listener` after every noticed change; returns the unsubscribe function. */
-  subscribe(listener: () => void): () => void {
+  /**
+   * Calls `listener` after every noticed change; returns the unsubscribe function. With
+   * `keepAlive` (a tail someone is waiting on) the poll keeps the process running.
+   */
+  subscribe(listener: () => void, options: { keepAlive?: boolean } = {}): () => void {
     this.listeners.add(listener);
+    if (options.keepAlive) this.keepAlive.add(listener);
     if (!this.timer) this.start();
+    this.refTimer();
     return () => {
       this.listeners.delete(listener);
+      this.keepAlive.delete(listener);
       if (this.listeners.size === 0) this.stop();
+      else this.refTimer();
     };
+  }
+
+  private refTimer(): void {
+    if (this.keepAlive.size > 0) this.timer?.ref();
+    else this.timer?.unref();
   }
 
   /** Our own commit: tell listeners now. */

@@ -297,7 +297,7 @@ export class Store {
       dirty = true;
       wake?.();
     };
-    const unsubscribe = this.changes.subscribe(onChange);
+    const unsubscribe = this.changes.subscribe(onChange, { keepAlive: true });
     options.signal?.addEventListener('abort', onChange);
     try {
       while (!options.signal?.aborted) {

@@ -47,7 +47,13 @@ const SINGLE_RUNS = 5;
 /** Batched deltas: concurrent streams (one per session), tokens per stream per run, timed runs. */
 const DELTA_STREAMS = 100;
 const DELTA_WARMUP_TOKENS = 100;
-const DELTA_TOKENS = 1_000; // 100 streams x 1,000 tokens = 100,000 deltas per run
+/**
+ * Loom: 100 streams x 5,000 tokens = 500,000 deltas per run, long enough (several 50 ms flush
+ * intervals) to include the store's timer flushes at steady state rather than one final flush.
+ */
+const DELTA_TOKENS = 5_000;
+/** Raw baseline: 100 x 1,000 = 100,000 rows per run (~1-3 s at raw speed; rates are per second). */
+const RAW_DELTA_TOKENS = 1_000;
 const DELTA_RUNS = 5;
 /** Deltas between event-loop turns, so the store's flush timer can fire as it would in a server. */
 const DELTA_YIELD_EVERY = 500;
@@ -402,8 +408,8 @@ async function benchDeltas(log: (l: string) => void): Promise<DeltaResult> {
     const rawRuns: DeltaRun[] = [];
     const rawNoIndexRuns: DeltaRun[] = [];
     for (let r = 0; r < DELTA_RUNS; r++) {
-      rawRuns.push(await rawDeltaRun(raw, rawStreams, tokens, DELTA_TOKENS, `r${r}`));
-      rawNoIndexRuns.push(await rawDeltaRun(rawNoIndex, rawNoIndexStreams, tokens, DELTA_TOKENS, `r${r}`));
+      rawRuns.push(await rawDeltaRun(raw, rawStreams, tokens, RAW_DELTA_TOKENS, `r${r}`));
+      rawNoIndexRuns.push(await rawDeltaRun(rawNoIndex, rawNoIndexStreams, tokens, RAW_DELTA_TOKENS, `r${r}`));
       loomRuns.push(await loomDeltaRun(store, loomStreams, tokens, DELTA_TOKENS, `r${r}`));
     }
     const result = {
@@ -842,7 +848,7 @@ async function run(log: (line: string) => void): Promise<SuiteReport> {
   const notes = [
     `Baseline: a plain better-sqlite3 file with the \`events\` table's columns and unique index, WAL, synchronous=NORMAL; one prepared INSERT in a \`db.transaction(...).immediate()\`. Each measurement opens fresh files in os.tmpdir(); Loom and baseline runs alternate so both see the same machine noise.`,
     `Single appends: ${fmtNum(SINGLE_WARMUP_COMMITS)} warm-up then ${SINGLE_RUNS} × ${fmtNum(SINGLE_COMMITS)} commits. Loom validates with zod, computes seq (max(seq) lookup), fences owner events (lease lookup) and updates projections (sessions row, and the activity for \`turn.started\`) in the same transaction; the raw row carries the same JSON.`,
-    `Batched deltas: ${DELTA_STREAMS} streams × ${fmtNum(DELTA_TOKENS)} tokens of ${TOKEN_CHARS_MIN}–${TOKEN_CHARS_MAX} ASCII chars, interleaved round-robin over ${DELTA_STREAMS} sessions (first quarter of each stream a reasoning part, then a text part), ${DELTA_RUNS} timed runs after a ${DELTA_WARMUP_TOKENS}-token warm-up. Loom flushes by its own triggers (${fmtBytes(DELTA_BATCH_BYTES_MAX)} per session, ${DELTA_FLUSH_INTERVAL_MS} ms timer; the loop yields to the event loop every ${DELTA_YIELD_EVERY} deltas so the timer fires) and a final flushDeltas(); the raw baseline inserts one row per delta, ${RAW_ROWS_PER_TXN} rows per transaction, yielding at the same cadence. Bytes are delta text bytes; commits counted through store.changes. The raw table with the \`events\` unique (session, seq) index is the like-for-like baseline; 100 interleaved sessions make every raw transaction touch ~100 index leaf pages, so the index-less variant is shown too and the target is judged against whichever raw variant is faster.`,
+    `Batched deltas: ${DELTA_STREAMS} streams × ${fmtNum(DELTA_TOKENS)} tokens (raw baseline: × ${fmtNum(RAW_DELTA_TOKENS)}) of ${TOKEN_CHARS_MIN}–${TOKEN_CHARS_MAX} ASCII chars, interleaved round-robin over ${DELTA_STREAMS} sessions (first quarter of each stream a reasoning part, then a text part), ${DELTA_RUNS} timed runs after a ${DELTA_WARMUP_TOKENS}-token warm-up. Loom flushes by its own triggers (${fmtBytes(DELTA_BATCH_BYTES_MAX)} per session, ${DELTA_FLUSH_INTERVAL_MS} ms timer; the loop yields to the event loop every ${DELTA_YIELD_EVERY} deltas so the timer fires) and a final flushDeltas(); the raw baseline inserts one row per delta, ${RAW_ROWS_PER_TXN} rows per transaction, yielding at the same cadence. Bytes are delta text bytes; commits counted through store.changes. The raw table with the \`events\` unique (session, seq) index is the like-for-like baseline; 100 interleaved sessions make every raw transaction touch ~100 index leaf pages, so the index-less variant is shown too and the target is judged against whichever raw variant is faster.`,
     `Flush cost: ${DELTA_STREAMS} sessions each buffer one segment of ${FLUSH_TOKENS_PER_SEGMENT} tokens, then \`flushDeltas()\` (one transaction per session, as the ${DELTA_FLUSH_INTERVAL_MS} ms timer does) is timed against one \`store.append\` of the same ${DELTA_STREAMS} merged events (one transaction), alternating, after ${FLUSH_WARMUP_ROUNDS} warm-up rounds.`,
     `Barrier: ${BARRIER_RUNS} × ${fmtNum(BARRIER_COMMITS)} \`attempt.dispatched\` appends each way after ${BARRIER_WARMUP_COMMITS} warm-up; the raw rows use a connection fixed at synchronous=FULL or NORMAL. p50/p99 are over every timed commit. The temp dir is on the machine's disk (fsync is real).`,
     `Replay: a session of ${fmtNum(REPLAY_EVENTS)} (and ${fmtNum(REPLAY_SMALL_EVENTS)}) events, text.delta rows of ${REPLAY_DELTA_CHARS_MIN}–${REPLAY_DELTA_CHARS_MAX} chars plus a turn.started every 50th, inserted directly and checkpointed; the raw file holds a copy of the same rows. ${REPLAY_RUNS} timed runs per method after a warm-up. Store reads parse \`data\` (JSON.parse + upcast); the raw scan does not — the "+ JSON.parse" row shows that share of the cost.`,
