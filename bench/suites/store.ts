@@ -71,6 +71,12 @@ const FLUSH_ROUNDS = 100;
 /** Tokens merged into each session's segment per round (~50 ms of a fast stream). */
 const FLUSH_TOKENS_PER_SEGMENT = 5;
 
+/** Paced streaming: provider-like arrival rate, to see what the store costs at a realistic load. */
+const PACED_STREAMS = 100;
+const PACED_TOKENS_PER_SECOND = 50; // per stream: a fast model's output rate
+const PACED_SECONDS = 2;
+const PACED_TICK_MS = 10;
+
 /** Barrier vs NORMAL commits. */
 const BARRIER_WARMUP_COMMITS = 20;
 const BARRIER_COMMITS = 200;
@@ -502,6 +508,76 @@ function benchFlush(log: (l: string) => void): FlushResult {
   }
 }
 
+// ---- paced streaming ----------------------------------------------------------------------------
+
+interface PacedResult {
+  deltasPerSecond: number;
+  commitsPerSecond: number;
+  eventsPerSecond: number;
+  cpuShare: number; // CPU time (user + system) / wall time, store and generator together
+  idleCpuShare: number; // the same generator loop without the store
+}
+
+/**
+ * PACED_STREAMS streams each emitting PACED_TOKENS_PER_SECOND tokens, generated on a
+ * PACED_TICK_MS timer: the store flushes by its own timer. CPU share is measured with
+ * process.cpuUsage() over the wall time, beside the same loop with no store.
+ */
+async function benchPaced(log: (l: string) => void): Promise<PacedResult> {
+  const tmp = tempDir();
+  try {
+    const store = Store.open(tmp.file('loom.db'));
+    const streams = Array.from({ length: PACED_STREAMS }, (_, i) => openStream(store, `ses_${String(i).padStart(3, '0')}`));
+    const tokens = tokenPool(44);
+    const drive = async (emit: (s: Stream, i: number, text: string) => void) => {
+      let emitted = 0;
+      let k = 0;
+      const cpu0 = process.cpuUsage();
+      const t0 = now();
+      await new Promise<void>((resolve) => {
+        const timer = setInterval(() => {
+          const elapsed = Math.min(now() - t0, PACED_SECONDS * 1000);
+          const due = Math.floor((elapsed / 1000) * PACED_TOKENS_PER_SECOND);
+          while (emitted < due) {
+            for (let i = 0; i < streams.length; i++) emit(streams[i]!, i, tokens[k++ % tokens.length]!);
+            emitted++;
+          }
+          if (elapsed >= PACED_SECONDS * 1000) {
+            clearInterval(timer);
+            resolve();
+          }
+        }, PACED_TICK_MS);
+      });
+      const wall = now() - t0;
+      const cpu = process.cpuUsage(cpu0);
+      return { deltas: emitted * streams.length, wallMs: wall, cpuShare: (cpu.user + cpu.system) / 1000 / wall };
+    };
+    const idle = await drive(() => {});
+    let commits = 0;
+    const unsubscribe = store.changes.subscribe(() => commits++);
+    const before = countEvents(store.db);
+    const loaded = await drive((s, i, text) =>
+      store.bufferDelta({ sessionId: s.sessionId, epoch: s.epoch, type: 'text.delta', activityId: s.activityId, attemptId: s.attemptId, partId: `prt_${i}_paced`, delta: text }),
+    );
+    store.flushDeltas();
+    unsubscribe();
+    const events = countEvents(store.db) - before;
+    store.close();
+    const seconds = loaded.wallMs / 1000;
+    const result = {
+      deltasPerSecond: loaded.deltas / seconds,
+      commitsPerSecond: commits / seconds,
+      eventsPerSecond: events / seconds,
+      cpuShare: loaded.cpuShare,
+      idleCpuShare: idle.cpuShare,
+    };
+    log(`paced: ${fmtNum(result.deltasPerSecond)} deltas/s -> ${fmtNum(result.commitsPerSecond)} commits/s, CPU ${(100 * result.cpuShare).toFixed(0)}% (idle loop ${(100 * result.idleCpuShare).toFixed(0)}%)`);
+    return result;
+  } finally {
+    tmp.cleanup();
+  }
+}
+
 // ---- barrier -------------------------------------------------------------------------------------
 
 interface BarrierResult {
@@ -749,6 +825,7 @@ async function run(log: (line: string) => void): Promise<SuiteReport> {
   const owner = benchSingle('owner', log);
   const deltas = await benchDeltas(log);
   const flush = benchFlush(log);
+  const paced = await benchPaced(log);
   const barrier = await benchBarrier(log);
   const replay = await benchReplay(log);
   log(`store suite measured in ${((now() - started) / 1000).toFixed(1)} s`);
@@ -782,6 +859,18 @@ async function run(log: (line: string) => void): Promise<SuiteReport> {
       ['commits per flush', fmtNum(flush.flush.commits), fmtNum(flush.grouped.commits), ''],
       ['latency p50 / p99', `${fmtMs(flush.flush.p50)} / ${fmtMs(flush.flush.p99)}`, `${fmtMs(flush.grouped.p50)} / ${fmtMs(flush.grouped.p99)}`, fmtRatio(flush.flush.p50 / flush.grouped.p50)],
       [`share of one core at one flush per ${DELTA_FLUSH_INTERVAL_MS} ms (p50)`, `${((100 * flush.flush.p50) / DELTA_FLUSH_INTERVAL_MS).toFixed(0)}%`, `${((100 * flush.grouped.p50) / DELTA_FLUSH_INTERVAL_MS).toFixed(0)}%`, ''],
+    ],
+  });
+
+  tables.push({
+    title: `Paced streaming: ${PACED_STREAMS} streams × ${PACED_TOKENS_PER_SECOND} tokens/s for ${PACED_SECONDS} s (store flushes by its own timer)`,
+    columns: ['measurement', 'value'],
+    rows: [
+      ['deltas/s offered', fmtNum(paced.deltasPerSecond)],
+      ['events/s written (merged)', fmtNum(paced.eventsPerSecond)],
+      ['commits/s', fmtNum(paced.commitsPerSecond)],
+      ['CPU (user+sys) / wall, with the store', `${(100 * paced.cpuShare).toFixed(0)}%`],
+      ['CPU / wall, same generator without the store', `${(100 * paced.idleCpuShare).toFixed(0)}%`],
     ],
   });
 
@@ -850,6 +939,7 @@ async function run(log: (line: string) => void): Promise<SuiteReport> {
     `Single appends: ${fmtNum(SINGLE_WARMUP_COMMITS)} warm-up then ${SINGLE_RUNS} × ${fmtNum(SINGLE_COMMITS)} commits. Loom validates with zod, computes seq (max(seq) lookup), fences owner events (lease lookup) and updates projections (sessions row, and the activity for \`turn.started\`) in the same transaction; the raw row carries the same JSON.`,
     `Batched deltas: ${DELTA_STREAMS} streams × ${fmtNum(DELTA_TOKENS)} tokens (raw baseline: × ${fmtNum(RAW_DELTA_TOKENS)}) of ${TOKEN_CHARS_MIN}–${TOKEN_CHARS_MAX} ASCII chars, interleaved round-robin over ${DELTA_STREAMS} sessions (first quarter of each stream a reasoning part, then a text part), ${DELTA_RUNS} timed runs after a ${DELTA_WARMUP_TOKENS}-token warm-up. Loom flushes by its own triggers (${fmtBytes(DELTA_BATCH_BYTES_MAX)} per session, ${DELTA_FLUSH_INTERVAL_MS} ms timer; the loop yields to the event loop every ${DELTA_YIELD_EVERY} deltas so the timer fires) and a final flushDeltas(); the raw baseline inserts one row per delta, ${RAW_ROWS_PER_TXN} rows per transaction, yielding at the same cadence. Bytes are delta text bytes; commits counted through store.changes. The raw table with the \`events\` unique (session, seq) index is the like-for-like baseline; 100 interleaved sessions make every raw transaction touch ~100 index leaf pages, so the index-less variant is shown too and the target is judged against whichever raw variant is faster.`,
     `Flush cost: ${DELTA_STREAMS} sessions each buffer one segment of ${FLUSH_TOKENS_PER_SEGMENT} tokens, then \`flushDeltas()\` (one transaction per session, as the ${DELTA_FLUSH_INTERVAL_MS} ms timer does) is timed against one \`store.append\` of the same ${DELTA_STREAMS} merged events (one transaction), alternating, after ${FLUSH_WARMUP_ROUNDS} warm-up rounds.`,
+    `Paced streaming: ${PACED_STREAMS} sessions each receive ${PACED_TOKENS_PER_SECOND} tokens/s from a ${PACED_TICK_MS} ms interval timer for ${PACED_SECONDS} s; the store flushes by its ${DELTA_FLUSH_INTERVAL_MS} ms timer (one transaction per session). CPU is process.cpuUsage() over wall time, so it includes SQLite's WAL writes on this thread.`,
     `Barrier: ${BARRIER_RUNS} × ${fmtNum(BARRIER_COMMITS)} \`attempt.dispatched\` appends each way after ${BARRIER_WARMUP_COMMITS} warm-up; the raw rows use a connection fixed at synchronous=FULL or NORMAL. p50/p99 are over every timed commit. The temp dir is on the machine's disk (fsync is real).`,
     `Replay: a session of ${fmtNum(REPLAY_EVENTS)} (and ${fmtNum(REPLAY_SMALL_EVENTS)}) events, text.delta rows of ${REPLAY_DELTA_CHARS_MIN}–${REPLAY_DELTA_CHARS_MAX} chars plus a turn.started every 50th, inserted directly and checkpointed; the raw file holds a copy of the same rows. ${REPLAY_RUNS} timed runs per method after a warm-up. Store reads parse \`data\` (JSON.parse + upcast); the raw scan does not — the "+ JSON.parse" row shows that share of the cost.`,
     gcAvailable()
