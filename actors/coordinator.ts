@@ -1,6 +1,8 @@
 import { hostname } from 'node:os';
 import { OWNER_LEASE_TTL_MS, OWNER_RENEW_BEFORE_MS, OWNER_STOP_MARGIN_MS, LIVE_SESSIONS_MAX } from '../core/limits.js';
 import { LimitExceededError, type Lease, type Store } from '../store/index.js';
+import { createInProcessTransport } from '../transport/inprocess/index.js';
+import type { Transport } from '../transport/types.js';
 import { SessionActor, type SessionDeps } from './session.js';
 
 export type SessionDepsFactory = (sessionId: string) => Omit<SessionDeps, 'store' | 'lease' | 'sessionId' | 'onFailure'>;
@@ -10,6 +12,8 @@ export interface CoordinatorOptions {
   deps: SessionDepsFactory;
   ownerId?: string;
   leaseTtlMs?: number;
+  /** Carries wakes, cancels and committed events; the in-process transport by default. */
+  transport?: Transport;
   /** Told when a live session stops on an operating failure (lost lease, broken store). */
   onSessionFailure?: (sessionId: string, error: unknown) => void;
 }
@@ -36,10 +40,25 @@ export class Coordinator {
   private readonly ttl: number;
   private renewTimer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
+  readonly transport: Transport;
+  private readonly detach: (() => void)[] = [];
 
   constructor(private readonly options: CoordinatorOptions) {
     this.ownerId = options.ownerId ?? `${hostname()}:${process.pid}:${options.store.ids.next('own')}`;
     this.ttl = options.leaseTtlMs ?? OWNER_LEASE_TTL_MS;
+    this.transport = options.transport ?? createInProcessTransport();
+    // Copies of committed events go out on the transport; signals make owned sessions look now.
+    this.detach.push(
+      options.store.onAppended((events) => {
+        for (const e of events) void this.transport.publish(e);
+      }),
+      this.transport.onSignal((signal) => {
+        const actor = this.get(signal.sessionId);
+        if (!actor) return;
+        actor.catchUp();
+        if (signal.kind === 'wake') actor.wake();
+      }),
+    );
   }
 
   get store(): Store {
@@ -115,6 +134,7 @@ export class Coordinator {
   shutdown(): void {
     for (const id of [...this.live.keys()]) this.release(id);
     this.stopBackground();
+    for (const d of this.detach.splice(0)) d();
   }
 
   private onFailure(sessionId: string, error: unknown): void {

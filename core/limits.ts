@@ -182,3 +182,8 @@ export const CONFIG_PERMISSION_RULES_MAX = 1_000;
 
 /** How often `tail --follow` and a non-owning `prompt --follow` poll for new events. */
 export const FOLLOW_POLL_INTERVAL_MS = 100;
+
+// ---- transport ---------------------------------------------------------------------------------
+
+/** Subscribers (event and signal handlers) on one in-process transport; more is a leak. */
+export const TRANSPORT_SUBSCRIBERS_MAX = 10_000;

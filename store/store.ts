@@ -95,6 +95,7 @@ export class Store {
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly onFlushError: NonNullable<StoreOptions['onFlushError']>;
   private readonly q: Record<string, Statement>;
+  private readonly appendedListeners = new Set<(events: AnyEnvelope[]) => void>();
 
   private constructor(db: Db, readonly path: string, options: StoreOptions) {
     this.db = db;
@@ -163,13 +164,36 @@ export class Store {
   }
 
   /** Runs `fn` in one IMMEDIATE transaction (FULL sync when `barrier`), then notifies listeners. */
+  /**
+   * Calls `listener` with the envelopes of every transaction this store commits (after the commit,
+   * outermost only), including timed delta flushes. For publishing copies of committed events.
+   */
+  onAppended(listener: (events: AnyEnvelope[]) => void): () => void {
+    this.appendedListeners.add(listener);
+    return () => void this.appendedListeners.delete(listener);
+  }
+
+  private pending: AnyEnvelope[] = [];
+
   private commit<T>(barrier: boolean, fn: () => T): T {
     // `synchronous` cannot change inside a transaction: a barrier must be the outermost commit.
     if (barrier && this.db.inTransaction) throw new Error('a barrier commit cannot nest inside another transaction');
     if (barrier) this.db.pragma('synchronous = FULL');
     try {
-      const result = this.db.transaction(fn).immediate();
-      this.changes.notify();
+      const outermost = !this.db.inTransaction;
+      let result: T;
+      try {
+        result = this.db.transaction(fn).immediate();
+      } catch (error) {
+        if (outermost) this.pending = [];
+        throw error;
+      }
+      if (outermost) {
+        const committed = this.pending;
+        this.pending = [];
+        this.changes.notify();
+        if (committed.length > 0) for (const l of [...this.appendedListeners]) l(committed);
+      }
       return result;
     } finally {
       if (barrier) this.db.pragma('synchronous = NORMAL');
@@ -201,6 +225,7 @@ export class Store {
     const { lastInsertRowid } = this.q.insert!.run(sid, seq, r.type, version, at, json);
     const envelope = { sessionId: sid, seq, gseq: Number(lastInsertRowid), type: r.type, version, at, data } as AnyEnvelope;
     this.projector.apply(envelope);
+    this.pending.push(envelope);
     return envelope;
   }
 

@@ -426,6 +426,8 @@ async function benchDeltas(log: (l: string) => void): Promise<DeltaResult> {
       slowestRawWindow: Math.min(...rawRuns.map((r) => r.slowestWindow)),
       slowestRawNoIndexWindow: Math.min(...rawNoIndexRuns.map((r) => r.slowestWindow)),
     };
+    const spread = (rs: DeltaRun[]) => `${fmtNum(Math.min(...rs.map((x) => x.deltasPerSecond)))}–${fmtNum(Math.max(...rs.map((x) => x.deltasPerSecond)))}`;
+    log(`batched deltas per run: loom ${spread(loomRuns)}, raw ${spread(rawRuns)}, raw without index ${spread(rawNoIndexRuns)} deltas/s`);
     log(
       `batched deltas: loom ${fmtNum(result.loom.deltasPerSecond)} deltas/s (${fmtBytesRate(result.loom.bytesPerSecond)}), ` +
         `raw ${fmtNum(result.raw.deltasPerSecond)} rows/s (${fmtBytesRate(result.raw.bytesPerSecond)})`,
@@ -807,7 +809,10 @@ async function benchReplay(log: (l: string) => void): Promise<ReplayResult> {
         liveLarge: m.small && gcAvailable() ? await liveHeap(m.large, REPLAY_EVENTS) : undefined,
       });
     }
-    log(`replay: ${out.methods.map((m) => `${m.name.split(' (')[0]} ${fmtNum(m.run.perSecond)}/s`).join(', ')}`);
+    for (let j = 0; j < methods.length; j++) {
+      const rates = runs[j]!.map((x) => x.perSecond);
+      log(`replay ${methods[j]!.name}: median ${fmtNum(median(rates))}/s (runs ${fmtNum(Math.min(...rates))}–${fmtNum(Math.max(...rates))})`);
+    }
     large.close();
     small.close();
     raw.close();
