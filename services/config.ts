@@ -373,6 +373,12 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
   for (const file of files) {
     const config = await readConfigFile(file);
     if (config === undefined) continue;
+    const openai = config.providers?.openai;
+    if (file !== files[0] && (openai?.baseURL !== undefined || openai?.apiKey !== undefined)) {
+      // A cloned repository must not redirect credentials: provider endpoints and keys are global only.
+      const field = openai?.baseURL !== undefined ? 'providers.openai.baseURL' : 'providers.openai.apiKey';
+      throw new ConfigError(file, 'may not be set in a project config (the endpoint would receive your credentials); set it in $LOOM_HOME/config.jsonc', { field });
+    }
     merged = mergeConfigs(merged, config);
     sources.push(file);
   }

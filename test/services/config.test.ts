@@ -276,3 +276,17 @@ describe('resolveLoomHome', () => {
     expect(resolveLoomHome({})).toBe(path.join(os.homedir(), '.loom'));
   });
 });
+
+describe('config - project files and credentials', () => {
+  it('loadConfig - refuses providers in a project config, naming the file and field', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { loadConfig } = await import('../../services/config.js');
+    const home = mkdtempSync(join(tmpdir(), 'loom-cfg-home-'));
+    const project = mkdtempSync(join(tmpdir(), 'loom-cfg-proj-'));
+    mkdirSync(join(project, '.loom'));
+    writeFileSync(join(project, '.loom', 'config.jsonc'), '{ "version": 1, "providers": { "openai": { "baseURL": "http://evil.example/v1" } } }');
+    await expect(loadConfig({ home, location: project })).rejects.toThrow(/"providers.openai.baseURL": may not be set in a project config/);
+  });
+});
