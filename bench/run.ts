@@ -11,6 +11,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { gcAvailable, machine, renderConsole, renderMarkdown, type Suite, type SuiteReport } from './lib.js';
@@ -46,10 +47,10 @@ export function upsertSection(text: string, name: string, body: string): string 
   return `${base}\n${block}\n`;
 }
 
-function sectionMarkdown(suite: Suite, report: SuiteReport, date: Date, seconds: number): string {
+function sectionMarkdown(suite: Suite, report: SuiteReport, date: Date, seconds: number, load: number): string {
   const lines: string[] = [];
   lines.push(`## ${suite.title}`, '');
-  lines.push(`Run ${date.toISOString().replace(/\.\d+Z$/, 'Z')} on ${machine()}; suite took ${seconds.toFixed(1)} s.`);
+  lines.push(`Run ${date.toISOString().replace(/\.\d+Z$/, 'Z')} on ${machine()}; 1-minute load average ${load.toFixed(2)} at the start; suite took ${seconds.toFixed(1)} s.`);
   lines.push(`Command: \`node dist/bench/run.js ${suite.name}\`.`, '');
   for (const t of report.tables) lines.push(renderMarkdown(t), '');
   if (report.targets.length > 0) {
@@ -69,17 +70,19 @@ function sectionMarkdown(suite: Suite, report: SuiteReport, date: Date, seconds:
   return lines.join('\n');
 }
 
-async function loadSuites(): Promise<Suite[]> {
+/** Suite files compiled from bench/suites/*.ts, by name (the file name without extension). */
+function suiteFiles(): Map<string, string> {
   const dir = join(import.meta.dirname, 'suites');
   const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.js')).sort() : [];
-  const suites: Suite[] = [];
-  for (const f of files) {
-    const mod = (await import(pathToFileURL(join(dir, f)).href)) as { suite?: Suite };
-    if (!mod.suite) throw new Error(`bench: ${f} exports no \`suite\``);
-    if (mod.suite.name !== basename(f, '.js')) throw new Error(`bench: ${f} names its suite "${mod.suite.name}"`);
-    suites.push(mod.suite);
-  }
-  return suites;
+  return new Map(files.map((f) => [basename(f, '.js'), join(dir, f)]));
+}
+
+/** Imports only the suites that will run, so one suite's imports never break another's run. */
+async function loadSuite(name: string, file: string): Promise<Suite> {
+  const mod = (await import(pathToFileURL(file).href)) as { suite?: Suite };
+  if (!mod.suite) throw new Error(`bench: ${file} exports no \`suite\``);
+  if (mod.suite.name !== name) throw new Error(`bench: ${file} names its suite "${mod.suite.name}", not "${name}"`);
+  return mod.suite;
 }
 
 async function main(): Promise<number> {
@@ -95,21 +98,23 @@ async function main(): Promise<number> {
     return child.status ?? 1;
   }
 
-  const available = await loadSuites();
-  const unknown = names.filter((n) => !available.some((s) => s.name === n));
+  const files = suiteFiles();
+  const unknown = names.filter((n) => !files.has(n));
   if (unknown.length > 0) {
-    console.error(`bench: unknown suite(s) ${unknown.join(', ')}; available: ${available.map((s) => s.name).join(', ')}`);
+    console.error(`bench: unknown suite(s) ${unknown.join(', ')}; available: ${[...files.keys()].join(', ')}`);
     return 2;
   }
-  const selected = names.length > 0 ? available.filter((s) => names.includes(s.name)) : available;
+  const selectedNames = names.length > 0 ? [...files.keys()].filter((n) => names.includes(n)) : [...files.keys()];
   const resultsPath = join(projectRoot(), 'bench', 'RESULTS.md');
   console.log(`bench: ${machine()}${gcAvailable() ? '' : ' (no --expose-gc: memory figures include garbage)'}`);
 
   let failed = 0;
-  for (const suite of selected) {
+  for (const name of selectedNames) {
+    const suite = await loadSuite(name, files.get(name)!);
     console.log(`\n== ${suite.title} ==`);
     const started = Date.now();
     const date = new Date();
+    const load = loadavg()[0]!;
     const report = await suite.run((line) => console.log(`  ${line}`));
     const seconds = (Date.now() - started) / 1000;
     for (const t of report.tables) console.log('\n' + renderConsole(t));
@@ -126,7 +131,7 @@ async function main(): Promise<number> {
     console.log(`\n${suite.name}: ${seconds.toFixed(1)} s`);
     failed += report.targets.filter((t) => !t.pass).length;
     const text = existsSync(resultsPath) ? readFileSync(resultsPath, 'utf8') : '';
-    writeFileSync(resultsPath, upsertSection(text, suite.name, sectionMarkdown(suite, report, date, seconds)));
+    writeFileSync(resultsPath, upsertSection(text, suite.name, sectionMarkdown(suite, report, date, seconds, load)));
     console.log(`wrote the ${suite.name} section of ${resultsPath}`);
   }
   if (failed > 0) console.log(`\n${failed} target(s) FAILED`);

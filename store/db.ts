@@ -54,6 +54,12 @@ function assertNotForeignFile(path: string): void {
 
 /** Read-only checks: a non-Loom application id, or tables without one, means a foreign file. */
 function identify(db: Db, path: string): void {
+  // One read transaction, so the id and the table count come from the same moment: another
+  // process may be committing the first migration in between two separate reads.
+  db.transaction(() => identifyNow(db, path)).deferred();
+}
+
+function identifyNow(db: Db, path: string): void {
   const appId = db.pragma('application_id', { simple: true }) as number;
   const version = db.pragma('user_version', { simple: true }) as number;
   if (appId === LOOM_APPLICATION_ID) {

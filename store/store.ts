@@ -96,6 +96,8 @@ export class Store {
   private readonly onFlushError: NonNullable<StoreOptions['onFlushError']>;
   private readonly q: Record<string, Statement>;
   private readonly appendedListeners = new Set<(events: AnyEnvelope[]) => void>();
+  /** One transaction wrapper, made once: nested calls become savepoints. */
+  private readonly run;
 
   private constructor(db: Db, readonly path: string, options: StoreOptions) {
     this.db = db;
@@ -106,6 +108,7 @@ export class Store {
     this.projector = new Projector(db);
     this.queries = new Queries(db);
     this.onFlushError = options.onFlushError ?? (() => {});
+    this.run = db.transaction((fn: () => unknown) => fn());
     const p = (sql: string) => db.prepare(sql);
     this.q = {
       maxSeq: p(`SELECT max(seq) AS seq FROM events WHERE ifnull(session_id, '') = ?`),
@@ -183,7 +186,7 @@ export class Store {
       const outermost = !this.db.inTransaction;
       let result: T;
       try {
-        result = this.db.transaction(fn).immediate();
+        result = this.run.immediate(fn) as T;
       } catch (error) {
         if (outermost) this.pending = [];
         throw error;
@@ -269,9 +272,23 @@ export class Store {
     }
   }
 
-  /** Writes every buffered delta now. A session whose flush fails is reported and dropped. */
+  /**
+   * Writes every buffered delta now, in one transaction with a savepoint per session: a session
+   * whose flush fails (a stale owner) is reported and dropped without affecting the others.
+   */
   flushDeltas(): void {
-    for (const sid of this.deltas.sessionIds()) this.flushSession(sid);
+    const sessions = this.deltas.sessionIds();
+    if (sessions.length === 0) return;
+    this.commit(false, () => {
+      for (const sid of sessions) {
+        const segments = this.deltas.take(sid);
+        try {
+          this.run(() => this.writeSegments(sid, segments, new Map()));
+        } catch (error) {
+          this.onFlushError(error, sid);
+        }
+      }
+    });
   }
 
   /** Writes one session's buffered deltas now (the caller's own events flush them implicitly). */
