@@ -50,7 +50,13 @@ export class Coordinator {
     // Copies of committed events go out on the transport; signals make owned sessions look now.
     this.detach.push(
       options.store.onAppended((events) => {
-        for (const e of events) void this.transport.publish(e);
+        const touched = new Set<string>();
+        for (const e of events) {
+          void this.transport.publish(e);
+          if (e.sessionId !== null) touched.add(e.sessionId);
+        }
+        // Only sessions written to need to look (a session's own steps find nothing new: one cheap read).
+        for (const id of touched) this.catchUpSafely(id);
       }),
       this.transport.onSignal((signal) => {
         const actor = this.get(signal.sessionId);
@@ -81,10 +87,10 @@ export class Coordinator {
     const store = this.options.store;
     const lease = store.owners.acquire(sessionId, this.ownerId, this.ttl, store.clock.now());
     if (!lease) return null;
-    const entry: Live = { actor: undefined as unknown as SessionActor, lease, renewedAt: store.clock.monotonic() };
-    this.live.set(sessionId, entry);
+    let actor: SessionActor;
     try {
-      entry.actor = new SessionActor({
+      // Built before it is registered: its first step commits, and listeners must not see a half-made entry.
+      actor = new SessionActor({
         ...this.options.deps(sessionId),
         store,
         lease,
@@ -92,12 +98,13 @@ export class Coordinator {
         onFailure: (error) => this.onFailure(sessionId, error),
       });
     } catch (error) {
-      this.live.delete(sessionId);
       store.owners.release(lease);
       throw error;
     }
+    if (actor.failure !== undefined) throw actor.failure;
+    this.live.set(sessionId, { actor, lease, renewedAt: store.clock.monotonic() });
     this.startBackground();
-    return entry.actor;
+    return actor;
   }
 
   /**
@@ -137,6 +144,18 @@ export class Coordinator {
     for (const d of this.detach.splice(0)) d();
   }
 
+  private seenGseq = 0;
+
+  private catchUpSafely(sessionId: string): void {
+    const entry = this.live.get(sessionId);
+    if (!entry) return;
+    try {
+      entry.actor.catchUp();
+    } catch (error) {
+      this.onFailure(sessionId, error);
+    }
+  }
+
   private onFailure(sessionId: string, error: unknown): void {
     const entry = this.live.get(sessionId);
     if (entry) {
@@ -152,14 +171,13 @@ export class Coordinator {
 
   private startBackground(): void {
     if (!this.unsubscribe) {
-      this.unsubscribe = this.options.store.changes.subscribe(() => {
-        for (const [id, entry] of this.live) {
-          try {
-            entry.actor.catchUp();
-          } catch (error) {
-            this.onFailure(id, error);
-          }
-        }
+      const store = this.options.store;
+      this.seenGseq = store.maxGseq();
+      // Another process committed: wake only the live sessions it wrote to.
+      this.unsubscribe = store.changes.subscribeExternal(() => {
+        const { sessionIds, maxGseq } = store.sessionsChangedSince(this.seenGseq);
+        this.seenGseq = maxGseq;
+        for (const id of sessionIds) this.catchUpSafely(id);
       });
     }
     if (!this.renewTimer) {
@@ -177,6 +195,15 @@ export class Coordinator {
 
   /** Renews every lease; a session whose lease is lost, or nearly expired unrenewed, is stopped. */
   private renewAll(): void {
+    try {
+      // One transaction for every lease (each renew joins it as a savepoint).
+      this.options.store.transaction(() => this.renewEach());
+    } catch {
+      this.renewEach(); // the database was busy: renew one by one, each in its own transaction
+    }
+  }
+
+  private renewEach(): void {
     const store = this.options.store;
     for (const [id, entry] of this.live) {
       let ok = false;

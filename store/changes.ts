@@ -45,13 +45,28 @@ export class ChangeDetector {
     for (const l of [...this.listeners]) l();
   }
 
+  /** Listeners only for commits by other connections (our own arrive through `Store.onAppended`). */
+  subscribeExternal(listener: () => void): () => void {
+    this.external.add(listener);
+    const off = this.subscribe(() => {});
+    return () => {
+      this.external.delete(listener);
+      off();
+    };
+  }
+
+  private readonly external = new Set<() => void>();
+
   /** Polls once; true when another connection committed since the last check. */
   poll(): boolean {
     if (!this.db.open) return false;
     const v = this.db.pragma('data_version', { simple: true }) as number;
     const changed = this.lastVersion !== -1 && v !== this.lastVersion;
     this.lastVersion = v;
-    if (changed) this.notify();
+    if (changed) {
+      this.notify();
+      for (const l of [...this.external]) l();
+    }
     return changed;
   }
 

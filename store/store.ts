@@ -115,6 +115,8 @@ export class Store {
       insert: p('INSERT INTO events (session_id, seq, type, version, at, data) VALUES (?, ?, ?, ?, ?, ?)'),
       read: p(`SELECT * FROM events WHERE ifnull(session_id, '') = ? AND seq > ? ORDER BY seq LIMIT ?`),
       readAll: p('SELECT * FROM events WHERE gseq > ? ORDER BY gseq LIMIT ?'),
+      changedSince: p('SELECT session_id, max(gseq) AS g FROM events WHERE gseq > ? GROUP BY session_id'),
+      maxGseq: p('SELECT max(gseq) AS g FROM events'),
       snapshotPut: p(`INSERT INTO snapshots (session_id, seq, machine_version, value, context) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (session_id) DO UPDATE SET seq = excluded.seq, machine_version = excluded.machine_version,
         value = excluded.value, context = excluded.context`),
@@ -361,6 +363,26 @@ export class Store {
       unsubscribe();
       options.signal?.removeEventListener('abort', onChange);
     }
+  }
+
+  /**
+   * Which sessions have events after `afterGseq`, and the newest gseq: lets a process with many
+   * live sessions wake only the ones another process wrote to.
+   */
+  sessionsChangedSince(afterGseq: number): { sessionIds: string[]; maxGseq: number } {
+    const rows = this.q.changedSince!.all(afterGseq) as { session_id: string | null; g: number }[];
+    let maxGseq = afterGseq;
+    const sessionIds: string[] = [];
+    for (const r of rows) {
+      maxGseq = Math.max(maxGseq, r.g);
+      if (r.session_id !== null) sessionIds.push(r.session_id);
+    }
+    return { sessionIds, maxGseq };
+  }
+
+  /** The newest gseq in the log (0 when empty). */
+  maxGseq(): number {
+    return (this.q.maxGseq!.get() as { g: number | null }).g ?? 0;
   }
 
   // ---- inbox -------------------------------------------------------------------------------

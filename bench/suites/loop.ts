@@ -64,7 +64,7 @@ const MANY_WARMUP_INPUTS = 10;
 const FEW_SESSIONS = 20;
 /** Sustained: achieved ≥ this share of offered … */
 const MANY_SUSTAINED_SHARE = 0.95;
-/** … and p99 bounded: at most this, and the last third's p99 ≤ 2 × the first third's + 10 ms. */
+/** … and p99 bounded: at most this, and the last third's p99 ≤ 2 × the first third's + 50 ms. */
 const MANY_P99_BOUND_MS = 500;
 const MANY_TARGET_P99_OVERHEAD_MS = 20;
 /** Part 2 gives up stepping up once this much time has gone (the brief: under ~90 s). */
@@ -151,6 +151,9 @@ async function rawRequest(url: string, body: string): Promise<number> {
   if (res.statusCode !== 200 || bytes === 0) throw new Error(`bench: raw request got ${res.statusCode} with ${bytes} bytes`);
   return elapsed;
 }
+
+/** fmtMs that keeps the sign of a difference. */
+const fmtDiff = (ms: number): string => (ms < 0 ? `−${fmtMs(-ms)}` : fmtMs(ms));
 
 const wireBody = (r: ProviderRequest): string => JSON.stringify(buildChatCompletionsBody(r, 'max_tokens'));
 
@@ -324,6 +327,8 @@ interface TurnResult {
   requestBytes: { first: number; last: number };
   /** Per milestone (event type and its occurrence in the activity): times since the admission. */
   timeline: Map<string, number[]>;
+  /** The `read` tool alone through the registry (same file), per call. */
+  readTool: number[];
 }
 
 async function benchTurns(url: string, log: (l: string) => void): Promise<TurnResult> {
@@ -339,6 +344,7 @@ async function benchTurns(url: string, log: (l: string) => void): Promise<TurnRe
     turns: 0,
     requestBytes: { first: 0, last: 0 },
     timeline: new Map(),
+    readTool: [],
   };
   try {
     for (let s = 0; s < TURN_WARMUP_SESSIONS + TURN_SESSIONS; s++) {
@@ -393,6 +399,14 @@ async function benchTurns(url: string, log: (l: string) => void): Promise<TurnRe
       }
       coordinator.release(sessionId);
       checkSession(store, sessionId, TURN_ACTIVITIES_PER_SESSION, TURN_ACTIVITIES_PER_SESSION);
+    }
+    // The `read` tool by itself, through a registry like the session's (same file, same location).
+    const registry = createDefaultRegistry();
+    const ac = new AbortController();
+    for (let i = 0; i < 20 + out.turns / 2; i++) {
+      const t0 = now();
+      await registry.execute('read', { path: 'notes.txt' }, { sessionId: 'ses_bench', callId: `call_${i}`, location: loom.location, signal: ac.signal });
+      if (i >= 20) out.readTool.push(now() - t0);
     }
     log(
       `turns: ${out.turns} timed; Loom p50 ${fmtMs(median(out.loom))}, raw p50 ${fmtMs(median(out.raw))}, ` +
@@ -543,7 +557,7 @@ function judge(r: OpenLoopResult): { sustained: boolean; why: string } {
   if (r.timedOut || r.errors > 0) return { sustained: false, why: r.timedOut ? `${r.offered - r.completed} unfinished ${MANY_DRAIN_TIMEOUT_MS / 1000} s after the last arrival` : `${r.errors} errors (${r.firstError})` };
   if (r.achieved < MANY_SUSTAINED_SHARE * r.rate) return { sustained: false, why: `achieved ${fmtNum(r.achieved)}/s < ${MANY_SUSTAINED_SHARE * 100}% of offered` };
   if (r.p99 > MANY_P99_BOUND_MS) return { sustained: false, why: `p99 ${fmtMs(r.p99)} > ${fmtMs(MANY_P99_BOUND_MS)}` };
-  if (r.p99LastThird > 2 * r.p99FirstThird + 10) return { sustained: false, why: `p99 grows over the step (${fmtMs(r.p99FirstThird)} → ${fmtMs(r.p99LastThird)})` };
+  if (r.p99LastThird > 2 * r.p99FirstThird + 50) return { sustained: false, why: `p99 grows over the step (${fmtMs(r.p99FirstThird)} → ${fmtMs(r.p99LastThird)})` };
   return { sustained: true, why: 'sustained' };
 }
 
@@ -879,6 +893,7 @@ async function run(log: (line: string) => void): Promise<SuiteReport> {
       ['`admitInput` called', fmtMs(0), ''],
       ...milestones.map((m, i) => [m.label, fmtMs(m.at), fmtMs(m.at - (i === 0 ? 0 : milestones[i - 1]!.at))]),
       ['(for comparison) raw request p50: tool turn / answer turn', `${fmtMs(median(turns.byKind[0]!.raw))} / ${fmtMs(median(turns.byKind[1]!.raw))}`, ''],
+      ['(for comparison) the `read` tool alone through the registry, p50', fmtMs(median(turns.readTool)), ''],
     ],
   });
 
@@ -887,7 +902,7 @@ async function run(log: (line: string) => void): Promise<SuiteReport> {
     `${fmtNum(s.loom.achieved)}/s`,
     `${fmtMs(s.loom.p50)} / ${fmtMs(s.loom.p99)}`,
     `${fmtMs(s.raw.p50)} / ${fmtMs(s.raw.p99)}`,
-    `${fmtMs(s.loom.p50 - s.raw.p50)} / ${fmtMs(s.loom.p99 - s.raw.p99)}`,
+    `${fmtDiff(s.loom.p50 - s.raw.p50)} / ${fmtDiff(s.loom.p99 - s.raw.p99)}`,
     fmtRatio(s.loom.p99 / s.raw.p99),
     `${fmtMs(s.loom.cpuPerTurnMs)} / ${fmtMs(s.raw.cpuPerTurnMs)}`,
     fmtNum(s.commitsPerTurn, 1),
@@ -925,7 +940,7 @@ async function run(log: (line: string) => void): Promise<SuiteReport> {
     title: `One-shot \`loom run\`: ${ONESHOT_TOOL_TURNS} \`read\` turns + an answer, fresh LOOM_HOME (median of ${ONESHOT_RUNS})`,
     columns: ['measurement', 'loom run', 'node -e ""', 'loom / node', 'loom − node'],
     rows: [
-      ['wall time (spawn → exit)', fmtMs(oneShot.loom.wallMs), fmtMs(oneShot.node.wallMs), ratio(oneShot.loom.wallMs, oneShot.node.wallMs), fmtMs(oneShot.loom.wallMs - oneShot.node.wallMs)],
+      ['wall time (spawn → exit)', fmtMs(oneShot.loom.wallMs), fmtMs(oneShot.node.wallMs), ratio(oneShot.loom.wallMs, oneShot.node.wallMs), fmtDiff(oneShot.loom.wallMs - oneShot.node.wallMs)],
       ['peak RSS', fmtBytes(oneShot.loom.peakRss), fmtBytes(oneShot.node.peakRss), ratio(oneShot.loom.peakRss, oneShot.node.peakRss), fmtBytes(oneShot.loom.peakRss - oneShot.node.peakRss)],
       ['  wall, every run', oneShot.loomRuns.map((r) => fmtMs(r.wallMs)).join(', '), oneShot.nodeRuns.map((r) => fmtMs(r.wallMs)).join(', '), '', ''],
     ],
@@ -934,8 +949,8 @@ async function run(log: (line: string) => void): Promise<SuiteReport> {
     title: 'One-shot decomposition (same runs, each with its own fresh LOOM_HOME; medians)',
     columns: ['command', 'wall', 'peak RSS', 'wall − node -e ""'],
     rows: [
-      ...oneShot.steps.map((x) => [x.name, fmtMs(x.run.wallMs), fmtBytes(x.run.peakRss), fmtMs(x.run.wallMs - oneShot.node.wallMs)]),
-      [`\`loom run\` (${ONESHOT_TOOL_TURNS} tool turns + answer)`, fmtMs(oneShot.loom.wallMs), fmtBytes(oneShot.loom.peakRss), fmtMs(oneShot.loom.wallMs - oneShot.node.wallMs)],
+      ...oneShot.steps.map((x) => [x.name, fmtMs(x.run.wallMs), fmtBytes(x.run.peakRss), fmtDiff(x.run.wallMs - oneShot.node.wallMs)]),
+      [`\`loom run\` (${ONESHOT_TOOL_TURNS} tool turns + answer)`, fmtMs(oneShot.loom.wallMs), fmtBytes(oneShot.loom.peakRss), fmtDiff(oneShot.loom.wallMs - oneShot.node.wallMs)],
     ],
   });
 
@@ -956,11 +971,11 @@ async function run(log: (line: string) => void): Promise<SuiteReport> {
 
   const notes = [
     `Scripted OpenAI-compatible server: a child node process on loopback (this suite's file run with ${SERVER_FLAG}), shared by Loom and the baselines. A tool turn streams one \`read\` call of a 20-line \`notes.txt\`; an answer turn streams ${ANSWER.length} characters in 4-character chunks plus finish, usage and [DONE].`,
-    `Loom side: a temp SQLite Store (WAL; barrier commits with synchronous=FULL on the machine's disk), one Coordinator, the real openai provider (undici's global dispatcher), the default tool registry, the CLI's system prompt. Bench-only instrumentation wraps this Store instance's \`append\` (to note when \`turn.started\` is appended) and \`transaction\` (to time session steps), and the provider (to keep a reference to each request); each costs one call and a clock read.`,
-    `Per-turn overhead: ${TURN_WARMUP_SESSIONS} warm-up sessions then ${TURN_SESSIONS} timed sessions of ${TURN_ACTIVITIES_PER_SESSION} activities (histories stay short and realistic: at most ${TURN_ACTIVITIES_PER_SESSION * 2} turns; request bodies ${fmtBytes(turns.requestBytes.first)} → ${fmtBytes(turns.requestBytes.last)}). Turn 1 runs from just before \`admitInput\` to the append of turn 2's \`turn.started\` (admission, activity opening, the barrier \`attempt.dispatched\`, the request and stream, \`tool.called\`, permission, \`tool.started\`, the \`read\` itself, \`tool.settled\`, \`turn.finished\`, the history reload); turn 2 from there to \`runUntilQuiet\` resolving (request, stream, \`text.done\` + \`turn.finished\` + \`activity.settled\`, idle). Each turn is paired with a raw \`undici.request\` that POSTs the same JSON body Loom sent for it (serialised outside the timing) and reads the response to its end, right after the activity; the overhead quantiles are over the paired differences.`,
-    `Many sessions: ${fmtNum(MANY_SESSIONS)} sessions created and owned up front; each arrival admits a steer into the next idle session (round robin) and waits for \`runUntilQuiet\`; latency runs from the arrival's scheduled time (open loop). The raw baseline fires the same schedule of raw requests (the body of a one-turn Loom request, ${fmtBytes(many.requestBytes)}) for ${MANY_RAW_STEP_SECONDS} s per rate, measured after a warm-up on one live session and before the other ${fmtNum(MANY_SESSIONS - 1)} are owned, so the coordinator's background work (the lease-renewal sweep) stays out of the baseline's tail. A Loom step stops arriving early (and counts as not sustained) once more inputs are in flight than rate × ${fmtMs(MANY_P99_BOUND_MS)} (Little's law: the mean latency is past the bound) or than there are idle sessions. Overhead = Loom quantile − raw quantile at the same rate (not paired). Achieved rate = offered × arrival span / completion span. Sustained = every input done within ${MANY_DRAIN_TIMEOUT_MS / 1000} s of the last arrival, achieved ≥ ${MANY_SUSTAINED_SHARE * 100}% of offered, p99 ≤ ${fmtMs(MANY_P99_BOUND_MS)}, and the p99 of the last third of arrivals ≤ 2 × that of the first third + 10 ms (no growing queue). Rates step up through ${MANY_RATES.join(', ')}/s until one is not sustained; when even ${MANY_RATES[0]}/s is not, ${MANY_FALLBACK_RATES.join(', ')}/s are tried downwards until one is. The diagnostic ladder then releases all but ${FEW_SESSIONS} sessions and steps up again, to separate what grows with the number of live sessions from the per-turn work. CPU per turn is this process's user+system time over the step divided by turns (the server's CPU is in its own process).`,
+    `Loom side: a temp SQLite Store (WAL; barrier commits with synchronous=FULL on the machine's disk), one Coordinator, the real openai provider (undici's global dispatcher), the default tool registry, the CLI's system prompt. Bench-only instrumentation wraps this Store instance's \`append\` (to note when events are appended), \`transaction\` (to time session steps) and \`changes.notify\` (to count commits; see the workaround below), and the provider (to keep a reference to each request); each costs a call, a clock read and an array push.`,
+    `Per-turn overhead: ${TURN_WARMUP_SESSIONS} warm-up sessions then ${TURN_SESSIONS} timed sessions of ${TURN_ACTIVITIES_PER_SESSION} activities (histories stay short and realistic: at most ${TURN_ACTIVITIES_PER_SESSION * 2} turns; request bodies ${fmtBytes(turns.requestBytes.first)} → ${fmtBytes(turns.requestBytes.last)}). Turn 1 runs from just before \`admitInput\` to the append of turn 2's \`turn.started\` (admission, activity opening, the barrier \`attempt.dispatched\`, the request and stream, \`tool.called\`, permission, \`tool.started\`, the \`read\` itself, \`tool.settled\`, \`turn.finished\`, the history reload); turn 2 from there to \`runUntilQuiet\` resolving (request, stream, \`text.done\` + \`turn.finished\` + \`activity.settled\`, idle). Each turn is paired with a raw \`undici.request\` that POSTs the same JSON body Loom sent for it (serialised outside the timing) and reads the response to its end, right after the activity; the overhead quantiles are over the paired differences. The milestone table takes the median over activities of the time at which each event is appended (inside its step's transaction, before that commit) and when each barrier commit returns; gaps between medians are approximate.`,
+    `Many sessions: ${fmtNum(MANY_SESSIONS)} sessions created and owned up front; each arrival admits a steer into the next idle session (round robin) and waits for \`runUntilQuiet\`; latency runs from the arrival's scheduled time (open loop). The raw baseline fires the same schedule of raw requests (the body of a one-turn Loom request, ${fmtBytes(many.requestBytes)}) for ${MANY_RAW_STEP_SECONDS} s per rate, measured after a warm-up on one live session and before the other ${fmtNum(MANY_SESSIONS - 1)} are owned, so the coordinator's background work (the lease-renewal sweep) stays out of the baseline's tail. A Loom step stops arriving early (and counts as not sustained) once more inputs are in flight than rate × ${fmtMs(MANY_P99_BOUND_MS)} (Little's law: the mean latency is past the bound) or than there are idle sessions. Overhead = Loom quantile − raw quantile at the same rate (not paired). Achieved rate = offered × arrival span / completion span. Sustained = every input done within ${MANY_DRAIN_TIMEOUT_MS / 1000} s of the last arrival, achieved ≥ ${MANY_SUSTAINED_SHARE * 100}% of offered, p99 ≤ ${fmtMs(MANY_P99_BOUND_MS)}, and the p99 of the last third of arrivals ≤ 2 × that of the first third + 50 ms (no growing queue). Rates step up through ${MANY_RATES.join(', ')}/s until one is not sustained; when even ${MANY_RATES[0]}/s is not, ${MANY_FALLBACK_RATES.join(', ')}/s are tried downwards until one is. The diagnostic ladder then releases all but ${FEW_SESSIONS} sessions and steps up again, to separate what grows with the number of live sessions from the per-turn work. CPU per turn is this process's user+system time over the step divided by turns (the server's CPU is in its own process).`,
     `Workaround: \`Coordinator.own\` cannot own a second session while another is live (the new entry is in the live map before its actor exists; the actor's first commit notifies the coordinator, whose listener calls \`catchUp()\` on the half-built entry, gets a TypeError and drops the new session as failed). The bench mutes this store's change notifications while it calls \`own\` (nothing else runs meanwhile, and other actors have nothing to catch up on from a new session's commits).`,
-    `One-shot: \`node bin/loom.js run --model openai/test --dir <tmp> "tools=${ONESHOT_TOOL_TURNS} …"\` as a child process with a fresh LOOM_HOME (so the database is created and migrated) and OPENAI_BASE_URL at the scripted server; the run's log is checked (${ONESHOT_TOOL_TURNS + 1} turns, ${ONESHOT_TOOL_TURNS} tool calls, exit 0). Wall time is spawn to exit in the parent; peak RSS by ${oneShot.peakMethod}. One warm-up run of each, then ${ONESHOT_RUNS} alternating runs; medians.`,
+    `One-shot: \`node bin/loom.js run --model openai/test --dir <tmp> "tools=${ONESHOT_TOOL_TURNS} …"\` as a child process with a fresh LOOM_HOME (so the database is created and migrated) and OPENAI_BASE_URL at the scripted server; the run's log is checked (${ONESHOT_TOOL_TURNS + 1} turns, ${ONESHOT_TOOL_TURNS} tool calls, exit 0). Wall time is spawn to exit in the parent; peak RSS by ${oneShot.peakMethod}. One warm-up run of each, then ${ONESHOT_RUNS} alternating runs; medians. The decomposition rows run in the same rounds: bare node, the bin's \`--version\` path, a process that only imports the \`run\` command's module graph, and \`loom session ls\` on a fresh LOOM_HOME (database created and migrated).`,
   ];
   notes.push(
     `Machine load (1-minute load average, ${cpus().length} cores) at the start / end of the suite: ${load0[0]!.toFixed(2)} / ${load1[0]!.toFixed(2)}. Other work on the machine shows up in every tail here, the baselines' included.`,
