@@ -50,13 +50,13 @@ export class Coordinator {
     // Copies of committed events go out on the transport; signals make owned sessions look now.
     this.detach.push(
       options.store.onAppended((events) => {
-        const touched = new Set<string>();
+        const touched = new Map<string, number>();
         for (const e of events) {
           void this.transport.publish(e);
-          if (e.sessionId !== null) touched.add(e.sessionId);
+          if (e.sessionId !== null) touched.set(e.sessionId, e.seq);
         }
-        // Only sessions written to need to look (a session's own steps find nothing new: one cheap read).
-        for (const id of touched) this.catchUpSafely(id);
+        // Only sessions written to need to look; a session's own steps have delivered theirs already.
+        for (const [id, seq] of touched) this.catchUpSafely(id, seq);
       }),
       this.transport.onSignal((signal) => {
         const actor = this.get(signal.sessionId);
@@ -146,11 +146,11 @@ export class Coordinator {
 
   private seenGseq = 0;
 
-  private catchUpSafely(sessionId: string): void {
+  private catchUpSafely(sessionId: string, knownSeq?: number): void {
     const entry = this.live.get(sessionId);
     if (!entry) return;
     try {
-      entry.actor.catchUp();
+      entry.actor.catchUp(knownSeq);
     } catch (error) {
       this.onFailure(sessionId, error);
     }

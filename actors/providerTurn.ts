@@ -22,16 +22,15 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
   if (!activity || signal.aborted) return;
   const attemptId = store.ids.next('att');
   const attempt = activity.attempt + 1;
-  const sessionRow = store.queries.session(sid)!;
   const parts: string[] = [];
   const open = { activityId: activity.id, attemptId, parts, received: false };
   try {
-    const { provider, model } = session.deps.resolveProvider(sessionRow.model);
+    const { provider, model } = session.deps.resolveProvider(session.model);
     const messages = buildMessages(store.queries.conversation(sid), session.deps.systemPrompt);
     session.openAttempt = open;
     session.observe(
       [
-        owner({ type: 'attempt.dispatched', data: { activityId: activity.id, turnId: activity.turnId!, attemptId, attempt, model: sessionRow.model, inputIds: activity.unconsumed } }),
+        owner({ type: 'attempt.dispatched', data: { activityId: activity.id, turnId: activity.turnId!, attemptId, attempt, model: session.model, inputIds: activity.unconsumed } }),
         ...activity.unconsumed.map((inputId) => owner({ type: 'input.consumed', data: { inputId, activityId: activity.id, attemptId } })),
       ],
       { barrier: true },

@@ -44,6 +44,9 @@ type SessionSnapshot = SnapshotFrom<typeof sessionMachine>;
  */
 export class SessionActor {
   readonly sessionId: string;
+  /** The session's directory and model (fixed at creation). */
+  readonly location: string;
+  readonly model: string;
   private readonly actor: Actor<typeof sessionMachine>;
   private lastSeq = 0;
   private depth = 0;
@@ -52,6 +55,10 @@ export class SessionActor {
 
   constructor(readonly deps: SessionDeps) {
     this.sessionId = deps.sessionId;
+    const row = deps.store.queries.session(deps.sessionId);
+    if (!row) throw new Error(`session ${deps.sessionId} does not exist`);
+    this.location = row.location;
+    this.model = row.model;
     const restored = this.restore();
     this.actor = createActor(this.provideMachine(), { snapshot: restored, input: this.input() });
     this.actor.subscribe({
@@ -110,9 +117,13 @@ export class SessionActor {
     return out;
   }
 
-  /** Picks up what other processes appended. Cheap when nothing is new. */
-  catchUp(): void {
+  /**
+   * Picks up what others appended (other processes, or this process outside a step). Cheap when
+   * nothing is new; free when `knownSeq` (the newest seq the caller saw) is already delivered.
+   */
+  catchUp(knownSeq?: number): void {
     if (this.depth > 0 || this.failed !== undefined) return;
+    if (knownSeq !== undefined && knownSeq <= this.lastSeq) return;
     const next = this.deps.store.read(this.sessionId, { after: this.lastSeq, limit: 1 });
     if (next.length === 0) return;
     this.step([]);

@@ -34,7 +34,7 @@ export function createToolCallImplementations(session: SessionActor) {
       : evaluatePermission(config.permission.rules, input.tool, args.ok ? args.value : undefined, {
           idempotent: tool?.idempotent ?? false,
           action: config.permission.default,
-          location: store.queries.session(session.sessionId)?.location,
+          location: session.location,
         });
     if (action === 'allow') return { allow: true };
     if (action === 'deny') return { allow: false, message: 'denied by a permission rule' };
@@ -57,9 +57,8 @@ export function createToolCallImplementations(session: SessionActor) {
     const args = parseArguments(input.arguments);
     if (!args.ok) return { status: 'error', output: `The arguments of ${input.tool} are not valid JSON: ${args.error}` };
     session.observe([owner({ type: 'tool.started', data: { callId: input.callId } })], { barrier: !tool.idempotent });
-    const location = store.queries.session(session.sessionId)!.location;
     try {
-      const result = await tools.execute(input.tool, args.value, { sessionId: session.sessionId, callId: input.callId, location, signal });
+      const result = await tools.execute(input.tool, args.value, { sessionId: session.sessionId, callId: input.callId, location: session.location, signal });
       return { status: 'ok', output: result.output, truncated: result.truncated };
     } catch (error) {
       return { status: 'error', output: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };

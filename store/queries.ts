@@ -1,3 +1,4 @@
+import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 
 /** Read-side views over the projections. Plain synchronous reads; never hold a cursor across await. */
@@ -60,25 +61,39 @@ export interface MessageView {
   text?: string;
 }
 
-const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+const camelCache = new Map<string, string>();
+const camel = (s: string) => {
+  let c = camelCache.get(s);
+  if (c === undefined) camelCache.set(s, (c = s.replace(/_([a-z])/g, (_, x: string) => x.toUpperCase())));
+  return c;
+};
 function mapRow<T>(row: Record<string, unknown>): T {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(row)) out[camel(k)] = v;
+  for (const k in row) out[camel(k)] = row[k];
   return out as T;
 }
 
 export class Queries {
+  private readonly statements = new Map<string, Statement>();
+
   constructor(private readonly db: Db) {}
 
+  /** Prepared once per SQL text (the SQL here is a fixed set). */
+  private prepare(sql: string): Statement {
+    let st = this.statements.get(sql);
+    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
+  }
+
   sessions(options: { limit?: number } = {}): SessionRow[] {
-    const rows = this.db
+    const rows = this
       .prepare('SELECT * FROM sessions ORDER BY created_at DESC, session_id DESC LIMIT ?')
       .all(options.limit ?? 1000) as Record<string, unknown>[];
     return rows.map((r) => mapRow<SessionRow>(r));
   }
 
   session(sessionId: string): SessionRow | undefined {
-    const row = this.db.prepare('SELECT * FROM sessions WHERE session_id = ?').get(sessionId) as Record<string, unknown> | undefined;
+    const row = this.prepare('SELECT * FROM sessions WHERE session_id = ?').get(sessionId) as Record<string, unknown> | undefined;
     return row && mapRow<SessionRow>(row);
   }
 
@@ -86,17 +101,17 @@ export class Queries {
   resolveSessionId(idOrPrefix: string): string | undefined {
     const exact = this.session(idOrPrefix);
     if (exact) return exact.sessionId;
-    const rows = this.db.prepare(`SELECT session_id FROM sessions WHERE session_id LIKE ? || '%' LIMIT 2`).all(idOrPrefix) as { session_id: string }[];
+    const rows = this.prepare(`SELECT session_id FROM sessions WHERE session_id LIKE ? || '%' LIMIT 2`).all(idOrPrefix) as { session_id: string }[];
     return rows.length === 1 ? rows[0]!.session_id : undefined;
   }
 
   activity(activityId: string): ActivityRow | undefined {
-    const row = this.db.prepare('SELECT * FROM activities WHERE activity_id = ?').get(activityId) as Record<string, unknown> | undefined;
+    const row = this.prepare('SELECT * FROM activities WHERE activity_id = ?').get(activityId) as Record<string, unknown> | undefined;
     return row && mapRow<ActivityRow>(row);
   }
 
   activities(sessionId: string): ActivityRow[] {
-    const rows = this.db.prepare('SELECT * FROM activities WHERE session_id = ? ORDER BY opened_seq').all(sessionId) as Record<string, unknown>[];
+    const rows = this.prepare('SELECT * FROM activities WHERE session_id = ? ORDER BY opened_seq').all(sessionId) as Record<string, unknown>[];
     return rows.map((r) => mapRow<ActivityRow>(r));
   }
 
@@ -111,7 +126,7 @@ export class Queries {
       sql += ' AND message_id = ?';
       args.push(filter.messageId);
     }
-    const rows = this.db.prepare(sql + ' ORDER BY called_seq').all(...args) as Record<string, unknown>[];
+    const rows = this.prepare(sql + ' ORDER BY called_seq').all(...args) as Record<string, unknown>[];
     return rows.map(toToolCall);
   }
 
@@ -120,41 +135,51 @@ export class Queries {
    * were not discarded, each with its parts and tool calls, in log order.
    */
   conversation(sessionId: string): MessageView[] {
-    const messages = this.db
+    const messages = this
       .prepare('SELECT message_id, role, activity_id, seq FROM messages WHERE session_id = ? AND discarded = 0 ORDER BY seq')
       .all(sessionId) as { message_id: string; role: 'user' | 'assistant'; activity_id: string; seq: number }[];
-    const parts = this.db
+    const parts = this
       .prepare('SELECT part_id, message_id, kind, text, provider_metadata FROM parts WHERE session_id = ? AND discarded = 0 ORDER BY seq')
       .all(sessionId) as { part_id: string; message_id: string; kind: 'text' | 'reasoning'; text: string; provider_metadata: string | null }[];
-    const inputs = this.db
+    const inputs = this
       .prepare(`SELECT input_id, text FROM session_input WHERE session_id = ? AND status IN ('assigned', 'consumed')`)
       .all(sessionId) as { input_id: string; text: string }[];
-    const calls = this.toolCalls(sessionId);
     const textOf = new Map(inputs.map((i) => [i.input_id, i.text]));
+    const partsOf = groupBy(parts, (p) => p.message_id);
+    const callsOf = groupBy(this.toolCalls(sessionId), (c) => c.messageId);
     return messages.map((m) => ({
       messageId: m.message_id,
       role: m.role,
       activityId: m.activity_id,
       seq: m.seq,
       text: m.role === 'user' ? (textOf.get(m.message_id) ?? '') : undefined,
-      parts: parts
-        .filter((p) => p.message_id === m.message_id)
-        .map((p) => ({
-          partId: p.part_id,
-          kind: p.kind,
-          text: p.text,
-          providerMetadata: p.provider_metadata ? JSON.parse(p.provider_metadata) : undefined,
-        })),
-      toolCalls: calls.filter((c) => c.messageId === m.message_id),
+      parts: (partsOf.get(m.message_id) ?? []).map((p) => ({
+        partId: p.part_id,
+        kind: p.kind,
+        text: p.text,
+        providerMetadata: p.provider_metadata ? JSON.parse(p.provider_metadata) : undefined,
+      })),
+      toolCalls: callsOf.get(m.message_id) ?? [],
     }));
   }
 
   /** Every projection table's rows, sorted, for comparisons (rebuild equals live). */
   dumpProjections(tables: readonly string[]): Record<string, unknown[]> {
     const out: Record<string, unknown[]> = {};
-    for (const t of tables) out[t] = this.db.prepare(`SELECT * FROM ${t} ORDER BY 1`).all();
+    for (const t of tables) out[t] = this.prepare(`SELECT * FROM ${t} ORDER BY 1`).all();
     return out;
   }
+}
+
+function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
 }
 
 function toToolCall(r: Record<string, unknown>): ToolCallRow {
