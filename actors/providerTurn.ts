@@ -20,6 +20,10 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
   const owner = (r: Omit<AppendRequest, 'sessionId' | 'epoch'>) => ({ ...r, sessionId: sid, epoch }) as AppendRequest;
   const activity = session.context().activity;
   if (!activity || signal.aborted) return;
+  if (session.draining) {
+    session.drained(); // a safe point: nothing of this attempt has left the process
+    return;
+  }
   const attemptId = store.ids.next('att');
   const attempt = activity.attempt + 1;
   const parts: string[] = [];

@@ -134,6 +134,32 @@ export class SessionActor {
     this.step([], () => this.actor.send({ type: 'WAKE' }));
   }
 
+  private drainWaiters: (() => void)[] | null = null;
+
+  /** True once `drain` was asked for: no new provider request is dispatched. */
+  get draining(): boolean {
+    return this.drainWaiters !== null;
+  }
+
+  /**
+   * Resolves at the next safe point: the session is quiet, or its next provider request is about
+   * to be dispatched (it is not: a draining session sends nothing more). Provider streams and tool
+   * calls already in flight finish first. The caller then stops the actor and releases the lease;
+   * the log shows a turn started and nothing dispatched, which a new owner can continue safely.
+   */
+  drain(): Promise<void> {
+    if (this.isQuiet()) return Promise.resolve();
+    return new Promise((resolve) => {
+      (this.drainWaiters ??= []).push(resolve);
+      this.whenQuiet().then(() => this.drained());
+    });
+  }
+
+  /** Called by the provider turn when it stops before dispatching because the session drains. */
+  drained(): void {
+    for (const w of this.drainWaiters?.splice(0) ?? []) w();
+  }
+
   /** Stops the actor and its children (aborting provider requests and tools). Records nothing. */
   stop(): void {
     this.actor.stop();

@@ -1,3 +1,4 @@
+import { DRAIN_TIMEOUT_MS } from '../core/limits.js';
 import type { AnyEnvelope } from '../store/index.js';
 import { EXIT, exitCodeForStatus } from './exit.js';
 import { createHumanRenderer, createJsonRenderer, type Renderer } from './render.js';
@@ -11,8 +12,9 @@ export interface DriveOptions {
 
 /**
  * Runs an owned session in the foreground until it is quiet, streaming its events. Ctrl-C records
- * a cancel of the current activity (a second Ctrl-C exits at once); SIGTERM stops the actor,
- * releases the lease and exits 143 (the next owner finds the activity unsettled and recovers it).
+ * a cancel of the current activity (a second Ctrl-C exits at once); SIGTERM drains: in-flight
+ * provider streams and tools finish, nothing new is dispatched, then the lease is released and the
+ * process exits 143 (bounded by DRAIN_TIMEOUT_MS).
  * Returns the exit code of the last activity settled while driving, 5 when the session waits
  * for a recovery decision, or null when another live owner holds the session.
  */
@@ -40,10 +42,14 @@ export async function driveSession(rt: CliRuntime, sessionId: string, options: D
     if (activityId) store.append({ sessionId, type: 'cancel.requested', data: { activityId, reason: 'Ctrl-C' } });
   };
   const onTerm = () => {
-    ac.abort();
-    coordinator.release(sessionId);
-    rt.close();
-    process.exit(143);
+    // Drain: let in-flight work finish, send nothing new, then release the lease (bounded wait).
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, DRAIN_TIMEOUT_MS).unref());
+    void Promise.race([actor.drain(), timeout]).then(() => {
+      ac.abort();
+      coordinator.release(sessionId);
+      rt.close();
+      process.exit(143);
+    });
   };
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);

@@ -187,3 +187,6 @@ export const FOLLOW_POLL_INTERVAL_MS = 100;
 
 /** Subscribers (event and signal handlers) on one in-process transport; more is a leak. */
 export const TRANSPORT_SUBSCRIBERS_MAX = 10_000;
+
+/** Longest SIGTERM waits for in-flight provider streams and tools before stopping anyway. */
+export const DRAIN_TIMEOUT_MS = 30_000; // 30 seconds

@@ -149,6 +149,24 @@ describe('loom CLI (real processes)', () => {
     expect(r.code).toBe(3);
   });
 
+  it('loom run - SIGTERM drains: the stream and tool in flight finish, nothing new is sent, the lease is released', async () => {
+    const { env, dir, server } = await setup([{ text: 'reading it now', delayMs: 60, chunkSize: 2, toolCalls: [{ name: 'read', arguments: { path: 'notes.md' } }] }, { text: 'never sent' }]);
+    const run = loom(['run', '--model', 'openai/test', '--dir', dir, 'go'], env);
+    const [, id] = await run.stderrUntil(/session (ses_\S+)/);
+    await new Promise((r) => setTimeout(r, 300));
+    run.child.kill('SIGTERM');
+    const r = await run.done;
+    expect(r.code).toBe(143);
+    expect(server.requests).toHaveLength(1);
+    const events = (await loom(['tail', id!, '--json'], env).done).stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const types = events.map((e) => e.type);
+    expect(types).toContain('tool.settled');
+    expect(types.filter((t) => t === 'attempt.dispatched')).toHaveLength(1);
+    expect(types.filter((t) => t === 'turn.started')).toHaveLength(2);
+    const inspect = JSON.parse((await loom(['inspect', id!, '--json'], env).done).stdout);
+    expect(inspect.owner.live).toBe(false);
+  });
+
   it('loom run - reaching the turn limit exits 4', async () => {
     const { env, dir, home } = await setup(Array.from({ length: 5 }, () => ({ toolCalls: [{ name: 'read', arguments: { path: 'notes.md' } }] })));
     writeFileSync(join(home, 'config.jsonc'), '{ "version": 1, "limits": { "turnLimit": 2 } // two turns\n}');
