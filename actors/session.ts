@@ -8,6 +8,7 @@ import {
 import type { Provider } from '../llm/types.js';
 import { SESSION_MACHINE_VERSION, sessionMachine, type SessionContext, type SessionEvent, type SessionInput } from '../machines/session.machine.js';
 import { toolCallMachine } from '../machines/toolCall.machine.js';
+import { stateName } from '../machines/stateName.js';
 import type { ResolvedConfig } from '../services/config.js';
 import type { AnyEnvelope, AppendRequest, Lease, Store } from '../store/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
@@ -66,7 +67,82 @@ export class SessionActor {
       error: (error) => this.fail(error),
     });
     this.actor.start();
-    this.step([], () => this.actor.send({ type: 'CHECK' }));
+    this.step([], () => {
+      this.actor.send({ type: 'CHECK' });
+      if (this.actor.getSnapshot().value === 'recovering' && this.restoredValue !== 'recovering') this.classify();
+    });
+  }
+
+  /** The state value the session was in when its last owner stopped (before `recovering`). */
+  private restoredValue: unknown;
+
+  /**
+   * Classifies an activity left unsettled by a lost owner (DESIGN §5) and records what was found
+   * (`recovery.detected`) and, for a safe continuation, the automatic decision:
+   * - the stream had finished and tool calls were unsettled: continue (idempotent calls run again,
+   *   others settle `interrupted`);
+   * - nothing was in flight (turn started, no attempt dispatched; or waiting to retry): retry;
+   * - an attempt was dispatched with no outcome: ambiguous, wait for `loom recover`, unless the
+   *   provider is idempotent and the retry budget allows an automatic retry;
+   * - restarted more than `restartsMax` times: settle `failed` (crash-loop stop).
+   */
+  private classify(): void {
+    const a = this.context().activity!;
+    const { store, config } = this.deps;
+    const restarts = (store.queries.activity(a.id)?.restarts ?? 0) + 1;
+    const sid = this.sessionId;
+    const detected = (reason: string, classification: 'ambiguous' | 'safe' | 'tools' | 'crash_loop', attemptId?: string) =>
+      this.observe([{ sessionId: sid, epoch: this.lease.epoch, type: 'recovery.detected', data: { activityId: a.id, reason, restarts, classification, attemptId } }]);
+    const decide = (decision: 'retry' | 'continue', reason: string) =>
+      this.observe([{ sessionId: sid, type: 'recovery.decided', data: { activityId: a.id, decision, reason, automatic: true } }]);
+    if (restarts > config.recovery.restartsMax) {
+      detected(`the activity was restarted ${restarts - 1} times (limit ${config.recovery.restartsMax}): stopping a crash loop`, 'crash_loop');
+      this.observe(this.settleRecords(a, 'failed', 'crash loop: too many restarts'));
+      return;
+    }
+    const value = stateName(this.restoredValue);
+    const auto = config.recovery.autoResume;
+    if (value === 'awaitingTools') {
+      const open = Object.values(a.calls).filter((c) => c.state !== 'settled').length;
+      detected(`the stream had finished; ${open} tool call(s) were unsettled`, 'tools');
+      if (auto) decide('continue', 'automatic: the turn is complete; unsettled idempotent calls run again, others settle interrupted');
+    } else if (value === 'providerTurn.backoff' || (value === 'providerTurn.streaming' && a.attemptId === null)) {
+      detected('no provider request was in flight', 'safe');
+      if (auto) decide('retry', 'automatic: nothing was in flight');
+    } else {
+      const attempt = a.attemptId ?? undefined;
+      detected(
+        attempt
+          ? `attempt ${attempt} was dispatched and has no outcome: the provider may or may not have received it`
+          : `the activity was left in ${value}`,
+        'ambiguous',
+        attempt,
+      );
+      if (this.providerIdempotent() && restarts <= config.recovery.retryBudget) decide('retry', 'automatic: the provider is configured idempotent and the retry budget allows it');
+    }
+  }
+
+  private providerIdempotent(): boolean {
+    try {
+      return this.deps.resolveProvider(this.model).provider.idempotent;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The events that settle an activity: interrupted calls, released inputs, the settlement. */
+  settleRecords(a: NonNullable<SessionContext['activity']>, status: 'failed' | 'abandoned' | 'cancelled' | 'completed' | 'turn_limit', reason?: string): AppendRequest[] {
+    const sid = this.sessionId;
+    const epoch = this.lease.epoch;
+    const open = Object.entries(a.calls).filter(([, c]) => c.state !== 'settled');
+    return [
+      ...open.map(([callId]) => ({ sessionId: sid, epoch, type: 'tool.settled', data: { callId, status: 'interrupted', output: 'The tool call was interrupted before it finished.' } }) as AppendRequest),
+      ...a.unconsumed.map(
+        (inputId) =>
+          ({ sessionId: sid, epoch, type: 'input.released', data: { inputId, activityId: a.id, reason: `activity ${status}`, mode: this.deps.store.input(inputId)?.mode ?? 'steer' } }) as AppendRequest,
+      ),
+      { sessionId: sid, epoch, type: 'activity.settled', data: { activityId: a.id, status, reason, turns: a.turns } },
+    ];
   }
 
   get lease(): Lease {
@@ -250,6 +326,7 @@ export class SessionActor {
       attemptBackoffMaxMs: ATTEMPT_RETRY_BACKOFF_MAX_MS,
       toolTimeoutsMs: Object.fromEntries(this.deps.tools.list().map((t) => [t.name, t.timeoutMs])),
       toolTimeoutDefaultMs: limits.toolTimeoutMs,
+      idempotentTools: this.deps.tools.list().filter((t) => t.idempotent).map((t) => t.name),
     };
   }
 
@@ -273,6 +350,7 @@ export class SessionActor {
       context = replayed.snapshot.context;
       this.lastSeq = replayed.lastSeq;
     }
+    this.restoredValue = value;
     // Limits come from the current config, not from the one the snapshot was taken under.
     context = { ...context, ...this.input(), sessionId: this.sessionId };
     const state = context.activity === null ? 'idle' : value === 'idle' ? 'idle' : 'recovering';
@@ -317,7 +395,10 @@ export class SessionActor {
         },
         retryTurn: ({ context }) => {
           const a = context.activity!;
-          record([owner({ type: 'turn.started', data: { activityId: a.id, turnId: ids.next('turn'), turn: Math.max(1, a.turn) } })]);
+          record([
+            ...this.lostAttempt(a),
+            owner({ type: 'turn.started', data: { activityId: a.id, turnId: ids.next('turn'), turn: Math.max(1, a.turn) } }),
+          ]);
         },
         settleActivity: ({ context }, params) => {
           const a = context.activity!;
@@ -348,6 +429,28 @@ export class SessionActor {
         },
       },
     });
+  }
+
+  /** An attempt dispatched by a lost owner with no outcome: marked failed, its parts discarded. */
+  private lostAttempt(a: NonNullable<SessionContext['activity']>): AppendRequest[] {
+    if (!a.attemptId) return [];
+    const attempt = this.deps.store.queries.attempt(a.attemptId);
+    if (!attempt.exists || attempt.discarded) return [];
+    return [
+      {
+        sessionId: this.sessionId,
+        epoch: this.lease.epoch,
+        type: 'attempt.failed',
+        data: {
+          activityId: a.id,
+          attemptId: a.attemptId,
+          error: { kind: 'lost', message: 'the process was lost while this attempt was in flight' },
+          retryable: false,
+          receivedChunks: attempt.partIds.length > 0,
+          discardedParts: attempt.partIds,
+        },
+      },
+    ];
   }
 
   /** The attempt in flight when an activity is cancelled or abandoned: its parts are discarded. */

@@ -25,10 +25,15 @@ export function createToolCallImplementations(session: SessionActor) {
   const owner = (r: any) => ({ ...r, sessionId: session.sessionId, epoch: session.lease.epoch });
   const alwaysAllowed = new Set<string>();
 
+  /** The call's argument text: from the spawn input, or (a resumed call) from the projection. */
+  const argumentsOf = (input: ToolCallContext) =>
+    input.arguments ?? store.queries.toolCalls(session.sessionId, { activityId: input.activityId }).find((c) => c.callId === input.callId)?.input ?? '';
+
   const checkPermission = fromPromise<PermissionVerdict, ToolCallContext>(async ({ input, signal }) => {
     await Promise.resolve();
     const tool = tools.get(input.tool);
-    const args = parseArguments(input.arguments);
+    const text = argumentsOf(input);
+    const args = parseArguments(text);
     const action = alwaysAllowed.has(input.tool)
       ? 'allow'
       : evaluatePermission(config.permission.rules, input.tool, args.ok ? args.value : undefined, {
@@ -42,7 +47,7 @@ export function createToolCallImplementations(session: SessionActor) {
     session.observe([owner({ type: 'permission.asked', data: { requestId, callId: input.callId, tool: input.tool } })]);
     const asker = session.deps.askPermission;
     const answer = asker
-      ? await asker({ sessionId: session.sessionId, requestId, callId: input.callId, tool: input.tool, input: args.ok ? args.value : input.arguments, signal })
+      ? await asker({ sessionId: session.sessionId, requestId, callId: input.callId, tool: input.tool, input: args.ok ? args.value : text, signal })
       : { reply: 'reject' as const, message: 'no one is there to answer the permission ask' };
     if (signal.aborted) return { allow: false, message: 'cancelled' };
     session.observe([{ sessionId: session.sessionId, type: 'permission.replied', data: { requestId, reply: answer.reply, message: answer.message } }]);
@@ -54,7 +59,10 @@ export function createToolCallImplementations(session: SessionActor) {
     await Promise.resolve();
     const tool = tools.get(input.tool);
     if (!tool) return { status: 'error', output: `Unknown tool "${input.tool}". Available tools: ${tools.list().map((t) => t.name).join(', ')}.` };
-    const args = parseArguments(input.arguments);
+    if (input.resumed && !tool.idempotent && wasStarted(input)) {
+      return { status: 'interrupted', output: `The ${input.tool} call was interrupted by a process loss while it ran; it was not run again because it is not idempotent. Check its effects before repeating it.` };
+    }
+    const args = parseArguments(argumentsOf(input));
     if (!args.ok) return { status: 'error', output: `The arguments of ${input.tool} are not valid JSON: ${args.error}` };
     session.observe([owner({ type: 'tool.started', data: { callId: input.callId } })], { barrier: !tool.idempotent });
     try {
@@ -64,6 +72,9 @@ export function createToolCallImplementations(session: SessionActor) {
       return { status: 'error', output: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
     }
   });
+
+  const wasStarted = (input: ToolCallContext) =>
+    store.queries.toolCalls(session.sessionId, { activityId: input.activityId }).find((c) => c.callId === input.callId)?.state !== 'called';
 
   return {
     actors: { checkPermission, executeTool },

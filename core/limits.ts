@@ -190,3 +190,18 @@ export const TRANSPORT_SUBSCRIBERS_MAX = 10_000;
 
 /** Longest SIGTERM waits for in-flight provider streams and tools before stopping anyway. */
 export const DRAIN_TIMEOUT_MS = 30_000; // 30 seconds
+
+// ---- recovery ----------------------------------------------------------------------------------
+
+/** Automatic retries of an ambiguous attempt per activity when the provider is idempotent. */
+export const RECOVERY_RETRY_BUDGET_DEFAULT = 2;
+
+/** Upper bounds of the recovery settings a config may choose. */
+export const CONFIG_RECOVERY_RETRY_BUDGET_MAX = 20;
+export const CONFIG_RECOVERY_RESTARTS_MAX = 1_000;
+
+/** Sessions restored per batch by startup discovery before yielding to other work. */
+export const DISCOVERY_BATCH_SESSIONS = 50;
+
+/** Unsettled sessions one discovery pass picks up (the rest wait for the next pass). */
+export const DISCOVERY_SESSIONS_MAX = 100_000;

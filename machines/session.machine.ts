@@ -54,6 +54,8 @@ export interface SessionContext {
   /** Running-time bound per tool name, and for tools not listed. */
   toolTimeoutsMs: Record<string, number>;
   toolTimeoutDefaultMs: number;
+  /** Tools safe to run again after a process loss (recovery re-runs them). */
+  idempotentTools: string[];
   /** Pending steers and queued inputs, in admission order. */
   steers: string[];
   queued: string[];
@@ -76,6 +78,7 @@ export interface SessionInput {
   attemptBackoffMaxMs: number;
   toolTimeoutsMs: Record<string, number>;
   toolTimeoutDefaultMs: number;
+  idempotentTools: string[];
 }
 
 export type SessionEvent = AnyEnvelope | { type: 'WAKE' } | { type: 'CHECK' };
@@ -138,6 +141,7 @@ const session = setup({
     },
     decidedAbandon: ({ event }) => data<'recovery.decided'>(event).decision === 'abandon',
     decidedRetry: ({ event }) => data<'recovery.decided'>(event).decision === 'retry',
+    decidedContinue: ({ event }) => data<'recovery.decided'>(event).decision === 'continue',
   },
 });
 
@@ -190,6 +194,34 @@ const admitToolCall = session.enqueueActions(({ context, event, enqueue }) => {
       startNow,
     } satisfies ToolCallInput,
   });
+});
+/** After a process loss: every unsettled call of the turn gets a child again, within the concurrency bound. */
+const resumeCalls = session.enqueueActions(({ context, enqueue }) => {
+  const activity = context.activity;
+  if (!activity) return;
+  const calls = { ...activity.calls };
+  const waiting: string[] = [];
+  let running = 0;
+  for (const [callId, call] of Object.entries(activity.calls)) {
+    if (call.state === 'settled') continue;
+    const startNow = running < context.toolConcurrency;
+    if (startNow) running++;
+    else waiting.push(callId);
+    calls[callId] = { ...call, state: startNow ? 'running' : 'queued' };
+    enqueue.spawnChild('toolCall', {
+      id: callId,
+      input: {
+        sessionId: context.sessionId,
+        activityId: activity.id,
+        callId,
+        tool: call.tool,
+        timeoutMs: context.toolTimeoutsMs[call.tool] ?? context.toolTimeoutDefaultMs,
+        startNow,
+        resumed: true,
+      } satisfies ToolCallInput,
+    });
+  }
+  enqueue.assign({ activity: { ...activity, calls, waiting } });
 });
 /** A settled call frees its slot; the oldest waiting call starts. */
 const settleToolCall = session.enqueueActions(({ context, event, enqueue }) => {
@@ -396,6 +428,9 @@ export const sessionMachine = session.createMachine({
             actions: ['interruptCalls', assign({ parked: true }), { type: 'settleActivity', params: ({ event }) => ({ status: 'abandoned' as const, reason: data<'recovery.decided'>(event).reason ?? 'abandoned by a recovery decision' }) }],
           },
           { guard: 'decidedRetry', target: 'continuing', actions: ['interruptCalls', 'retryTurn'] },
+          // The stream had finished: unsettled calls get their children again (a started call of a
+          // tool that is not idempotent settles `interrupted` instead of running twice).
+          { guard: 'decidedContinue', target: 'awaitingTools', actions: resumeCalls },
         ],
         'cancel.requested': { guard: 'isCurrentActivity', target: 'cancelling' },
         'tool.settled': { actions: settleToolCall },

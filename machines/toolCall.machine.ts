@@ -21,8 +21,10 @@ export interface ToolCallInput {
   activityId: string;
   callId: string;
   tool: string;
-  /** The model's argument text, validated by the tool layer when it runs. */
-  arguments: string;
+  /** The model's argument text, validated by the tool layer when it runs (loaded by id when absent). */
+  arguments?: string;
+  /** Spawned again after a process loss: a started, non-idempotent call is not run twice. */
+  resumed?: boolean;
   timeoutMs: number;
   /** False when the session is at its concurrency bound: the call waits for START. */
   startNow: boolean;

@@ -30,6 +30,10 @@ import {
   TOOL_CONCURRENCY_PER_SESSION_MAX,
   TOOL_TIMEOUT_DEFAULT_MS,
   TURN_LIMIT_DEFAULT,
+  ACTIVITY_RESTARTS_MAX,
+  CONFIG_RECOVERY_RESTARTS_MAX,
+  CONFIG_RECOVERY_RETRY_BUDGET_MAX,
+  RECOVERY_RETRY_BUDGET_DEFAULT,
 } from '../core/limits.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
 
@@ -101,6 +105,16 @@ export const configV1Schema = z.strictObject({
     })
     .optional(),
   providers: z.strictObject({ openai: openaiProviderSchema.optional() }).optional(),
+  recovery: z
+    .strictObject({
+      /** Continue safe continuations (nothing ambiguous in flight) on restore without asking. */
+      autoResume: z.boolean().optional(),
+      /** Automatic retries of an ambiguous attempt when the provider is idempotent (per activity). */
+      retryBudget: z.number().int().min(0).max(CONFIG_RECOVERY_RETRY_BUDGET_MAX).optional(),
+      /** Restarts of one activity before it settles `failed` (crash-loop stop). */
+      restartsMax: z.number().int().min(1).max(CONFIG_RECOVERY_RESTARTS_MAX).optional(),
+    })
+    .optional(),
 });
 
 export type ConfigV1 = z.infer<typeof configV1Schema>;
@@ -121,6 +135,7 @@ export interface ResolvedConfig {
   limits: { turnLimit: number; toolCallsPerTurn: number; toolConcurrency: number; toolTimeoutMs: number };
   permission: { default?: PermissionAction; rules: PermissionRule[] };
   providers: NonNullable<ConfigV1['providers']>;
+  recovery: { autoResume: boolean; retryBudget: number; restartsMax: number };
 }
 
 // ---- migrations --------------------------------------------------------------------------------
@@ -340,6 +355,11 @@ export function resolveConfig(config: ConfigV1): ResolvedConfig {
       rules: config.permission?.rules ?? [],
     },
     providers: config.providers ?? {},
+    recovery: {
+      autoResume: config.recovery?.autoResume ?? true,
+      retryBudget: config.recovery?.retryBudget ?? RECOVERY_RETRY_BUDGET_DEFAULT,
+      restartsMax: config.recovery?.restartsMax ?? ACTIVITY_RESTARTS_MAX,
+    },
   };
 }
 

@@ -41,6 +41,8 @@ export class Projector {
       activityTurn: p('UPDATE activities SET turns = ? WHERE activity_id = ?'),
       activitySettle: p('UPDATE activities SET status = ?, reason = ?, settled_seq = ? WHERE activity_id = ?'),
       activityRecovery: p(`UPDATE activities SET status = 'recovering', restarts = ? WHERE activity_id = ?`),
+      activityStatus: p('SELECT status FROM activities WHERE activity_id = ?'),
+      activityResume: p(`UPDATE activities SET status = 'open' WHERE activity_id = ?`),
       inputInsert: p(`INSERT INTO session_input (input_id, session_id, client_id, mode, text, source, status, activity_id, attempt_id, admitted_seq, updated_seq)
         VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, ?, ?)`),
       inputGet: p('SELECT status, session_id FROM session_input WHERE input_id = ?'),
@@ -131,7 +133,8 @@ export class Projector {
         return;
       }
       case 'tool.started':
-        this.requireToolState(e.data.callId, ['called']);
+        // 'started' again: an idempotent call re-run after a process loss.
+        this.requireToolState(e.data.callId, ['called', 'started']);
         s.toolStarted!.run(e.data.callId);
         return;
       case 'tool.settled':
@@ -152,6 +155,13 @@ export class Projector {
       case 'recovery.detected':
         s.activityRecovery!.run(e.data.restarts, e.data.activityId);
         s.sessionStatus!.run('recovering', sid);
+        return;
+      case 'recovery.decided':
+        // A retry or continue puts a recovering activity back to work; abandon settles it later.
+        if (e.data.decision !== 'abandon' && (s.activityStatus!.get(e.data.activityId) as { status: string } | undefined)?.status === 'recovering') {
+          s.activityResume!.run(e.data.activityId);
+          s.sessionStatus!.run('active', sid);
+        }
         return;
       default:
         return;

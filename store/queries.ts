@@ -163,6 +163,19 @@ export class Queries {
     }));
   }
 
+  /** What the projections hold of one attempt: whether it was discarded, and its parts. */
+  attempt(attemptId: string): { exists: boolean; discarded: boolean; partIds: string[] } {
+    const m = this.prepare('SELECT discarded FROM messages WHERE message_id = ?').get(attemptId) as { discarded: number } | undefined;
+    const parts = this.prepare('SELECT part_id FROM parts WHERE message_id = ? ORDER BY seq').all(attemptId) as { part_id: string }[];
+    return { exists: m !== undefined, discarded: m?.discarded === 1, partIds: parts.map((p) => p.part_id) };
+  }
+
+  /** Sessions with an unsettled activity (active or recovering), oldest first, bounded. */
+  unsettledSessions(limit: number): string[] {
+    const rows = this.prepare(`SELECT session_id FROM sessions WHERE status != 'idle' ORDER BY updated_at LIMIT ?`).all(limit) as { session_id: string }[];
+    return rows.map((r) => r.session_id);
+  }
+
   /** Every projection table's rows, sorted, for comparisons (rebuild equals live). */
   dumpProjections(tables: readonly string[]): Record<string, unknown[]> {
     const out: Record<string, unknown[]> = {};

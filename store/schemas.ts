@@ -95,7 +95,9 @@ export const eventDefinitions = {
   'recovery.decided': {
     kind: 'request',
     version: 1,
-    schema: z.object({ activityId: id, decision: z.enum(['retry', 'abandon']), reason: z.string().optional() }),
+    // retry: send the interrupted turn again; continue: resume a safe continuation (no ambiguous
+    // request in flight); abandon: settle the activity as abandoned.
+    schema: z.object({ activityId: id, decision: z.enum(['retry', 'continue', 'abandon']), reason: z.string().optional(), automatic: z.boolean().optional() }),
   },
   'run.requested': { kind: 'request', version: 1, schema: z.object({ runId: id }) },
 
@@ -201,7 +203,15 @@ export const eventDefinitions = {
   'recovery.detected': {
     kind: 'owner',
     version: 1,
-    schema: z.object({ activityId: id, reason: z.string(), attemptId: id.optional(), restarts: z.number().int().nonnegative() }),
+    schema: z.object({
+      activityId: id,
+      reason: z.string(),
+      attemptId: id.optional(),
+      restarts: z.number().int().nonnegative(),
+      // ambiguous: a request may or may not have reached the provider; safe: nothing was in flight;
+      // tools: the stream finished and tool calls were left unsettled; crash_loop: too many restarts.
+      classification: z.enum(['ambiguous', 'safe', 'tools', 'crash_loop']).optional(),
+    }),
   },
 
   // ---- system events ----

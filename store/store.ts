@@ -1,5 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import { systemClock, type Clock } from '../core/clock.js';
+import { failpoint, failpointsArmed } from '../core/failpoints.js';
 import { randomIds, type IdGenerator } from '../core/ids.js';
 import {
   APPEND_BATCH_EVENTS_MAX,
@@ -197,6 +198,7 @@ export class Store {
         const committed = this.pending;
         this.pending = [];
         this.changes.notify();
+        if (failpointsArmed) for (const e of committed) failpoint('after', e.type);
         if (committed.length > 0) for (const l of [...this.appendedListeners]) l(committed);
       }
       return result;
@@ -225,6 +227,7 @@ export class Store {
     if (kind === 'system' && sid !== null) throw new InvalidEventError(r.type, 'sessionId', 'must be null for a system event');
     if (kind !== 'system' && sid === null) throw new InvalidEventError(r.type, 'sessionId', 'is required for a session event');
     if (kind === 'owner') this.fence(sid!, r.type, r.epoch);
+    if (failpointsArmed) failpoint('before', r.type);
     const seq = this.nextSeq(sid, next);
     const at = new Date(this.clock.now()).toISOString();
     const { lastInsertRowid } = this.q.insert!.run(sid, seq, r.type, version, at, json);

@@ -1,16 +1,7 @@
 import type { SessionContext } from '../../machines/session.machine.js';
+import { stateName } from '../../machines/stateName.js';
 import { openStore } from '../runtime.js';
 import { requireSession } from './session.js';
-
-/** Dotted state name from a state value: { providerTurn: 'streaming' } → providerTurn.streaming. */
-export function stateName(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (value && typeof value === 'object') {
-    const [k, v] = Object.entries(value)[0] ?? [];
-    return k === undefined ? '' : `${k}.${stateName(v)}`;
-  }
-  return String(value);
-}
 
 /** `loom inspect`: machine state, children, inbox, owner and usage of one session. */
 export async function inspectCommand(idArg: string, opts: { json?: boolean }): Promise<number> {
