@@ -83,13 +83,14 @@ export async function main(argv: string[]): Promise<number> {
 
   program
     .command('recover')
-    .description('decide an ambiguous activity of session ID')
-    .argument('<id>')
+    .description('decide an ambiguous activity of session ID, or --scan for every unsettled session')
+    .argument('[id]')
+    .option('--scan', 'restore every unsettled session no live owner holds (startup discovery, run now)')
     .option('--abandon', 'settle the activity as abandoned')
     .option('--retry', 'retry the interrupted turn')
     .option('--reason <text>', 'why (recorded with the decision)')
     .addOption(permission())
-    .action(async (id: string, opts) => set(await (await import('./commands/control.js')).recoverCommand(id, opts)));
+    .action(async (id: string | undefined, opts) => set(await (await import('./commands/control.js')).recoverCommand(id, opts)));
 
   try {
     await program.parseAsync(argv);

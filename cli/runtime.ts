@@ -7,6 +7,7 @@ import { createProviderResolver } from '../llm/resolve.js';
 import { loadConfig, resolveLoomHome, type ResolvedConfig } from '../services/config.js';
 import { Store } from '../store/index.js';
 import { createDefaultRegistry } from '../tools/builtin/index.js';
+import { testToolsFromEnv } from '../tools/testing/probe.js';
 import { UsageError } from './exit.js';
 
 export type PermissionMode = 'allow' | 'deny' | 'ask';
@@ -69,6 +70,7 @@ export async function openRuntime(options: { permission?: PermissionMode } = {})
     return c;
   };
   const tools = createDefaultRegistry();
+  for (const tool of testToolsFromEnv()) tools.register(tool);
   const asker = createAsker(options.permission ?? defaultPermissionMode());
   const coordinator = new Coordinator({
     store,

@@ -1,3 +1,5 @@
+import { discoverUnsettled } from '../../actors/discovery.js';
+import { stateName } from '../../machines/stateName.js';
 import type { AppendRequest } from '../../store/index.js';
 import { EXIT, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
@@ -37,9 +39,14 @@ export async function cancelCommand(idArg: string): Promise<number> {
 
 /** `loom recover --retry|--abandon`: records the decision for an unsettled activity. */
 export async function recoverCommand(
-  idArg: string,
-  opts: { abandon?: boolean; retry?: boolean; reason?: string; permission?: PermissionMode },
+  idArg: string | undefined,
+  opts: { abandon?: boolean; retry?: boolean; scan?: boolean; reason?: string; permission?: PermissionMode },
 ): Promise<number> {
+  if (opts.scan) {
+    if (idArg !== undefined || opts.abandon || opts.retry) throw new UsageError('recover --scan takes no session id and no decision');
+    return scanCommand(opts.permission);
+  }
+  if (idArg === undefined) throw new UsageError('recover needs a session id (or --scan)');
   if (Boolean(opts.abandon) === Boolean(opts.retry)) throw new UsageError('recover needs exactly one of --retry and --abandon');
   return requestAndAct(
     idArg,
@@ -49,4 +56,34 @@ export async function recoverCommand(
     },
     opts.permission,
   );
+}
+
+/**
+ * `loom recover --scan`: startup discovery run now. Restores every unsettled session that no live
+ * owner holds, lets safe continuations run to quiet, and reports each session's state. Exits 5 when
+ * some session waits for a decision.
+ */
+async function scanCommand(permission?: PermissionMode): Promise<number> {
+  const rt = await openRuntime({ permission });
+  try {
+    const report = await discoverUnsettled(rt.coordinator, {
+      prepare: async (sessionId) => void (await rt.configFor(rt.store.queries.session(sessionId)!.location)),
+    });
+    await Promise.all(report.owned.map((id) => rt.coordinator.runUntilQuiet(id)));
+    let waiting = 0;
+    for (const id of report.owned) {
+      const actor = rt.coordinator.get(id);
+      const state = actor ? stateName(actor.snapshot().value) : 'stopped';
+      if (state === 'recovering') waiting++;
+      const row = rt.store.queries.session(id)!;
+      process.stdout.write(`${id}  ${state}${state === 'recovering' ? '  (waiting: loom recover ' + id + ' --retry|--abandon)' : `  last: ${row.lastActivityStatus ?? '-'}`}\n`);
+      rt.coordinator.release(id);
+    }
+    for (const id of report.skipped) process.stdout.write(`${id}  held by a live owner\n`);
+    for (const f of report.failed) process.stdout.write(`${f.sessionId}  failed to restore: ${(f.error as Error)?.message ?? f.error}\n`);
+    process.stderr.write(`recover --scan: ${report.found} unsettled, ${report.owned.length} restored, ${waiting} waiting for a decision\n`);
+    return waiting > 0 ? EXIT.waiting : report.failed.length > 0 ? EXIT.failed : EXIT.ok;
+  } finally {
+    rt.close();
+  }
 }
