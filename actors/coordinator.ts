@@ -85,7 +85,7 @@ export class Coordinator {
     if (existing) return existing.actor;
     if (this.live.size >= LIVE_SESSIONS_MAX) throw new LimitExceededError('LIVE_SESSIONS_MAX', `${this.live.size} sessions are live in this process`);
     const store = this.options.store;
-    const lease = store.owners.acquire(sessionId, this.ownerId, this.ttl, store.clock.now());
+    const lease = store.owners.acquire(sessionId, this.ownerId, this.ttl, store.clock.now()) ?? this.takeOverDeadOwner(sessionId);
     if (!lease) return null;
     let actor: SessionActor;
     try {
@@ -105,6 +105,19 @@ export class Coordinator {
     this.live.set(sessionId, { actor, lease, renewedAt: store.clock.monotonic() });
     this.startBackground();
     return actor;
+  }
+
+  /**
+   * A lease held by a process on this host that no longer exists (killed, crashed) need not be
+   * waited out: owner ids start with `host:pid:`, and a dead pid's lease is taken over at once.
+   */
+  private takeOverDeadOwner(sessionId: string): Lease | null {
+    const store = this.options.store;
+    const current = store.owners.get(sessionId, store.clock.now());
+    if (!current?.live) return null;
+    const [host, pid] = current.ownerId.split(':');
+    if (host !== hostname() || !pid || !/^\d+$/.test(pid) || Number(pid) === process.pid || processAlive(Number(pid))) return null;
+    return store.owners.takeOver(sessionId, current.ownerId, current.epoch, this.ownerId, this.ttl, store.clock.now());
   }
 
   /**
@@ -219,5 +232,14 @@ export class Coordinator {
         this.options.onSessionFailure?.(id, new Error(`lost the lease of session ${id}`));
       }
     }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

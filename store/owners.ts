@@ -86,6 +86,20 @@ export class Owners {
     return txn.immediate();
   }
 
+  /**
+   * Takes a live-looking lease whose holder is known to be dead (its process is gone), by CAS on
+   * the holder and epoch; the epoch bumps as on any acquisition. Null when the row changed.
+   */
+  takeOver(sessionId: string, deadOwnerId: string, deadEpoch: number, ownerId: string, ttlMs: number, now: number): Lease | null {
+    const txn = this.db.transaction((): Lease | null => {
+      const row = this.get$.get(sessionId) as OwnerRow | undefined;
+      if (!row || row.owner_id !== deadOwnerId || row.epoch !== deadEpoch) return null;
+      const changed = this.take$.run(ownerId, now + ttlMs, now, sessionId, row.epoch).changes;
+      return changed === 1 ? { sessionId, ownerId, epoch: row.epoch + 1, expiresAt: now + ttlMs } : null;
+    });
+    return txn.immediate();
+  }
+
   /** Extends a lease still held under the same epoch; false when it was lost (taken over or released). */
   renew(lease: Lease, ttlMs: number, now: number): boolean {
     const txn = this.db.transaction(() => this.renew$.run(now + ttlMs, lease.sessionId, lease.ownerId, lease.epoch).changes === 1);
