@@ -27,6 +27,9 @@ export const sleepTool = {
   },
 };
 
+/** An idempotent slow tool (safe to run again after a process loss). */
+export const slowReadTool = { ...sleepTool, name: 'slow_read', description: 'waits, read-only', idempotent: true };
+
 export interface Harness {
   store: Store;
   coordinator: Coordinator;
@@ -38,6 +41,10 @@ export interface Harness {
   waitFor(predicate: (e: AnyEnvelope) => boolean, timeoutMs?: number): Promise<AnyEnvelope>;
   admit(mode: 'steer' | 'queue', text: string): string;
   run(): Promise<void>;
+  /** Simulates the owner process dying: the actor stops with nothing recorded and its lease lapses. */
+  crash(): void;
+  /** A fresh coordinator (a new process) owning the session; returns its actor. */
+  restart(): { coordinator: Coordinator; actor: NonNullable<ReturnType<Coordinator['own']>> };
 }
 
 export async function createHarness(options: {
@@ -53,15 +60,14 @@ export async function createHarness(options: {
   const config = resolveConfig({ version: 1, ...options.config } as ConfigV1);
   const tools = createDefaultRegistry();
   tools.register(sleepTool);
-  const coordinator = new Coordinator({
-    store,
-    deps: () => ({
-      config,
-      tools,
-      resolveProvider: createProviderResolver(config, { OPENAI_BASE_URL: server.url }),
-      askPermission: options.askPermission,
-    }),
+  tools.register(slowReadTool);
+  const deps = () => ({
+    config,
+    tools,
+    resolveProvider: createProviderResolver(config, { OPENAI_BASE_URL: server.url }),
+    askPermission: options.askPermission,
   });
+  const coordinator = new Coordinator({ store, deps });
   onCleanup(() => coordinator.shutdown());
   const location = tempDir();
   const sessionId = store.ids.next('ses');
@@ -93,6 +99,18 @@ export async function createHarness(options: {
     },
     admit(mode, text) {
       return store.admitInput(sessionId, { mode, text }).input.inputId;
+    },
+    crash() {
+      coordinator.get(sessionId)?.stop();
+      store.flushDeltas();
+      store.db.prepare('UPDATE session_owner SET expires_at = 0 WHERE session_id = ?').run(sessionId);
+    },
+    restart() {
+      const next = new Coordinator({ store, deps });
+      onCleanup(() => next.shutdown());
+      const actor = next.own(sessionId);
+      if (!actor) throw new Error('restart could not own the session');
+      return { coordinator: next, actor };
     },
     async run() {
       const actor = coordinator.own(sessionId);
