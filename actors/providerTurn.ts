@@ -28,6 +28,7 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
   const attempt = activity.attempt + 1;
   const parts: string[] = [];
   const open = { activityId: activity.id, attemptId, parts, received: false };
+  let dispatched = false;
   try {
     const { provider, model } = session.deps.resolveProvider(session.model);
     const messages = buildMessages(store.queries.conversation(sid), session.deps.systemPrompt);
@@ -39,6 +40,7 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
       ],
       { barrier: true },
     );
+    dispatched = true;
     let textPart: string | null = null;
     let reasoningPart: string | null = null;
     let text = '';
@@ -85,6 +87,7 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
           retryable: e?.retryable ?? false,
           receivedChunks: open.received,
           discardedParts: parts,
+          dispatched,
         },
       }),
     ]);

@@ -17,6 +17,8 @@ export const SESSION_MACHINE_VERSION = 'session@1';
 export interface CallState {
   tool: string;
   state: 'queued' | 'running' | 'settled';
+  /** Refused at once (over the per-turn limit): it never held a concurrency slot. */
+  refused?: boolean;
 }
 
 export interface ActivityContext {
@@ -135,9 +137,10 @@ const session = setup({
       const id = data<'cancel.requested'>(event).activityId ?? data<'recovery.decided'>(event).activityId;
       return context.activity !== null && id === context.activity.id;
     },
+    /** The failure is the current attempt's, or one that failed before it was dispatched. */
     isCurrentAttempt: ({ context, event }) => {
       const d = data<'attempt.failed'>(event);
-      return d.attemptId === context.activity?.attemptId;
+      return d.dispatched === false || context.activity?.attemptId === null || d.attemptId === context.activity?.attemptId;
     },
     decidedAbandon: ({ event }) => data<'recovery.decided'>(event).decision === 'abandon',
     decidedRetry: ({ event }) => data<'recovery.decided'>(event).decision === 'retry',
@@ -169,7 +172,7 @@ const admitToolCall = session.enqueueActions(({ context, event, enqueue }) => {
   if (!activity || activity.calls[d.callId]) return;
   const count = Object.keys(activity.calls).length;
   if (count >= context.toolCallsPerTurn) {
-    enqueue.assign({ activity: { ...activity, calls: { ...activity.calls, [d.callId]: { tool: d.tool, state: 'running' } } } });
+    enqueue.assign({ activity: { ...activity, calls: { ...activity.calls, [d.callId]: { tool: d.tool, state: 'running', refused: true } } } });
     enqueue({ type: 'refuseToolCall', params: { callId: d.callId } });
     return;
   }
@@ -223,13 +226,27 @@ const resumeCalls = session.enqueueActions(({ context, enqueue }) => {
   }
   enqueue.assign({ activity: { ...activity, calls, waiting } });
 });
+/** While recovering no child exists: a settlement is only noted. */
+const noteToolSettled = session.assign(({ context, event }) => {
+  const d = data<'tool.settled'>(event);
+  const activity = context.activity;
+  if (!activity || !activity.calls[d.callId]) return {};
+  return { activity: { ...activity, calls: { ...activity.calls, [d.callId]: { ...activity.calls[d.callId]!, state: 'settled' as const } }, waiting: activity.waiting.filter((x) => x !== d.callId) } };
+});
+/** Stops the children of the current turn's calls (aborting tools still running; no-op for done ones). */
+const stopCalls = session.enqueueActions(({ context, enqueue }) => {
+  for (const callId of Object.keys(context.activity?.calls ?? {})) enqueue.stopChild(callId);
+});
 /** A settled call frees its slot; the oldest waiting call starts. */
 const settleToolCall = session.enqueueActions(({ context, event, enqueue }) => {
   const d = data<'tool.settled'>(event);
   const activity = context.activity;
   if (!activity || !activity.calls[d.callId]) return;
-  const calls = { ...activity.calls, [d.callId]: { ...activity.calls[d.callId]!, state: 'settled' as const } };
-  const [next, ...rest] = activity.waiting;
+  const settled = activity.calls[d.callId]!;
+  const calls = { ...activity.calls, [d.callId]: { ...settled, state: 'settled' as const } };
+  // Only a call that held a slot frees one (a refused call never did; a queued one never started).
+  const freesSlot = settled.state === 'running' && !settled.refused;
+  const [next, ...rest] = freesSlot ? activity.waiting : [];
   if (next) calls[next] = { ...calls[next]!, state: 'running' };
   enqueue.assign({ activity: { ...activity, calls, waiting: next ? rest : activity.waiting } });
   if (next) enqueue.sendTo(next, { type: 'START' });
@@ -294,11 +311,11 @@ export const sessionMachine = session.createMachine({
     WAKE: { actions: assign({ parked: false }) },
     'activity.settled': {
       target: '.idle',
-      actions: assign(({ context, event }) => ({
+      actions: [stopCalls, assign(({ context, event }) => ({
         activity: null,
         lastStatus: data<'activity.settled'>(event).status,
         settledCount: context.settledCount + 1,
-      })),
+      }))],
     },
   },
   states: {
@@ -363,10 +380,10 @@ export const sessionMachine = session.createMachine({
           {
             guard: 'isCurrentAttempt',
             target: 'settling',
-            actions: {
+            actions: ['interruptCalls', stopCalls, {
               type: 'settleActivity',
               params: ({ event }) => ({ status: 'failed' as const, reason: `${data<'attempt.failed'>(event).error.kind}: ${data<'attempt.failed'>(event).error.message}` }),
-            },
+            }],
           },
         ],
         'turn.finished': [
@@ -380,6 +397,16 @@ export const sessionMachine = session.createMachine({
         },
         backoff: {
           after: { retryBackoff: 'streaming' },
+          // Replaying a log (no timers): the next attempt's dispatch shows the backoff ended.
+          on: {
+            'attempt.dispatched': {
+              target: 'streaming',
+              actions: assign(({ context, event }) => {
+                const d = data<'attempt.dispatched'>(event);
+                return { activity: withActivity(context, { attemptId: d.attemptId, attempt: d.attempt, receivedChunks: false }) };
+              }),
+            },
+          },
         },
       },
     },
@@ -405,35 +432,30 @@ export const sessionMachine = session.createMachine({
       ],
     },
     continuing: {
-      on: { 'turn.started': { target: 'providerTurn', actions: assignTurn } },
+      // The previous turn's children are done: stop them so they leave the actor's children.
+      on: { 'turn.started': { target: 'providerTurn', actions: [stopCalls, assignTurn] } },
     },
     settling: {},
     cancelling: {
-      entry: [
-        'interruptCalls',
-        enqueueActions(({ context, enqueue }) => {
-          for (const callId of Object.keys(context.activity?.calls ?? {})) enqueue.stopChild(callId);
-        }),
-        { type: 'settleActivity', params: { status: 'cancelled', reason: 'cancel requested' } },
-      ],
+      entry: ['interruptCalls', stopCalls, { type: 'settleActivity', params: { status: 'cancelled', reason: 'cancel requested' } }],
       exit: assign({ parked: true }),
     },
     recovering: {
       on: {
         'recovery.decided': [
           {
-            guard: 'decidedAbandon',
+            guard: and(['isCurrentActivity', 'decidedAbandon']),
             target: 'settling',
             // Like a cancel, an abandon is an explicit stop: pending input waits for a new input, run or wake.
             actions: ['interruptCalls', assign({ parked: true }), { type: 'settleActivity', params: ({ event }) => ({ status: 'abandoned' as const, reason: data<'recovery.decided'>(event).reason ?? 'abandoned by a recovery decision' }) }],
           },
-          { guard: 'decidedRetry', target: 'continuing', actions: ['interruptCalls', 'retryTurn'] },
+          { guard: and(['isCurrentActivity', 'decidedRetry']), target: 'continuing', actions: ['interruptCalls', 'retryTurn'] },
           // The stream had finished: unsettled calls get their children again (a started call of a
           // tool that is not idempotent settles `interrupted` instead of running twice).
-          { guard: 'decidedContinue', target: 'awaitingTools', actions: resumeCalls },
+          { guard: and(['isCurrentActivity', 'decidedContinue', 'hasToolResults']), target: 'awaitingTools', actions: resumeCalls },
         ],
         'cancel.requested': { guard: 'isCurrentActivity', target: 'cancelling' },
-        'tool.settled': { actions: settleToolCall },
+        'tool.settled': { actions: noteToolSettled },
       },
     },
   },

@@ -180,6 +180,8 @@ export const eventDefinitions = {
       retryable: z.boolean(),
       receivedChunks: z.boolean(),
       discardedParts: z.array(id),
+      /** False when the attempt failed before its request was dispatched (nothing was sent). */
+      dispatched: z.boolean().optional(),
     }),
   },
   'turn.finished': {

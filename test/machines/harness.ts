@@ -28,6 +28,7 @@ export const SMALL_INPUT: SessionInput = {
   attemptBackoffMaxMs: 1_000,
   toolTimeoutsMs: { bash: 5_000 },
   toolTimeoutDefaultMs: 1_000,
+  idempotentTools: ['read'],
 };
 
 /** The delayed event of `providerTurn.backoff` (XState does not persist `after` delays; the runtime's timer sends it). */
@@ -95,6 +96,20 @@ export function recordedBy(actions: ExecutableActionObject[], before: SessionSna
         out.push(ev('turn.started', { activityId: a!.id, turnId: turnIdOf(a!.id, a!.turns + 1), turn: a!.turn + 1 }));
         break;
       case 'retryTurn':
+        // The runtime first marks the lost attempt failed (it skips one its projection already
+        // shows discarded); the machine ignores attempt.failed in `continuing` either way.
+        if (a!.attemptId) {
+          out.push(
+            ev('attempt.failed', {
+              activityId: a!.id,
+              attemptId: a!.attemptId,
+              error: { kind: 'lost', message: 'the process was lost while this attempt was in flight' },
+              retryable: false,
+              receivedChunks: a!.receivedChunks,
+              discardedParts: [],
+            }),
+          );
+        }
         out.push(ev('turn.started', { activityId: a!.id, turnId: turnIdOf(a!.id, a!.turns + 1), turn: Math.max(1, a!.turn) }));
         break;
       case 'settleActivity': {
