@@ -198,7 +198,7 @@ export class SessionActor {
    * nothing is new; free when `knownSeq` (the newest seq the caller saw) is already delivered.
    */
   catchUp(knownSeq?: number): void {
-    if (this.depth > 0 || this.failed !== undefined) return;
+    if (this.depth > 0 || this.failed !== undefined || this.stopped) return;
     if (knownSeq !== undefined && knownSeq <= this.lastSeq) return;
     const next = this.deps.store.read(this.sessionId, { after: this.lastSeq, limit: 1 });
     if (next.length === 0) return;
@@ -207,6 +207,7 @@ export class SessionActor {
 
   /** An advisory wake: starts work only when eligible input waits (and un-parks the session). */
   wake(): void {
+    if (this.stopped) return;
     this.step([], () => this.actor.send({ type: 'WAKE' }));
   }
 
@@ -236,8 +237,11 @@ export class SessionActor {
     for (const w of this.drainWaiters?.splice(0) ?? []) w();
   }
 
+  private stopped = false;
+
   /** Stops the actor and its children (aborting provider requests and tools). Records nothing. */
   stop(): void {
+    this.stopped = true;
     this.actor.stop();
     this.notifyIdle();
   }

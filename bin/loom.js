@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `loom` command. `--version` answers without loading anything heavy; everything else loads
-// the compiled CLI (dist/), which itself loads SQLite, XState and undici only when a command needs them.
+// the bundled CLI (dist/bundle/, built by `npm run build`), which loads SQLite, XState and undici
+// only when a command needs them.
 import { readFileSync } from 'node:fs';
 
 const args = process.argv.slice(2);
@@ -8,6 +9,6 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
   process.stdout.write(`${pkg.version}\n`);
 } else {
-  const { main } = await import('../dist/cli/main.js');
+  const { main } = await import('../dist/bundle/main.js');
   process.exitCode = await main(process.argv);
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { ACTIVITY_RESTARTS_MAX, RECOVERY_RETRY_BUDGET_DEFAULT } from '../../core/limits.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   CONFIG_FILE_BYTES_MAX,
@@ -70,6 +71,7 @@ describe('loadConfig', () => {
       },
       permission: { rules: [] },
       providers: {},
+      recovery: { autoResume: true, retryBudget: RECOVERY_RETRY_BUDGET_DEFAULT, restartsMax: ACTIVITY_RESTARTS_MAX },
     });
   });
 
