@@ -58,6 +58,13 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json')
     .description('show one session and its conversation')
     .action(async (id: string, opts) => set(await (await import('./commands/session.js')).sessionShow(id, opts)));
+  session
+    .command('fork')
+    .argument('<id>')
+    .requiredOption('--at <seq>', 'the last seq of ID to keep')
+    .option('--json', 'print the result as one JSON object')
+    .description('make a new session whose history is ID\'s up to SEQ (an activity open there is settled abandoned)')
+    .action(async (id: string, opts) => set(await (await import('./commands/fork.js')).sessionFork(id, opts)));
 
   program
     .command('tail')

@@ -97,7 +97,7 @@ class IdMap {
  */
 class OpenWork {
   activity: { id: string; turns: number } | null = null;
-  attempt: { id: string; activityId: string; parts: string[] } | null = null;
+  attempt: { id: string; activityId: string; parts: Set<string> } | null = null;
   readonly calls = new Set<string>();
   readonly assigned = new Map<string, string>(); // inputId -> activityId
   readonly modes = new Map<string, 'steer' | 'queue'>();
@@ -121,13 +121,13 @@ class OpenWork {
         if (this.activity?.id === e.data.activityId) this.activity.turns++;
         return;
       case 'attempt.dispatched':
-        this.attempt = { id: e.data.attemptId, activityId: e.data.activityId, parts: [] };
+        this.attempt = { id: e.data.attemptId, activityId: e.data.activityId, parts: new Set() };
         return;
       case 'text.delta':
       case 'reasoning.delta':
       case 'text.done':
       case 'reasoning.done':
-        if (this.attempt?.id === e.data.attemptId && !this.attempt.parts.includes(e.data.partId)) this.attempt.parts.push(e.data.partId);
+        if (this.attempt?.id === e.data.attemptId) this.attempt.parts.add(e.data.partId);
         return;
       case 'turn.finished':
       case 'attempt.failed':
@@ -168,8 +168,8 @@ class OpenWork {
           attemptId: at.id,
           error: { kind: 'forked', message: `the session was forked at seq ${atSeq} while this attempt was in flight` },
           retryable: false,
-          receivedChunks: at.parts.length > 0,
-          discardedParts: at.parts,
+          receivedChunks: at.parts.size > 0,
+          discardedParts: [...at.parts],
         },
       });
     }
