@@ -3,9 +3,9 @@ import { OWNER_LEASE_TTL_MS, OWNER_RENEW_BEFORE_MS, OWNER_STOP_MARGIN_MS, LIVE_S
 import { LimitExceededError, type Lease, type Store } from '../store/index.js';
 import { createInProcessTransport } from '../transport/inprocess/index.js';
 import type { Transport } from '../transport/types.js';
-import { SessionActor, type SessionDeps } from './session.js';
+import { SessionActor, SessionLogic, type SessionDeps } from './session.js';
 
-export type SessionDepsFactory = (sessionId: string) => Omit<SessionDeps, 'store' | 'lease' | 'sessionId' | 'onFailure'>;
+export type SessionDepsFactory = (sessionId: string) => Omit<SessionDeps, 'store' | 'lease' | 'sessionId' | 'onFailure' | 'logic'>;
 
 export interface CoordinatorOptions {
   store: Store;
@@ -41,6 +41,8 @@ export class Coordinator {
   private renewTimer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   readonly transport: Transport;
+  /** One machine with implementations for every session this coordinator runs. */
+  private readonly logic = new SessionLogic();
   private readonly detach: (() => void)[] = [];
 
   constructor(private readonly options: CoordinatorOptions) {
@@ -96,6 +98,7 @@ export class Coordinator {
         lease,
         sessionId,
         onFailure: (error) => this.onFailure(sessionId, error),
+        logic: this.logic,
       });
     } catch (error) {
       store.owners.release(lease);

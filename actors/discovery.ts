@@ -1,4 +1,4 @@
-import { DISCOVERY_BATCH_SESSIONS, DISCOVERY_SESSIONS_MAX } from '../core/limits.js';
+import { DISCOVERY_BATCH_SESSIONS, DISCOVERY_SESSIONS_MAX, DISCOVERY_SLICE_MS } from '../core/limits.js';
 import type { Coordinator } from './coordinator.js';
 
 export interface DiscoveryReport {
@@ -14,27 +14,43 @@ export interface DiscoveryReport {
 
 /**
  * Startup discovery (DESIGN §5): restores every unsettled session so it is classified and, where
- * safe, resumed. Runs in the background of long-lived processes: sessions are owned in batches of
- * DISCOVERY_BATCH_SESSIONS with a yield to the event loop between batches, so new work is served
- * meanwhile. `prepare` runs before each session is owned (loading its config, for example).
+ * safe, resumed. Runs in the background of long-lived processes: sessions are owned in slices of
+ * at most DISCOVERY_BATCH_SESSIONS and DISCOVERY_SLICE_MS, each slice one commit, with a yield to
+ * the event loop between slices, so new work is served meanwhile. `prepare` runs before each
+ * session is owned (loading its config, for example).
  */
 export async function discoverUnsettled(
   coordinator: Coordinator,
   options: { signal?: AbortSignal; prepare?: (sessionId: string) => Promise<void> | void } = {},
 ): Promise<DiscoveryReport> {
-  const ids = coordinator.store.queries.unsettledSessions(DISCOVERY_SESSIONS_MAX);
+  const store = coordinator.store;
+  const ids = store.queries.unsettledSessions(DISCOVERY_SESSIONS_MAX);
   const report: DiscoveryReport = { found: ids.length, owned: [], skipped: [], failed: [] };
-  for (let i = 0; i < ids.length && !options.signal?.aborted; i += DISCOVERY_BATCH_SESSIONS) {
-    for (const sessionId of ids.slice(i, i + DISCOVERY_BATCH_SESSIONS)) {
-      try {
-        await options.prepare?.(sessionId);
-        if (coordinator.own(sessionId)) report.owned.push(sessionId);
-        else report.skipped.push(sessionId);
-      } catch (error) {
-        report.failed.push({ sessionId, error });
+  let next = 0;
+  while (next < ids.length && !options.signal?.aborted) {
+    const chunk = ids.slice(next, next + DISCOVERY_BATCH_SESSIONS);
+    for (const sessionId of chunk) await options.prepare?.(sessionId);
+    // One commit for the slice (each session's writes are a savepoint in it), ended by a time
+    // budget so the event loop, and new work, get their turn.
+    const started = performance.now();
+    let done = 0;
+    store.transaction(() => {
+      while (done < chunk.length) {
+        ownOne(coordinator, chunk[done++]!, report);
+        if (performance.now() - started > DISCOVERY_SLICE_MS) break;
       }
-    }
+    });
+    next += done;
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
   return report;
+}
+
+function ownOne(coordinator: Coordinator, sessionId: string, report: DiscoveryReport): void {
+  try {
+    if (coordinator.own(sessionId)) report.owned.push(sessionId);
+    else report.skipped.push(sessionId);
+  } catch (error) {
+    report.failed.push({ sessionId, error });
+  }
 }

@@ -30,6 +30,8 @@ export interface SessionDeps {
   systemPrompt?: string;
   /** An operating failure the session cannot continue from (lost lease, broken store). */
   onFailure?: (error: unknown) => void;
+  /** The shared machine with implementations (one per coordinator); made per actor when absent. */
+  logic?: SessionLogic;
 }
 
 type SessionSnapshot = SnapshotFrom<typeof sessionMachine>;
@@ -49,6 +51,7 @@ export class SessionActor {
   readonly location: string;
   readonly model: string;
   private readonly actor: Actor<typeof sessionMachine>;
+  private readonly logic: SessionLogic;
   private lastSeq = 0;
   private depth = 0;
   private failed: unknown;
@@ -61,7 +64,9 @@ export class SessionActor {
     this.location = row.location;
     this.model = row.model;
     const restored = this.restore();
-    this.actor = createActor(this.provideMachine(), { snapshot: restored, input: this.input() });
+    this.logic = deps.logic ?? new SessionLogic();
+    this.logic.actors.set(this.sessionId, this);
+    this.actor = createActor(this.logic.machine, { snapshot: restored, input: this.input() });
     this.actor.subscribe({
       next: () => this.notifyIdle(),
       error: (error) => this.fail(error),
@@ -239,10 +244,14 @@ export class SessionActor {
 
   private stopped = false;
 
+  /** Tools the user allowed `always` in this session (for the life of this actor). */
+  readonly alwaysAllowedTools = new Set<string>();
+
   /** Stops the actor and its children (aborting provider requests and tools). Records nothing. */
   stop(): void {
     this.stopped = true;
     this.actor.stop();
+    this.unregister();
     this.notifyIdle();
   }
 
@@ -302,9 +311,14 @@ export class SessionActor {
     if (snap.status === 'error') throw snap.error;
   }
 
+  private unregister(): void {
+    if (this.logic.actors.get(this.sessionId) === this) this.logic.actors.delete(this.sessionId);
+  }
+
   private fail(error: unknown): void {
     if (this.failed !== undefined) return;
     this.failed = error;
+    this.unregister();
     try {
       this.actor?.stop();
     } catch {
@@ -361,82 +375,8 @@ export class SessionActor {
     return sessionMachine.resolveState({ value: state, context });
   }
 
-  private provideMachine() {
-    const record = (requests: AppendRequest[]) => this.observe(requests);
-    const ids = this.deps.store.ids;
-    const sid = this.sessionId;
-    const epoch = () => this.deps.lease.epoch;
-    const owner = <R extends AppendRequest>(r: Omit<R, 'sessionId' | 'epoch'>) => ({ ...r, sessionId: sid, epoch: epoch() }) as AppendRequest;
-    const tools = createToolCallImplementations(this);
-    return sessionMachine.provide({
-      actors: {
-        providerTurn: fromPromise(async ({ signal }) => {
-          await Promise.resolve(); // start after the step that entered providerTurn has committed
-          await runProviderTurn(this, signal);
-        }),
-        toolCall: toolCallMachine.provide(tools),
-      },
-      actions: {
-        openActivity: ({ context }) => {
-          const activityId = ids.next('act');
-          const inputs = context.steers.length > 0 ? context.steers : context.queued.slice(0, 1);
-          record([
-            owner({ type: 'activity.opened', data: { activityId, trigger: inputs.length > 0 ? 'input' : 'run', inputIds: inputs, turnLimit: context.turnLimit } }),
-            ...inputs.map((inputId) => owner({ type: 'input.assigned', data: { inputId, activityId } })),
-            owner({ type: 'turn.started', data: { activityId, turnId: ids.next('turn'), turn: 1 } }),
-          ]);
-        },
-        assignSteers: ({ context }) => {
-          const activityId = context.activity!.id;
-          record([
-            ...context.steers.map((inputId) => owner({ type: 'input.assigned', data: { inputId, activityId } })),
-            owner({ type: 'turn.started', data: { activityId, turnId: ids.next('turn'), turn: 1 } }),
-          ]);
-        },
-        startTurn: ({ context }) => {
-          const a = context.activity!;
-          record([owner({ type: 'turn.started', data: { activityId: a.id, turnId: ids.next('turn'), turn: a.turn + 1 } })]);
-        },
-        retryTurn: ({ context }) => {
-          const a = context.activity!;
-          record([
-            ...this.lostAttempt(a),
-            owner({ type: 'turn.started', data: { activityId: a.id, turnId: ids.next('turn'), turn: Math.max(1, a.turn) } }),
-          ]);
-        },
-        settleActivity: ({ context }, params) => {
-          const a = context.activity!;
-          const modeOf = (inputId: string) => this.deps.store.input(inputId)?.mode ?? 'steer';
-          record([
-            ...this.openAttemptFailure(a.id, params.status),
-            ...a.unconsumed.map((inputId) =>
-              owner({ type: 'input.released', data: { inputId, activityId: a.id, reason: `activity ${params.status}`, mode: modeOf(inputId) } }),
-            ),
-            owner({ type: 'activity.settled', data: { activityId: a.id, status: params.status, reason: params.reason, turns: a.turns } }),
-          ]);
-        },
-        interruptCalls: ({ context }) => {
-          const open = Object.entries(context.activity?.calls ?? {}).filter(([, c]) => c.state !== 'settled');
-          record(
-            open.map(([callId]) =>
-              owner({ type: 'tool.settled', data: { callId, status: 'interrupted', output: 'The tool call was interrupted before it finished.' } }),
-            ),
-          );
-        },
-        refuseToolCall: (_, params) => {
-          record([
-            owner({
-              type: 'tool.settled',
-              data: { callId: params.callId, status: 'error', output: `tool-call limit reached: at most ${this.deps.config.limits.toolCallsPerTurn} calls per turn` },
-            }),
-          ]);
-        },
-      },
-    });
-  }
-
   /** An attempt dispatched by a lost owner with no outcome: marked failed, its parts discarded. */
-  private lostAttempt(a: NonNullable<SessionContext['activity']>): AppendRequest[] {
+  lostAttempt(a: NonNullable<SessionContext['activity']>): AppendRequest[] {
     if (!a.attemptId) return [];
     const attempt = this.deps.store.queries.attempt(a.attemptId);
     if (!attempt.exists || attempt.discarded) return [];
@@ -460,7 +400,7 @@ export class SessionActor {
   /** The attempt in flight when an activity is cancelled or abandoned: its parts are discarded. */
   openAttempt: { activityId: string; attemptId: string; parts: string[]; received: boolean } | null = null;
 
-  private openAttemptFailure(activityId: string, status: string): AppendRequest[] {
+  openAttemptFailure(activityId: string, status: string): AppendRequest[] {
     const open = this.openAttempt;
     this.openAttempt = null;
     if (!open || open.activityId !== activityId) return [];
@@ -480,6 +420,93 @@ export class SessionActor {
       },
     ];
   }
+}
+
+/**
+ * The session machine with the runtime's implementations, built once per process (per
+ * coordinator) and shared by every session actor: implementations find their actor by the
+ * `sessionId` in context or input. Building a machine per actor costs more than the actor.
+ */
+export class SessionLogic {
+  readonly actors = new Map<string, SessionActor>();
+  readonly machine = provideSessionMachine((sessionId) => {
+    const actor = this.actors.get(sessionId);
+    if (!actor) throw new Error(`no live session actor for ${sessionId}`);
+    return actor;
+  });
+}
+
+function provideSessionMachine(lookup: (sessionId: string) => SessionActor) {
+  const owner = (s: SessionActor, r: Omit<AppendRequest, 'sessionId' | 'epoch'>) => ({ ...r, sessionId: s.sessionId, epoch: s.lease.epoch }) as AppendRequest;
+  const tools = createToolCallImplementations(lookup);
+  return sessionMachine.provide({
+    actors: {
+      providerTurn: fromPromise<void, { sessionId: string }>(async ({ input, signal }) => {
+        await Promise.resolve(); // start after the step that entered providerTurn has committed
+        await runProviderTurn(lookup(input.sessionId), signal);
+      }),
+      toolCall: toolCallMachine.provide(tools),
+    },
+    actions: {
+      openActivity: ({ context }) => {
+        const s = lookup(context.sessionId);
+        const ids = s.deps.store.ids;
+        const activityId = ids.next('act');
+        const inputs = context.steers.length > 0 ? context.steers : context.queued.slice(0, 1);
+        s.observe([
+          owner(s, { type: 'activity.opened', data: { activityId, trigger: inputs.length > 0 ? 'input' : 'run', inputIds: inputs, turnLimit: context.turnLimit } }),
+          ...inputs.map((inputId) => owner(s, { type: 'input.assigned', data: { inputId, activityId } })),
+          owner(s, { type: 'turn.started', data: { activityId, turnId: ids.next('turn'), turn: 1 } }),
+        ]);
+      },
+      assignSteers: ({ context }) => {
+        const s = lookup(context.sessionId);
+        const activityId = context.activity!.id;
+        s.observe([
+          ...context.steers.map((inputId) => owner(s, { type: 'input.assigned', data: { inputId, activityId } })),
+          owner(s, { type: 'turn.started', data: { activityId, turnId: s.deps.store.ids.next('turn'), turn: 1 } }),
+        ]);
+      },
+      startTurn: ({ context }) => {
+        const s = lookup(context.sessionId);
+        const a = context.activity!;
+        s.observe([owner(s, { type: 'turn.started', data: { activityId: a.id, turnId: s.deps.store.ids.next('turn'), turn: a.turn + 1 } })]);
+      },
+      retryTurn: ({ context }) => {
+        const s = lookup(context.sessionId);
+        const a = context.activity!;
+        s.observe([...s.lostAttempt(a), owner(s, { type: 'turn.started', data: { activityId: a.id, turnId: s.deps.store.ids.next('turn'), turn: Math.max(1, a.turn) } })]);
+      },
+      settleActivity: ({ context }, params) => {
+        const s = lookup(context.sessionId);
+        const a = context.activity!;
+        const modeOf = (inputId: string) => s.deps.store.input(inputId)?.mode ?? 'steer';
+        s.observe([
+          ...s.openAttemptFailure(a.id, params.status),
+          ...a.unconsumed.map((inputId) =>
+            owner(s, { type: 'input.released', data: { inputId, activityId: a.id, reason: `activity ${params.status}`, mode: modeOf(inputId) } }),
+          ),
+          owner(s, { type: 'activity.settled', data: { activityId: a.id, status: params.status, reason: params.reason, turns: a.turns } }),
+        ]);
+      },
+      interruptCalls: ({ context }) => {
+        const s = lookup(context.sessionId);
+        const open = Object.entries(context.activity?.calls ?? {}).filter(([, c]) => c.state !== 'settled');
+        s.observe(
+          open.map(([callId]) => owner(s, { type: 'tool.settled', data: { callId, status: 'interrupted', output: 'The tool call was interrupted before it finished.' } })),
+        );
+      },
+      refuseToolCall: ({ context }, params) => {
+        const s = lookup(context.sessionId);
+        s.observe([
+          owner(s, {
+            type: 'tool.settled',
+            data: { callId: params.callId, status: 'error', output: `tool-call limit reached: at most ${s.deps.config.limits.toolCallsPerTurn} calls per turn` },
+          }),
+        ]);
+      },
+    },
+  });
 }
 
 /** Rebuilds a session's machine state from its log with the pure machine (no action runs). */

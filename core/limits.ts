@@ -205,3 +205,6 @@ export const DISCOVERY_BATCH_SESSIONS = 50;
 
 /** Unsettled sessions one discovery pass picks up (the rest wait for the next pass). */
 export const DISCOVERY_SESSIONS_MAX = 100_000;
+
+/** Longest discovery works before yielding to the event loop (new work waits at most about this). */
+export const DISCOVERY_SLICE_MS = 10;
