@@ -45,7 +45,8 @@ export interface ActivityContext {
   toolResultsPending: boolean;
 }
 
-export interface SessionContext {
+/** What the runtime gives a session: its id and its limits (from config, refreshed on restore). */
+export interface SessionInput {
   sessionId: string;
   turnLimit: number;
   toolCallsPerTurn: number;
@@ -58,6 +59,9 @@ export interface SessionContext {
   toolTimeoutDefaultMs: number;
   /** Tools safe to run again after a process loss (recovery re-runs them). */
   idempotentTools: string[];
+}
+
+export interface SessionContext extends SessionInput {
   /** Pending steers and queued inputs, in admission order. */
   steers: string[];
   queued: string[];
@@ -68,19 +72,6 @@ export interface SessionContext {
   lastStatus: ActivityStatus | null;
   /** Activities settled so far (an invariant checked by tests: each settles exactly once). */
   settledCount: number;
-}
-
-export interface SessionInput {
-  sessionId: string;
-  turnLimit: number;
-  toolCallsPerTurn: number;
-  toolConcurrency: number;
-  attemptRetriesMax: number;
-  attemptBackoffMs: number;
-  attemptBackoffMaxMs: number;
-  toolTimeoutsMs: Record<string, number>;
-  toolTimeoutDefaultMs: number;
-  idempotentTools: string[];
 }
 
 export type SessionEvent = AnyEnvelope | { type: 'WAKE' } | { type: 'CHECK' };
