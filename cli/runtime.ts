@@ -41,6 +41,8 @@ export function createAsker(mode: PermissionMode): PermissionAsker {
   if (mode === 'allow') return async () => ({ reply: 'once' });
   if (mode === 'deny') return async () => ({ reply: 'reject', message: 'denied by --permission deny' });
   return async (ask) => {
+    // Nothing can answer without a terminal: refuse rather than wait forever.
+    if (!process.stdin.isTTY) return { reply: 'reject', message: 'no terminal to ask on (--permission ask without a TTY)' };
     const rl = createInterface({ input: process.stdin, output: process.stderr });
     try {
       const answer = await rl.question(`Allow ${ask.tool} ${JSON.stringify(ask.input)}? [y]es once / [a]lways / [N]o: `, { signal: ask.signal });
