@@ -141,6 +141,7 @@ export class SessionActor {
     const epoch = this.lease.epoch;
     const open = Object.entries(a.calls).filter(([, c]) => c.state !== 'settled');
     return [
+      ...this.lostAttempt(a),
       ...open.map(([callId]) => ({ sessionId: sid, epoch, type: 'tool.settled', data: { callId, status: 'interrupted', output: 'The tool call was interrupted before it finished.' } }) as AppendRequest),
       ...a.unconsumed.map(
         (inputId) =>
@@ -298,11 +299,29 @@ export class SessionActor {
     }
   }
 
+  /** Envelopes read or appended but not yet sent to the machine, in seq order. */
+  private readonly mailbox: AnyEnvelope[] = [];
+  private delivering = false;
+
+  /**
+   * Sends envelopes to the machine strictly in seq order. Events an action records while an
+   * earlier envelope is being processed join the end of the mailbox, behind envelopes already
+   * read (for example the rest of a catch-up page), so none is skipped or reordered.
+   * `lastSeq` is the newest seq taken into the mailbox.
+   */
   private deliver(envs: AnyEnvelope[]): void {
     for (const e of envs) {
       if (e.sessionId !== this.sessionId || e.seq <= this.lastSeq) continue;
       this.lastSeq = e.seq;
-      this.actor.send(e as SessionEvent);
+      this.mailbox.push(e);
+    }
+    if (this.delivering) return;
+    this.delivering = true;
+    try {
+      for (let e = this.mailbox.shift(); e; e = this.mailbox.shift()) this.actor.send(e as SessionEvent);
+    } finally {
+      this.delivering = false;
+      this.mailbox.length = 0;
     }
   }
 
@@ -375,11 +394,11 @@ export class SessionActor {
     return sessionMachine.resolveState({ value: state, context });
   }
 
-  /** An attempt dispatched by a lost owner with no outcome: marked failed, its parts discarded. */
+  /** An attempt dispatched by a lost owner with no outcome (never finished nor failed): marked failed, its parts discarded. */
   lostAttempt(a: NonNullable<SessionContext['activity']>): AppendRequest[] {
     if (!a.attemptId) return [];
     const attempt = this.deps.store.queries.attempt(a.attemptId);
-    if (!attempt.exists || attempt.discarded) return [];
+    if (!attempt.exists || attempt.discarded || attempt.finished) return [];
     return [
       {
         sessionId: this.sessionId,
@@ -481,8 +500,10 @@ function provideSessionMachine(lookup: (sessionId: string) => SessionActor) {
         const s = lookup(context.sessionId);
         const a = context.activity!;
         const modeOf = (inputId: string) => s.deps.store.input(inputId)?.mode ?? 'steer';
+        const inFlight = s.openAttemptFailure(a.id, params.status);
         s.observe([
-          ...s.openAttemptFailure(a.id, params.status),
+          // The attempt in flight here, or one a lost owner left without an outcome (after a restore).
+          ...(inFlight.length > 0 ? inFlight : s.lostAttempt(a)),
           ...a.unconsumed.map((inputId) =>
             owner(s, { type: 'input.released', data: { inputId, activityId: a.id, reason: `activity ${params.status}`, mode: modeOf(inputId) } }),
           ),

@@ -433,6 +433,11 @@ export const sessionMachine = session.createMachine({
     },
     recovering: {
       on: {
+        // A crash loop is settled `failed` by the runtime; like an abandon, the session then parks.
+        'recovery.detected': {
+          guard: ({ event }) => data<'recovery.detected'>(event).classification === 'crash_loop',
+          actions: assign({ parked: true }),
+        },
         'recovery.decided': [
           {
             guard: and(['isCurrentActivity', 'decidedAbandon']),

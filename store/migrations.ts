@@ -128,6 +128,10 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX tool_calls_message ON tool_calls (message_id, called_seq);
   CREATE INDEX tool_calls_session ON tool_calls (session_id, called_seq);
   `,
+  // 2: whether an attempt finished (turn.finished), so recovery can tell a finished attempt from a lost one.
+  `
+  ALTER TABLE messages ADD COLUMN finished INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 /** Tables written only from events; `rebuildProjections` empties and refills exactly these. */

@@ -51,6 +51,7 @@ export class Projector {
       messageDelete: p('DELETE FROM messages WHERE message_id = ?'),
       partDelete: p('DELETE FROM parts WHERE message_id = ?'),
       messageDiscard: p('UPDATE messages SET discarded = 1 WHERE message_id = ?'),
+      messageFinished: p('UPDATE messages SET finished = 1 WHERE message_id = ?'),
       partsDiscard: p('UPDATE parts SET discarded = 1 WHERE message_id = ?'),
       partAppend: p(`INSERT INTO parts (part_id, message_id, session_id, kind, text, done, discarded, provider_metadata, seq)
         VALUES (?, ?, ?, ?, ?, 0, 0, NULL, ?) ON CONFLICT (part_id) DO UPDATE SET text = text || excluded.text`),
@@ -147,6 +148,7 @@ export class Projector {
         return;
       case 'turn.finished':
         s.sessionUsage!.run(e.data.usage.inputTokens, e.data.usage.outputTokens, sid);
+        s.messageFinished!.run(e.data.attemptId);
         return;
       case 'activity.settled':
         s.activitySettle!.run(e.data.status, e.data.reason ?? null, e.seq, e.data.activityId);

@@ -164,10 +164,10 @@ export class Queries {
   }
 
   /** What the projections hold of one attempt: whether it was discarded, and its parts. */
-  attempt(attemptId: string): { exists: boolean; discarded: boolean; partIds: string[] } {
-    const m = this.prepare('SELECT discarded FROM messages WHERE message_id = ?').get(attemptId) as { discarded: number } | undefined;
+  attempt(attemptId: string): { exists: boolean; discarded: boolean; finished: boolean; partIds: string[] } {
+    const m = this.prepare('SELECT discarded, finished FROM messages WHERE message_id = ?').get(attemptId) as { discarded: number; finished: number } | undefined;
     const parts = this.prepare('SELECT part_id FROM parts WHERE message_id = ? ORDER BY seq').all(attemptId) as { part_id: string }[];
-    return { exists: m !== undefined, discarded: m?.discarded === 1, partIds: parts.map((p) => p.part_id) };
+    return { exists: m !== undefined, discarded: m?.discarded === 1, finished: m?.finished === 1, partIds: parts.map((p) => p.part_id) };
   }
 
   /** Sessions with an unsettled activity (active or recovering), oldest first, bounded. */

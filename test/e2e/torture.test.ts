@@ -48,11 +48,11 @@ describe(`crash torture: every failpoint and ${RANDOM_KILLS} random kills (seed 
     expect(violated('restart')).toEqual([]);
   });
 
-  // BUG (a catch-up drops the rest of its page once an action records events; see the skipped
+  // Regression test for a bug the harness found, now fixed (a catch-up drops the rest of its page once an action records events; see the skipped
   // test in failpoints.test.ts): when an owner catches up two inputs in one page and the first one
   // opens an activity, the second never reaches the machine and stays pending for ever. Random
   // kills with other clients' prompts in flight hit it now and then, so this check fails at random.
-  it.skip('0 admitted inputs lost: every admitted input is pending, assigned, consumed or cancelled, in a settled or waiting activity, and pending ones run on the next prompt (BUG: a catch-up drops the rest of its page once an action records events)', () => {
+  it('0 admitted inputs lost: every admitted input is pending, assigned, consumed or cancelled, in a settled or waiting activity, and pending ones run on the next prompt', () => {
     expect(violated('inputs')).toEqual([]);
   });
 
@@ -72,9 +72,9 @@ describe(`crash torture: every failpoint and ${RANDOM_KILLS} random kills (seed 
     expect(violated('activities', 'settlement', 'decisions')).toEqual([]);
   });
 
-  // BUG (abandon leaves a lost attempt without an outcome; see the skipped test in
+  // Regression test for a bug the harness found, now fixed (abandon leaves a lost attempt without an outcome; see the skipped test in
   // failpoints.test.ts): every abandoned ambiguous attempt shows up here.
-  it.skip('every attempt of a settled activity has an outcome, so no partial answer of a lost attempt is sent back (BUG: abandon leaves a lost attempt without an outcome)', () => {
+  it('every attempt of a settled activity has an outcome, so no partial answer of a lost attempt is sent back', () => {
     expect(violated('attempts')).toEqual([]);
   });
 });
