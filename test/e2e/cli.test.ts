@@ -1,11 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startScriptedOpenAIServer, type ScriptedTurn } from '../fixtures/scripted-openai-server.js';
+import { spawnLoom } from '../fixtures/torture.js';
 import { onCleanup, tempDir } from '../helpers.js';
 
-const LOOM = join(import.meta.dirname, '..', '..', 'bin', 'loom.js');
 
 interface Result {
   code: number | null;
@@ -14,30 +14,17 @@ interface Result {
   stderr: string;
 }
 
+/** A real `loom` process (the shared spawner of test/fixtures/torture.ts), killed after the test. */
 function loom(args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; done: Promise<Result>; stderrUntil(re: RegExp): Promise<RegExpMatchArray> } {
-  const child = spawn(process.execPath, [LOOM, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => {
-    stderr += d;
-    for (const w of [...waiters]) {
-      const m = stderr.match(w.re);
-      if (m) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(m);
-      }
-    }
-  });
-  onCleanup(() => child.exitCode === null && child.kill('SIGKILL'));
-  const done = new Promise<Result>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const p = spawnLoom(args, env);
+  onCleanup(() => void p.kill());
   return {
-    child,
-    done,
-    stderrUntil: (re) => {
-      const m = stderr.match(re);
-      return m ? Promise.resolve(m) : new Promise((resolve) => waiters.push({ re, resolve }));
+    child: p.child,
+    done: p.done,
+    async stderrUntil(re) {
+      const m = await p.stderrUntil(re);
+      if (!m) throw new Error(`loom ${args.join(' ')} exited before printing ${re}`);
+      return m;
     },
   };
 }
