@@ -174,7 +174,7 @@ interface Loom {
   /** (label, wall time) of every appended non-delta event and every barrier commit, while set. */
   timeline: [string, number][] | null;
   newSession(): string;
-  /** `coordinator.own`, working around a Coordinator bug (see the implementation). */
+  /** `coordinator.own`, failing loudly when the session cannot be owned. */
   own(sessionId: string): void;
   close(): void;
 }
@@ -211,19 +211,7 @@ function openLoom(dir: string, url: string): Loom {
       return sessionId;
     },
     own(sessionId) {
-      // Coordinator bug (actors/coordinator.ts): `own` puts the live entry in its map before the
-      // actor exists, and the actor's constructor commits; that commit's change notification runs
-      // `entry.actor.catchUp()` over every live entry, hits the half-built one (TypeError), and
-      // `onFailure` drops the new session — so a second session cannot be owned while another
-      // is live. The bench mutes this store's change notifications for the duration of `own`:
-      // other sessions' actors have nothing to catch up on from a new session's commits.
-      muted = true;
-      try {
-        if (!loom.coordinator.own(sessionId)) throw new Error(`bench: could not own ${sessionId}`);
-      } finally {
-        muted = false;
-      }
-      if (!loom.coordinator.get(sessionId)) throw new Error(`bench: ${sessionId} is not live after own()`);
+      if (!loom.coordinator.own(sessionId)) throw new Error(`bench: could not own ${sessionId}`);
     },
     close() {
       loom.coordinator.shutdown();
@@ -242,10 +230,8 @@ function openLoom(dir: string, url: string): Loom {
     }
     return { provider: p, model: r.model };
   };
-  let muted = false;
   const notify = store.changes.notify.bind(store.changes);
   store.changes.notify = () => {
-    if (muted) return;
     loom.notifications++;
     notify();
   };

@@ -36,6 +36,7 @@ import {
   type Table,
   type TargetResult,
 } from '../lib.js';
+import { seededRandom } from '../../test/fixtures/random.js';
 
 // ---- bounds (the whole suite is meant to finish in well under two minutes on 2 cores) ----------
 
@@ -129,16 +130,6 @@ function openRaw(path: string, options: { index?: boolean } = {}): Database.Data
   return db;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz      ,.etaoinshr';
 
@@ -152,7 +143,7 @@ function randomText(rnd: () => number, min: number, max: number): string {
 
 /** One provider chunk's text each: 4-20 chars, like a token. */
 function tokenPool(seed: number): string[] {
-  const rnd = mulberry32(seed);
+  const rnd = seededRandom(seed);
   return Array.from({ length: TOKEN_POOL }, () => randomText(rnd, TOKEN_CHARS_MIN, TOKEN_CHARS_MAX));
 }
 
@@ -654,7 +645,7 @@ function buildReplayStore(path: string, events: number, seed: number): Store {
   void epoch;
   // Rows are inserted directly (the replay path does not care how they got there): text.delta v2
   // events of 32-256 chars (merged segments), and a turn.started every 50th event.
-  const rnd = mulberry32(seed);
+  const rnd = seededRandom(seed);
   const insert = store.db.prepare(INSERT_SQL);
   const at = new Date().toISOString();
   const fill = store.db.transaction((from: number, to: number) => {
