@@ -12,6 +12,7 @@ import { stateName } from '../machines/stateName.js';
 import type { ResolvedConfig } from '../services/config.js';
 import type { AnyEnvelope, AppendRequest, Lease, Store } from '../store/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
+import type { ToolServices } from '../tools/types.js';
 import { runProviderTurn } from './providerTurn.js';
 import { createToolCallImplementations, type PermissionAsker } from './toolCall.js';
 
@@ -25,6 +26,10 @@ export interface SessionDeps {
   resolveProvider: ProviderResolver;
   tools: ToolRegistry;
   config: ResolvedConfig;
+  /** `$LOOM_HOME`: tools keep full outputs and job output files under it. */
+  home: string;
+  /** Services for tools that start child actors (jobs, subagents); see tools/types.ts. */
+  toolServices?: ToolServices;
   /** Answers `ask` permission decisions; without one, asks are denied (nothing hangs). */
   askPermission?: PermissionAsker;
   systemPrompt?: string;

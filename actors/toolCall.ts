@@ -68,7 +68,15 @@ export function createToolCallImplementations(lookup: (sessionId: string) => Ses
     if (!args.ok) return { status: 'error', output: `The arguments of ${input.tool} are not valid JSON: ${args.error}` };
     session.observe([owner(session, { type: 'tool.started', data: { callId: input.callId } })], { barrier: !tool.idempotent });
     try {
-      const result = await tools.execute(input.tool, args.value, { sessionId: session.sessionId, callId: input.callId, location: session.location, signal });
+      const result = await tools.execute(input.tool, args.value, {
+        sessionId: session.sessionId,
+        activityId: input.activityId,
+        callId: input.callId,
+        location: session.location,
+        home: session.deps.home,
+        signal,
+        services: session.deps.toolServices ?? {},
+      });
       return { status: 'ok', output: result.output, truncated: result.truncated };
     } catch (error) {
       return { status: 'error', output: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };

@@ -82,6 +82,7 @@ export async function openRuntime(options: { permission?: PermissionMode } = {})
       if (!config) throw new Error(`config for ${session.location} was not loaded before owning ${sessionId}`);
       return {
         config,
+        home,
         tools,
         resolveProvider: createProviderResolver(config),
         askPermission: asker,

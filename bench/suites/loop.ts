@@ -270,7 +270,7 @@ function openLoom(dir: string, url: string): Loom {
   };
   loom.coordinator = new Coordinator({
     store,
-    deps: () => ({ config, tools, resolveProvider, systemPrompt }),
+    deps: () => ({ config, home: tmpdir(), tools, resolveProvider, systemPrompt }),
     onSessionFailure: (sessionId, error) => {
       throw new Error(`bench: session ${sessionId} failed: ${String(error)}`);
     },
@@ -391,7 +391,7 @@ async function benchTurns(url: string, log: (l: string) => void): Promise<TurnRe
     const ac = new AbortController();
     for (let i = 0; i < 20 + out.turns / 2; i++) {
       const t0 = now();
-      await registry.execute('read', { path: 'notes.txt' }, { sessionId: 'ses_bench', callId: `call_${i}`, location: loom.location, signal: ac.signal });
+      await registry.execute('read', { path: 'notes.txt' }, { sessionId: 'ses_bench', activityId: '', callId: `call_${i}`, location: loom.location, home: loom.location, signal: ac.signal, services: {} });
       if (i >= 20) out.readTool.push(now() - t0);
     }
     log(

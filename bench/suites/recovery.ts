@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 /**
  * Recovery suite: startup discovery and classification of 1,000 unsettled sessions (DESIGN §5,
  * issue 4 item 7: target ≤ 1 s, new sessions served meanwhile).
@@ -87,7 +88,7 @@ function coordinatorFor(store: Store): Coordinator {
   const tools = createDefaultRegistry();
   return new Coordinator({
     store,
-    deps: () => ({ config, tools, resolveProvider }),
+    deps: () => ({ config, home: tmpdir(), tools, resolveProvider }),
     onSessionFailure: (sessionId, error) => {
       throw new Error(`bench: session ${sessionId} failed: ${String(error)}`);
     },

@@ -61,8 +61,10 @@ export async function createHarness(options: {
   const tools = createDefaultRegistry();
   tools.register(sleepTool);
   tools.register(slowReadTool);
+  const home = tempDir();
   const deps = () => ({
     config,
+    home,
     tools,
     resolveProvider: createProviderResolver(config, { OPENAI_BASE_URL: server.url }),
     askPermission: options.askPermission,

@@ -45,7 +45,7 @@ function lines(count: number): string {
 }
 
 function context(): ToolContext {
-  return { sessionId: 'ses_1', callId: 'call_1', location, signal: new AbortController().signal };
+  return { sessionId: 'ses_1', activityId: '', callId: 'call_1', location, home: location, signal: new AbortController().signal, services: {} };
 }
 
 function read(input: unknown) {

@@ -24,7 +24,7 @@ function makeTool(overrides: Partial<Tool> = {}): Tool {
 }
 
 function makeContext(signal: AbortSignal = new AbortController().signal): ToolContext {
-  return { sessionId: 'ses_1', callId: 'call_1', location: '/tmp', signal };
+  return { sessionId: 'ses_1', activityId: '', callId: 'call_1', location: '/tmp', home: '/tmp', signal, services: {} };
 }
 
 describe('registry', () => {
