@@ -130,6 +130,26 @@ describe('session actor - the safe boundary', () => {
     expect(second.messages.filter((m) => m.role === 'tool')).toHaveLength(3);
   });
 
+  it('calls over the per-session concurrency bound wait queued and all of them run; none is dropped', async () => {
+    const sleep = (ms: number) => ({ name: 'sleep', arguments: { ms } });
+    const calls = [sleep(60), sleep(10), sleep(40), sleep(20), sleep(30), sleep(10)];
+    const h = await createHarness({ script: [{ toolCalls: calls }, { text: 'ok' }], config: { limits: { toolConcurrency: 2 }, permission: { rules: [{ tool: 'sleep', action: 'allow' }] } } });
+    h.admit('steer', 'go');
+    await h.run();
+    const events = h.events();
+    const settled = of(events, 'tool.settled');
+    expect(settled).toHaveLength(6);
+    expect(settled.every((e) => e.data.status === 'ok')).toBe(true);
+    // Walk the log in seq order: never more than two calls between tool.started and tool.settled.
+    let running = 0;
+    let peak = 0;
+    for (const e of events) {
+      if (e.type === 'tool.started') peak = Math.max(peak, ++running);
+      if (e.type === 'tool.settled') running--;
+    }
+    expect(peak).toBe(2);
+  });
+
   it('eager tool settlement: a call starts before its stream closes', async () => {
     const h = await createHarness({
       script: [{ toolCalls: [{ name: 'read', arguments: { path: 'x' } }], text: 'and a long tail of text after the call', delayMs: 30, chunkSize: 2 }, { text: 'ok' }],
