@@ -121,9 +121,14 @@ function quietOrAborted(quiet: Promise<void>, signal: AbortSignal): Promise<bool
   });
 }
 
-/** Records a cancel of the child's open activity and waits for it to settle, at most `timeoutMs`. */
+/**
+ * Records a cancel of the child's open activity and waits for it to settle, at most `timeoutMs`.
+ * A child already stopped (its process shuts down, or its parent's owner stopped everything) gets
+ * no cancel: stopping records nothing, and the child's next owner recovers it.
+ */
 async function cancelChild(store: Store, actor: SessionActor, signal: AbortSignal, timeoutMs: number): Promise<void> {
-  const activityId = actor.failure === undefined ? actor.context().activity?.id : undefined;
+  if (actor.isQuiet()) return;
+  const activityId = actor.context().activity?.id;
   if (activityId === undefined) return;
   store.append({ sessionId: actor.sessionId, type: 'cancel.requested', data: { activityId, reason: cancelReason(signal) } });
   actor.catchUp();
