@@ -6,7 +6,7 @@
  * unsettled session by whoever owns it next.
  */
 import { SUBAGENT_DEPTH_MAX, SUBAGENT_SETTLE_TIMEOUT_MS } from '../core/limits.js';
-import type { EventData, Store } from '../store/index.js';
+import { LimitExceededError, type EventData, type Store } from '../store/index.js';
 import { SubagentDepthError, SubagentStartError } from '../tools/errors.js';
 import { subagentSessionId } from '../tools/subagents.js';
 import type { SubagentRequest, SubagentResult, SubagentRunner, ToolContext } from '../tools/types.js';
@@ -31,9 +31,8 @@ export function createSubagentRunner(coordinator: Coordinator, options: Subagent
   return {
     async run(request, ctx) {
       const store = coordinator.store;
-      const childId = startChild(store, request, ctx);
-      const actor = coordinator.own(childId);
-      if (!actor) throw new SubagentStartError(childId, 'another process owns it');
+      const { childId, inputId } = startChild(store, request, ctx);
+      const actor = ownChild(coordinator, childId, inputId);
       try {
         const aborted = await quietOrAborted(coordinator.runUntilQuiet(childId), request.signal);
         if (aborted) await cancelChild(store, actor, request.signal, settleTimeoutMs);
@@ -50,7 +49,7 @@ export function createSubagentRunner(coordinator: Coordinator, options: Subagent
  * Records the child session and admits the prompt as its input, in one transaction (a refused
  * admission, e.g. a prompt over INPUT_TEXT_BYTES_MAX, leaves nothing behind). Returns its id.
  */
-function startChild(store: Store, request: SubagentRequest, ctx: ToolContext): string {
+function startChild(store: Store, request: SubagentRequest, ctx: ToolContext): { childId: string; inputId: string } {
   const parent = store.queries.session(ctx.sessionId);
   if (!parent) throw new SubagentStartError(ctx.sessionId, 'its parent session does not exist');
   if (ctx.callId === '') throw new SubagentStartError(ctx.sessionId, 'a subagent is started by a tool call, and this context has none');
@@ -58,7 +57,7 @@ function startChild(store: Store, request: SubagentRequest, ctx: ToolContext): s
   if (depth >= SUBAGENT_DEPTH_MAX) throw new SubagentDepthError(parent.sessionId, depth, SUBAGENT_DEPTH_MAX);
   const childId = subagentSessionId(ctx.callId);
   if (request.signal.aborted) throw new SubagentStartError(childId, 'the call was cancelled before the subagent started');
-  store.transaction(() => {
+  const inputId = store.transaction(() => {
     if (store.queries.session(childId)) {
       throw new SubagentStartError(childId, `call ${ctx.callId} started it already; a task call is never run twice`);
     }
@@ -75,9 +74,37 @@ function startChild(store: Store, request: SubagentRequest, ctx: ToolContext): s
         doubleTexting: parent.doubleTexting,
       },
     });
-    store.admitInput(childId, { mode: 'steer', text: request.prompt, source: 'task' });
+    try {
+      return store.admitInput(childId, { mode: 'steer', text: request.prompt, source: 'task' }).input.inputId;
+    } catch (error) {
+      if (error instanceof LimitExceededError) throw new SubagentStartError(childId, `its prompt was refused: ${error.message}`);
+      throw error;
+    }
   });
-  return childId;
+  return { childId, inputId };
+}
+
+/**
+ * Owns the new child on this coordinator. When that fails (too many live sessions, a broken
+ * store) the prompt is withdrawn (`input.cancelled`), so no input waits in a session nobody runs.
+ */
+function ownChild(coordinator: Coordinator, childId: string, inputId: string): SessionActor {
+  let actor: SessionActor | null;
+  let failure: unknown;
+  try {
+    actor = coordinator.own(childId);
+  } catch (error) {
+    actor = null;
+    failure = error;
+  }
+  if (actor) return actor;
+  const why = failure === undefined ? 'another process owns it' : errorText(failure);
+  try {
+    coordinator.store.append({ sessionId: childId, type: 'input.cancelled', data: { inputId, reason: `the subagent could not start: ${why}` } });
+  } catch {
+    // The input already moved on (the child's first step ran before failing); its next owner settles it.
+  }
+  throw new SubagentStartError(childId, why);
 }
 
 /**

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { subagentDepth } from '../../actors/subagent.js';
-import { SUBAGENT_DEPTH_MAX } from '../../core/limits.js';
+import { INPUT_TEXT_BYTES_MAX, SUBAGENT_DEPTH_MAX } from '../../core/limits.js';
 import type { AnyEnvelope, Store } from '../../store/index.js';
 import { subagentSessionId } from '../../tools/subagents.js';
 import { firstUserMessage, respondByConversation, type ConversationScripts } from '../fixtures/scripted-routes.js';
@@ -155,6 +155,17 @@ describe('subagents - the task tool', () => {
     const settled = of(h.events(), 'tool.settled')[0]!.data;
     expect(settled).toMatchObject({ status: 'error', output: expect.stringContaining('ToolServiceUnavailableError: tool "task" needs the background jobs service') });
     expect(h.server.requests.map((r) => firstUserMessage(r.body))).toEqual(['go', 'go']); // no child ran
+  });
+
+  it('a prompt the inbox refuses (over INPUT_TEXT_BYTES_MAX) is an error and leaves no child session behind', async () => {
+    const huge = 'p'.repeat(INPUT_TEXT_BYTES_MAX + 1);
+    const h = await subagentHarness({ go: [{ ...task(huge), chunkSize: 64 * 1024 }, { text: 'ok' }] });
+    h.admit('steer', 'go');
+    await h.run();
+    const childId = h.child();
+    expect(of(h.events(), 'tool.settled')[0]!.data.output).toContain(`SubagentStartError: cannot start a subagent session ${childId}: its prompt was refused`);
+    expect(h.store.queries.session(childId)).toBeUndefined();
+    expect(h.store.read(childId)).toHaveLength(0);
   });
 
   it('an agent profile is recorded on the child; one that does not exist yet runs as the default and says so', async () => {
