@@ -4,6 +4,7 @@ import { LimitExceededError, type Lease, type Store } from '../store/index.js';
 import { createInProcessTransport } from '../transport/inprocess/index.js';
 import type { Transport } from '../transport/types.js';
 import { SessionActor, SessionLogic, type SessionDeps } from './session.js';
+import { createSubagentRunner } from './subagent.js';
 
 export type SessionDepsFactory = (sessionId: string) => Omit<SessionDeps, 'store' | 'lease' | 'sessionId' | 'onFailure' | 'logic'>;
 
@@ -44,6 +45,8 @@ export class Coordinator {
   /** One machine with implementations for every session this coordinator runs. */
   private readonly logic = new SessionLogic();
   private readonly detach: (() => void)[] = [];
+  /** Runs `task` subagents as child sessions owned by this coordinator; every session's tools get it. */
+  readonly subagents = createSubagentRunner(this);
 
   constructor(private readonly options: CoordinatorOptions) {
     this.ownerId = options.ownerId ?? `${hostname()}:${process.pid}:${options.store.ids.next('own')}`;
@@ -92,8 +95,10 @@ export class Coordinator {
     let actor: SessionActor;
     try {
       // Built before it is registered: its first step commits, and listeners must not see a half-made entry.
+      const deps = this.options.deps(sessionId);
       actor = new SessionActor({
-        ...this.options.deps(sessionId),
+        ...deps,
+        toolServices: { subagents: this.subagents, ...deps.toolServices },
         store,
         lease,
         sessionId,

@@ -62,7 +62,8 @@ export function createToolCallImplementations(lookup: (sessionId: string) => Ses
     const tool = tools.get(input.tool);
     if (!tool) return { status: 'error', output: `Unknown tool "${input.tool}". Available tools: ${tools.list().map((t) => t.name).join(', ')}.` };
     if (input.resumed && !tool.idempotent && callRow(session, input)?.state !== 'called') {
-      return { status: 'interrupted', output: `The ${input.tool} call was interrupted by a process loss while it ran; it was not run again because it is not idempotent. Check its effects before repeating it.` };
+      const note = tool.interruptedNote ? ` ${tool.interruptedNote(input.callId)}` : '';
+      return { status: 'interrupted', output: `The ${input.tool} call was interrupted by a process loss while it ran; it was not run again because it is not idempotent. Check its effects before repeating it.${note}` };
     }
     const args = parseArguments(argumentsOf(session, input));
     if (!args.ok) return { status: 'error', output: `The arguments of ${input.tool} are not valid JSON: ${args.error}` };

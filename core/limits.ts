@@ -208,3 +208,34 @@ export const DISCOVERY_SESSIONS_MAX = 100_000;
 
 /** Longest discovery works before yielding to the event loop (new work waits at most about this). */
 export const DISCOVERY_SLICE_MS = 10;
+
+// ---- subagents (the task tool) -----------------------------------------------------------------
+
+/**
+ * Subagent nesting below a session nobody started with `task`: a subagent may start its own, down to
+ * this many levels; a deeper `task` call is refused. Each level holds a live session actor and a
+ * provider stream, and a model that delegates in a loop would otherwise never stop.
+ */
+export const SUBAGENT_DEPTH_MAX = 3;
+
+/** Running time of one `task` call (the whole child activity, all its turns and tools). */
+export const TASK_TIMEOUT_MS = 30 * 60_000; // 30 minutes
+
+/**
+ * How long a cancelled subagent is waited for to settle before its actor is stopped anyway (then it
+ * stays unsettled and is recovered by its next owner). Added to TASK_TIMEOUT_MS for the tool's
+ * outer timeout, so the task's own deadline fires first and its error names the child session.
+ */
+export const SUBAGENT_SETTLE_TIMEOUT_MS = 10_000; // 10 seconds
+
+/**
+ * Bytes of the child's final answer put in the task result. Below TOOL_OUTPUT_BYTES_MAX so the
+ * registry never cuts the line naming the child session.
+ */
+export const TASK_ANSWER_BYTES_MAX = TOOL_OUTPUT_BYTES_MAX - 1024;
+
+/** Characters of a task's description; it becomes the child session's title, shown in listings. */
+export const TASK_DESCRIPTION_CHARS_MAX = 200;
+
+/** Characters of an agent profile name in a task call. */
+export const TASK_AGENT_CHARS_MAX = 64;

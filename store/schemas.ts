@@ -57,6 +57,10 @@ export const eventDefinitions = {
       title: z.string().optional(),
       parentId: z.string().optional(),
       doubleTexting: z.enum(['steer', 'queue', 'interrupt', 'reject']).optional(),
+      // A subagent (the `task` tool): the parent's tool call that runs this session, and the agent
+      // profile it asked for. Forks have a parentId and no parentCallId.
+      parentCallId: z.string().min(1).optional(),
+      agent: z.string().min(1).optional(),
     }),
   },
   'input.admitted': {

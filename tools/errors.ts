@@ -148,3 +148,54 @@ export class FileAccessError extends ToolError {
     super(`cannot open "${path}": ${detail} (${code})`);
   }
 }
+
+// ---- subagents (the task tool) ----
+
+/** A tool needs a runtime service (jobs, subagents) that this process does not offer. */
+export class ToolServiceUnavailableError extends ToolError {
+  override name = 'ToolServiceUnavailableError';
+  constructor(
+    readonly tool: string,
+    readonly service: string,
+  ) {
+    super(`tool "${tool}" needs the ${service} service, which is not available here (no session runtime offers it)`);
+  }
+}
+
+/** A `task` call from a session already SUBAGENT_DEPTH_MAX subagent levels deep. */
+export class SubagentDepthError extends ToolError {
+  override name = 'SubagentDepthError';
+  constructor(
+    readonly sessionId: string,
+    readonly depth: number,
+    readonly max: number,
+  ) {
+    super(`subagent depth limit reached: session ${sessionId} is a subagent ${depth} level(s) deep and at most ${max} are allowed; do the work in this session instead`);
+  }
+}
+
+/** A subagent could not be started: its parent session is unknown, or the call already has a child. */
+export class SubagentStartError extends ToolError {
+  override name = 'SubagentStartError';
+  constructor(
+    readonly sessionId: string,
+    reason: string,
+  ) {
+    super(`cannot start a subagent session ${sessionId}: ${reason}`);
+  }
+}
+
+/** The subagent's activity settled other than `completed` (failed, cancelled, turn_limit…) or not at all. */
+export class SubagentFailedError extends ToolError {
+  override name = 'SubagentFailedError';
+  constructor(
+    readonly sessionId: string,
+    readonly status: string,
+    reason?: string,
+  ) {
+    super(
+      `subagent session ${sessionId} ended ${status}${reason ? ` (${reason})` : ''}; ` +
+        `its work so far is in that session (loom session show ${sessionId})`,
+    );
+  }
+}

@@ -38,22 +38,41 @@ export interface JobStarter {
 
 export interface SubagentRequest {
   prompt: string;
+  /** A short title: it becomes the child session's title. */
   description?: string;
-  /** Agent profile for the subagent (context management, issue 9); the parent's when absent. */
+  /**
+   * Agent profile for the subagent (profiles arrive with context management, issue 9). Recorded on
+   * the child's `session.created`; only the default profile exists yet, so it runs as the parent.
+   */
   agent?: string;
+  /** The child's model (`provider/model`); the parent session's model when absent. */
+  model?: string;
+  /** Aborting it cancels the child's activity (recorded as `cancel.requested`) and waits for it to settle, bounded. */
   signal: AbortSignal;
 }
 
 export interface SubagentResult {
   /** The child session's id (it stays in the store: `loom session show` works on it). */
   sessionId: string;
-  /** How the child's activity settled (`completed`, `failed`, `cancelled`, …). */
+  /**
+   * How the child's activity settled (`completed`, `failed`, `cancelled`, `turn_limit`, …), or
+   * `recovering` (it waits for a recovery decision) or `unsettled` (it did not settle in time, or
+   * its actor stopped on an operating failure).
+   */
   status: string;
-  /** The child's final answer: the text of its last assistant message. */
+  /** Why it settled so, when the settlement says (`cancel requested`, a provider error…). */
+  reason?: string;
+  /** The child's final answer: the text of its last assistant message with text ('' when none). */
   text: string;
 }
 
 export interface SubagentRunner {
+  /**
+   * Runs `request.prompt` in a new child session of `ctx.sessionId` (created for the call
+   * `ctx.callId`) until it is quiet and returns its answer and status. Refuses (a ToolError) when
+   * the nesting is too deep or the call already has a child; a child that settles badly is a result
+   * with that status, not an error.
+   */
   run(request: SubagentRequest, ctx: ToolContext): Promise<SubagentResult>;
 }
 
@@ -73,4 +92,10 @@ export interface Tool<I = any> {
   /** Running-time bound; required (a tool without one is refused at registration). */
   timeoutMs: number;
   execute(input: I, ctx: ToolContext): Promise<ToolResult>;
+  /**
+   * A sentence added to the result of a started call that recovery settles `interrupted` instead of
+   * running again (a tool that is not idempotent, after a process loss): where to look for what
+   * the call did (the `task` tool names its child session).
+   */
+  interruptedNote?(callId: string): string;
 }

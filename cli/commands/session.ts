@@ -23,7 +23,7 @@ export async function sessionLs(opts: { json?: boolean }): Promise<number> {
     }
     for (const r of rows) {
       const status = r.status === 'idle' ? `idle${r.lastActivityStatus ? ` (last: ${r.lastActivityStatus})` : ''}` : r.status;
-      process.stdout.write(`${r.sessionId}  ${r.updatedAt}  ${r.model}  ${status}  ${r.location}\n`);
+      process.stdout.write(`${r.sessionId}  ${r.updatedAt}  ${r.model}  ${status}  ${r.location}${lineage(r)}\n`);
     }
     return 0;
   } finally {
@@ -41,7 +41,7 @@ export async function sessionShow(idArg: string, opts: { json?: boolean }): Prom
       process.stdout.write(`${JSON.stringify({ session: s, conversation })}\n`);
       return 0;
     }
-    process.stdout.write(`${s.sessionId}  ${s.model}  ${s.location}\n`);
+    process.stdout.write(`${s.sessionId}  ${s.model}  ${s.location}${lineage(s)}\n`);
     for (const m of conversation) {
       if (m.role === 'user') process.stdout.write(`\nuser: ${m.text}\n`);
       else {
@@ -54,4 +54,10 @@ export async function sessionShow(idArg: string, opts: { json?: boolean }): Prom
   } finally {
     store.close();
   }
+}
+
+/** Where a session came from: its parent (a `task` subagent's caller, or a fork's source) and title. */
+function lineage(r: SessionRow): string {
+  if (r.parentId === null) return r.title ? `  "${r.title}"` : '';
+  return `  ← ${r.parentId}${r.title ? ` "${r.title}"` : ''}`;
 }
