@@ -2,9 +2,10 @@
 import { createToolRegistry, type ToolRegistry } from '../registry.js';
 import type { Tool } from '../types.js';
 import { readTool } from './read.js';
+import { webfetchTool } from './webfetch.js';
 
 /** Built-in tools, in the order they are offered to the model. */
-export const builtinTools: readonly Tool[] = [readTool];
+export const builtinTools: readonly Tool[] = [readTool, webfetchTool];
 
 /** A fresh registry with every built-in tool registered; plugins may add more. */
 export function createDefaultRegistry(): ToolRegistry {
@@ -13,4 +14,4 @@ export function createDefaultRegistry(): ToolRegistry {
   return registry;
 }
 
-export { readTool };
+export { readTool, webfetchTool };
