@@ -1,5 +1,6 @@
 import type { ChatMessage } from '../llm/types.js';
 import type { MessageView } from '../store/queries.js';
+import type { InputAttachment } from '../store/schemas.js';
 
 /**
  * Builds the provider-neutral conversation from the projected history. Discarded attempts are
@@ -11,7 +12,7 @@ export function buildMessages(conversation: MessageView[], systemPrompt?: string
   if (systemPrompt) messages.push({ role: 'system', content: systemPrompt });
   for (const m of conversation) {
     if (m.role === 'user') {
-      messages.push({ role: 'user', content: m.text ?? '' });
+      messages.push({ role: 'user', content: withAttachments(m.text ?? '', m.attachments ?? []) });
       continue;
     }
     const text = m.parts.filter((p) => p.kind === 'text').map((p) => p.text).join('');
@@ -46,4 +47,20 @@ export function buildMessages(conversation: MessageView[], systemPrompt?: string
     }
   }
   return messages;
+}
+
+/**
+ * The user message's text followed by one block per attachment, resolved at admission:
+ * `<attachment kind="file" name="src/a.ts" type="text/plain">…</attachment>`.
+ */
+export function withAttachments(text: string, attachments: readonly InputAttachment[]): string {
+  if (attachments.length === 0) return text;
+  const blocks = attachments.map(
+    (a) => `<attachment kind="${a.kind}" name="${attribute(a.name)}" type="${attribute(a.mediaType)}">\n${a.text}${a.text.endsWith('\n') ? '' : '\n'}</attachment>`,
+  );
+  return [text, ...blocks].join('\n\n');
+}
+
+function attribute(value: string): string {
+  return value.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
 }

@@ -20,6 +20,10 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
+  const attach = () =>
+    new Option('--attach <path-or-url>', 'attach a text file (inside the session directory) or an http(s) URL; repeatable').argParser(
+      (value: string, previous: string[] = []) => [...previous, value],
+    );
   const permission = () =>
     new Option('--permission <mode>', 'answer permission asks: allow, deny or ask (default: ask on a TTY, deny otherwise)').choices(['allow', 'deny', 'ask']);
 
@@ -31,6 +35,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('-d, --dir <dir>', 'the directory the session works in', '.')
     .option('--json', 'print every event as one JSON envelope per line')
     .addOption(permission())
+    .addOption(attach())
     .action(async (text: string[], opts) => set(await (await import('./commands/run.js')).runCommand(text.join(' '), opts)));
 
   program
@@ -44,6 +49,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print events as JSON envelopes')
     .option('--client-id <id>', 'idempotency key: a second admission with the same id is ignored')
     .addOption(permission())
+    .addOption(attach())
     .action(async (id: string, text: string[], opts) => set(await (await import('./commands/prompt.js')).promptCommand(id, text.join(' '), opts)));
 
   const session = program.command('session').description('list and show sessions');

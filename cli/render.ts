@@ -33,7 +33,7 @@ export function createHumanRenderer(out: NodeJS.WritableStream, info: NodeJS.Wri
           if (midLine) text('\n');
           break;
         case 'input.admitted':
-          line(`» ${e.data.mode} ${short(e.data.text, 80)}`);
+          line(`» ${e.data.mode} ${short(e.data.text, 80)}${attachedNames(e.data.attachments)}`);
           break;
         case 'input.assigned':
           line(`» input ${e.data.inputId} joins ${e.data.activityId}`);
@@ -75,4 +75,9 @@ export function formatEventLine(e: AnyEnvelope): string {
 function short(s: string, max: number): string {
   const one = s.replace(/\s+/g, ' ');
   return one.length > max ? `${one.slice(0, max - 1)}…` : one;
+}
+
+function attachedNames(attachments: readonly { name: string }[] | undefined): string {
+  if (attachments === undefined || attachments.length === 0) return '';
+  return ` (attached: ${attachments.map((a) => a.name).join(', ')})`;
 }

@@ -125,7 +125,10 @@ export const PROVIDER_DRAIN_TIMEOUT_MS = 1_000; // 1 second
 /** Default timeout of a tool call (running time only; waiting for permission does not count). */
 export const TOOL_TIMEOUT_DEFAULT_MS = 2 * 60_000; // 2 minutes
 
-/** Output bytes of one tool result sent back to the model; the rest is cut with a notice. */
+/**
+ * Output bytes of one tool result sent back to the model; beyond it (or TOOL_OUTPUT_LINES_MAX) the
+ * model sees a head-and-tail preview and the full output is saved (tools/truncate.ts).
+ */
 export const TOOL_OUTPUT_BYTES_MAX = 50 * 1024; // 50 KiB
 
 /** Lines a `read` returns when no limit is given. */
@@ -239,3 +242,64 @@ export const TASK_DESCRIPTION_CHARS_MAX = 200;
 
 /** Characters of an agent profile name in a task call. */
 export const TASK_AGENT_CHARS_MAX = 64;
+
+// ---- webfetch, output truncation, attachments (issue 5) ----------------------------------------
+
+/**
+ * Lines of one tool result sent back to the model; beyond it the model sees a head-and-tail
+ * preview and the path of the full output. 2,000 lines is what a model reads usefully in one go.
+ */
+export const TOOL_OUTPUT_LINES_MAX = 2_000;
+
+/**
+ * Bytes of a full tool output saved under `$LOOM_HOME/tool-output/` when the preview cuts it; the
+ * rest of an even bigger output is dropped, and the notice says so. Tools bound what they capture
+ * (bash, grep) well below this, so in practice the whole output is kept.
+ */
+export const TOOL_OUTPUT_SAVED_BYTES_MAX = 16 * 1024 * 1024; // 16 MiB
+
+/**
+ * Body bytes `webfetch` (and a URL attachment) reads; the request is aborted there and the page is
+ * cut. HTML is parsed into a DOM after reading, synchronously: 2 MiB of dense markup converts in
+ * about 1.3 s and 300 MB on the reference machine, which is the most one call should cost.
+ */
+export const WEBFETCH_BODY_BYTES_MAX = 2 * 1024 * 1024; // 2 MiB
+
+/** Whole-fetch time (connect, redirects, headers, body) when the call names none. */
+export const WEBFETCH_TIMEOUT_DEFAULT_MS = 30_000; // 30 seconds
+
+/** Longest whole-fetch time a call may ask for; slower sources belong in a background job. */
+export const WEBFETCH_TIMEOUT_MAX_MS = 120_000; // 2 minutes
+
+/** Time to open the TCP (and TLS) connection to one host. */
+export const WEBFETCH_CONNECT_TIMEOUT_MS = 10_000; // 10 seconds
+
+/** Time from sending the request to the response headers. */
+export const WEBFETCH_HEADERS_TIMEOUT_MS = 20_000; // 20 seconds
+
+/** Longest silence between two body chunks; a server that stalls mid-body is given up on. */
+export const WEBFETCH_BODY_IDLE_TIMEOUT_MS = 20_000; // 20 seconds
+
+/** Redirects followed per fetch (browsers allow 20; a page needing more than 5 is misconfigured). */
+export const WEBFETCH_REDIRECTS_MAX = 5;
+
+/** Characters of a URL `webfetch` accepts (servers commonly refuse longer request lines). */
+export const WEBFETCH_URL_CHARS_MAX = 8 * 1024;
+
+/** Leading body bytes inspected for a NUL to call an untyped response binary (as `read` does). */
+export const WEBFETCH_BINARY_SNIFF_BYTES = 8 * 1024; // 8 KiB
+
+/** Attachments of one input; each becomes a block of the user message. */
+export const INPUT_ATTACHMENTS_MAX = 16;
+
+/** Text bytes of one attachment (a file's size, a fetched page's text); larger ones are refused. */
+export const INPUT_ATTACHMENT_BYTES_MAX = 256 * 1024; // 256 KiB, like INPUT_TEXT_BYTES_MAX
+
+/**
+ * Text bytes of all attachments of one input. Together with the input text this stays well below
+ * EVENT_DATA_BYTES_MAX, since the attachments are stored in the `input.admitted` event.
+ */
+export const INPUT_ATTACHMENTS_BYTES_MAX = 1024 * 1024; // 1 MiB
+
+/** Characters of an attachment's name (its path or URL as given). */
+export const INPUT_ATTACHMENT_NAME_CHARS_MAX = 8 * 1024;

@@ -132,6 +132,10 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE messages ADD COLUMN finished INTEGER NOT NULL DEFAULT 0;
   `,
+  // 5: attachments of an input (JSON array of resolved files and URLs, as in input.admitted), for the user message.
+  `
+  ALTER TABLE session_input ADD COLUMN attachments TEXT;
+  `,
 ];
 
 /** Tables written only from events; `rebuildProjections` empties and refills exactly these. */

@@ -43,8 +43,8 @@ export class Projector {
       activityRecovery: p(`UPDATE activities SET status = 'recovering', restarts = ? WHERE activity_id = ?`),
       activityStatus: p('SELECT status FROM activities WHERE activity_id = ?'),
       activityResume: p(`UPDATE activities SET status = 'open' WHERE activity_id = ?`),
-      inputInsert: p(`INSERT INTO session_input (input_id, session_id, client_id, mode, text, source, status, activity_id, attempt_id, admitted_seq, updated_seq)
-        VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, ?, ?)`),
+      inputInsert: p(`INSERT INTO session_input (input_id, session_id, client_id, mode, text, source, status, activity_id, attempt_id, admitted_seq, updated_seq, attachments)
+        VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, ?, ?, ?)`),
       inputGet: p('SELECT status, session_id FROM session_input WHERE input_id = ?'),
       inputUpdate: p('UPDATE session_input SET status = ?, activity_id = ?, attempt_id = ?, updated_seq = ? WHERE input_id = ?'),
       messageInsert: p(`INSERT INTO messages (message_id, session_id, role, activity_id, seq, discarded, created_at) VALUES (?, ?, ?, ?, ?, 0, ?)`),
@@ -93,7 +93,8 @@ export class Projector {
     switch (e.type) {
       case 'input.admitted': {
         const d = e.data;
-        s.inputInsert!.run(d.inputId, sid, d.clientId ?? null, d.mode, d.text, d.source ?? null, e.seq, e.seq);
+        const attachments = d.attachments !== undefined && d.attachments.length > 0 ? JSON.stringify(d.attachments) : null;
+        s.inputInsert!.run(d.inputId, sid, d.clientId ?? null, d.mode, d.text, d.source ?? null, e.seq, e.seq, attachments);
         return;
       }
       case 'input.assigned':

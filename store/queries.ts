@@ -1,5 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
+import type { InputAttachment } from './schemas.js';
 
 /** Read-side views over the projections. Plain synchronous reads; never hold a cursor across await. */
 
@@ -59,6 +60,8 @@ export interface MessageView {
   toolCalls: ToolCallRow[];
   /** For user messages: the input's text. */
   text?: string;
+  /** For user messages: the input's resolved attachments, when it has any. */
+  attachments?: InputAttachment[];
 }
 
 const camelCache = new Map<string, string>();
@@ -142,9 +145,10 @@ export class Queries {
       .prepare('SELECT part_id, message_id, kind, text, provider_metadata FROM parts WHERE session_id = ? AND discarded = 0 ORDER BY seq')
       .all(sessionId) as { part_id: string; message_id: string; kind: 'text' | 'reasoning'; text: string; provider_metadata: string | null }[];
     const inputs = this
-      .prepare(`SELECT input_id, text FROM session_input WHERE session_id = ? AND status IN ('assigned', 'consumed')`)
-      .all(sessionId) as { input_id: string; text: string }[];
+      .prepare(`SELECT input_id, text, attachments FROM session_input WHERE session_id = ? AND status IN ('assigned', 'consumed')`)
+      .all(sessionId) as { input_id: string; text: string; attachments: string | null }[];
     const textOf = new Map(inputs.map((i) => [i.input_id, i.text]));
+    const attachmentsOf = new Map(inputs.filter((i) => i.attachments !== null).map((i) => [i.input_id, JSON.parse(i.attachments!) as InputAttachment[]]));
     const partsOf = groupBy(parts, (p) => p.message_id);
     const callsOf = groupBy(this.toolCalls(sessionId), (c) => c.messageId);
     return messages.map((m) => ({
@@ -153,6 +157,7 @@ export class Queries {
       activityId: m.activity_id,
       seq: m.seq,
       text: m.role === 'user' ? (textOf.get(m.message_id) ?? '') : undefined,
+      ...(m.role === 'user' && attachmentsOf.has(m.message_id) ? { attachments: attachmentsOf.get(m.message_id) } : {}),
       parts: (partsOf.get(m.message_id) ?? []).map((p) => ({
         partId: p.part_id,
         kind: p.kind,

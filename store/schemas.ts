@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { EVENT_DATA_BYTES_MAX } from '../core/limits.js';
+import { EVENT_DATA_BYTES_MAX, INPUT_ATTACHMENT_NAME_CHARS_MAX, INPUT_ATTACHMENTS_MAX } from '../core/limits.js';
 import { InvalidEventError, LimitExceededError, UnknownEventTypeError } from './errors.js';
 
 /**
@@ -34,6 +34,21 @@ const usage = z.object({
   reasoningTokens: z.number().int().nonnegative().optional(),
   cachedInputTokens: z.number().int().nonnegative().optional(),
 });
+
+/**
+ * A file or URL attached to an input, resolved at admission (tools/attachments.ts): the stored
+ * text is what the model sees, so nothing is fetched or read again later.
+ */
+export const inputAttachment = z.object({
+  kind: z.enum(['file', 'url']),
+  /** The path (relative to the session directory) or the URL as given. */
+  name: z.string().min(1).max(INPUT_ATTACHMENT_NAME_CHARS_MAX),
+  mediaType: z.string(),
+  text: z.string(),
+  /** UTF-8 bytes of `text`. */
+  bytes: z.number().int().nonnegative(),
+});
+export type InputAttachment = z.infer<typeof inputAttachment>;
 
 const deltaV2 = z.object({ activityId: id, attemptId: id, partId: id, delta: z.string() });
 const doneV1 = z.object({ activityId: id, attemptId: id, partId: id, text: z.string(), providerMetadata });
@@ -72,6 +87,7 @@ export const eventDefinitions = {
       mode: z.enum(['steer', 'queue']),
       text: z.string(),
       source: z.string().optional(),
+      attachments: z.array(inputAttachment).max(INPUT_ATTACHMENTS_MAX).optional(),
     }),
   },
   'input.cancelled': {

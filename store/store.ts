@@ -6,6 +6,9 @@ import {
   APPEND_BATCH_EVENTS_MAX,
   DELTA_FLUSH_INTERVAL_MS,
   INBOX_PENDING_MAX,
+  INPUT_ATTACHMENT_BYTES_MAX,
+  INPUT_ATTACHMENTS_BYTES_MAX,
+  INPUT_ATTACHMENTS_MAX,
   INPUT_TEXT_BYTES_MAX,
   READ_PAGE_EVENTS_DEFAULT,
   READ_PAGE_EVENTS_MAX,
@@ -19,7 +22,7 @@ import { PROJECTION_TABLES } from './migrations.js';
 import { Owners } from './owners.js';
 import { Projector } from './projections.js';
 import { Queries } from './queries.js';
-import { upcast, validateForWrite, type AnyEnvelope, type Envelope, type EventData, type EventType } from './schemas.js';
+import { upcast, validateForWrite, type AnyEnvelope, type Envelope, type EventData, type EventType, type InputAttachment } from './schemas.js';
 
 /** One event to append. Owner events carry the appender's epoch; requests and system events don't. */
 export type AppendRequest = {
@@ -64,6 +67,8 @@ export interface AdmitInput {
   text: string;
   clientId?: string;
   source?: string;
+  /** Resolved attachments (tools/attachments.ts `materializeAttachments`), stored with the input. */
+  attachments?: InputAttachment[];
 }
 
 export interface InputRow {
@@ -77,6 +82,7 @@ export interface InputRow {
   activityId: string | null;
   attemptId: string | null;
   admittedSeq: number;
+  attachments: InputAttachment[];
 }
 
 /**
@@ -398,6 +404,7 @@ export class Store {
     if (Buffer.byteLength(input.text) > INPUT_TEXT_BYTES_MAX) {
       throw new LimitExceededError('INPUT_TEXT_BYTES_MAX', `input text is ${Buffer.byteLength(input.text)} bytes`);
     }
+    checkAttachments(input.attachments ?? []);
     const inputId = this.ids.next('in');
     const txn = () => {
       if (input.clientId !== undefined) {
@@ -407,7 +414,8 @@ export class Store {
       if (!this.q.sessionExists!.get(sessionId)) throw new SessionNotFoundError(sessionId);
       const open = (this.q.inputsOpen!.get(sessionId) as { n: number }).n;
       if (open >= INBOX_PENDING_MAX) throw new LimitExceededError('INBOX_PENDING_MAX', `session ${sessionId} has ${open} inputs waiting`);
-      const data = { inputId, mode: input.mode, text: input.text, clientId: input.clientId, source: input.source };
+      const attachments = input.attachments !== undefined && input.attachments.length > 0 ? input.attachments : undefined;
+      const data = { inputId, mode: input.mode, text: input.text, clientId: input.clientId, source: input.source, attachments };
       const v = validateForWrite('input.admitted', data);
       this.writeOne({ sessionId, type: 'input.admitted', data } as AppendRequest, 'request', v.def.version, v.json, v.data, new Map());
       return { input: toInput(this.q.inputById!.get(inputId) as InputDbRow), admitted: true };
@@ -493,6 +501,21 @@ interface InputDbRow {
   activity_id: string | null;
   attempt_id: string | null;
   admitted_seq: number;
+  attachments: string | null;
+}
+
+/** Attachments are resolved before admission; the store re-checks their bounds (a caller may skip the helper). */
+function checkAttachments(attachments: readonly InputAttachment[]): void {
+  if (attachments.length > INPUT_ATTACHMENTS_MAX) {
+    throw new LimitExceededError('INPUT_ATTACHMENTS_MAX', `the input has ${attachments.length} attachments`);
+  }
+  let total = 0;
+  for (const a of attachments) {
+    const bytes = Buffer.byteLength(a.text);
+    if (bytes > INPUT_ATTACHMENT_BYTES_MAX) throw new LimitExceededError('INPUT_ATTACHMENT_BYTES_MAX', `attachment "${a.name}" is ${bytes} bytes`);
+    total += bytes;
+  }
+  if (total > INPUT_ATTACHMENTS_BYTES_MAX) throw new LimitExceededError('INPUT_ATTACHMENTS_BYTES_MAX', `the attachments are ${total} bytes together`);
 }
 
 function toInput(r: InputDbRow): InputRow {
@@ -507,6 +530,7 @@ function toInput(r: InputDbRow): InputRow {
     activityId: r.activity_id,
     attemptId: r.attempt_id,
     admittedSeq: r.admitted_seq,
+    attachments: r.attachments === null ? [] : (JSON.parse(r.attachments) as InputAttachment[]),
   };
 }
 

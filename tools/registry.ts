@@ -14,6 +14,7 @@ import {
   ToolTimeoutError,
   type ToolInputIssue,
 } from './errors.js';
+import { boundOutput } from './truncate.js';
 import type { Tool, ToolContext, ToolResult } from './types.js';
 
 /** What a provider needs to offer a tool to the model (a function declaration). */
@@ -37,7 +38,10 @@ export interface ToolRegistry {
   /**
    * Runs one call: parses `rawInput` with the tool's schema (ToolInputError naming the field),
    * runs the tool under its timeout and `ctx.signal` (ToolTimeoutError, ToolCancelledError), and
-   * cuts the output to TOOL_OUTPUT_BYTES_MAX. The tool's own typed errors pass through unchanged.
+   * bounds the output: beyond TOOL_OUTPUT_LINES_MAX lines or TOOL_OUTPUT_BYTES_MAX bytes the model
+   * gets a head-and-tail preview and the full output is saved under `ctx.home` (tools/truncate.ts;
+   * a tool that `pagesOwnOutput` is only cut at the byte bound). The tool's own typed errors pass
+   * through unchanged.
    * Gotcha: a tool that ignores its signal keeps running after the timeout; only its result is
    * dropped. Tools must honour `ctx.signal`.
    */
@@ -68,7 +72,7 @@ export function createToolRegistry(): ToolRegistry {
       if (entry === undefined) throw new ToolNotFoundError(name);
       const input = parseInput(entry.tool, rawInput);
       const result = await runWithTimeout(entry.tool, input, ctx);
-      return boundResult(entry.tool, result);
+      return boundResult(entry.tool, result, ctx);
     },
   };
 }
@@ -135,12 +139,21 @@ async function runWithTimeout(tool: Tool, input: unknown, ctx: ToolContext): Pro
   }
 }
 
-function boundResult(tool: Tool, result: ToolResult): ToolResult {
+async function boundResult(tool: Tool, result: ToolResult, ctx: ToolContext): Promise<ToolResult> {
   if (result === null || typeof result !== 'object' || typeof result.output !== 'string') {
     throw new Error(`tool "${tool.name}" returned a result without a string output`);
   }
-  const cut = truncateOutput(result.output, TOOL_OUTPUT_BYTES_MAX);
-  return { ...result, output: cut.text, truncated: result.truncated === true || cut.truncated };
+  if (tool.pagesOwnOutput === true) {
+    const cut = truncateOutput(result.output, TOOL_OUTPUT_BYTES_MAX);
+    return { ...result, output: cut.text, truncated: result.truncated === true || cut.truncated };
+  }
+  const bounded = await boundOutput(result.output, ctx);
+  return {
+    ...result,
+    output: bounded.text,
+    truncated: result.truncated === true || bounded.truncated,
+    ...(bounded.savedPath !== undefined ? { fullOutputPath: bounded.savedPath } : {}),
+  };
 }
 
 export interface TruncatedText {
@@ -152,8 +165,9 @@ export interface TruncatedText {
 
 /**
  * Keeps the head of `text` within `maxBytes` UTF-8 bytes, notice included: when it cuts, it ends
- * at a character boundary and appends a line saying how many bytes were cut. Use it on anything
- * sent to the model. Gotcha: a `maxBytes` smaller than the notice (about 100 bytes) yields the
+ * at a character boundary and appends a line saying how many bytes were cut. For short texts that
+ * need no saved copy (error messages, excerpts); tool results go through `boundOutput`
+ * (tools/truncate.ts), which keeps head and tail and saves the whole. Gotcha: a `maxBytes` smaller than the notice (about 100 bytes) yields the
  * notice alone, which is then longer than `maxBytes`.
  */
 export function truncateOutput(text: string, maxBytes: number): TruncatedText {

@@ -77,9 +77,14 @@ export interface SubagentRunner {
 }
 
 export interface ToolResult {
-  /** Text sent back to the model (already truncated to TOOL_OUTPUT_BYTES_MAX by the registry). */
+  /**
+   * Text sent back to the model. From the registry it is within TOOL_OUTPUT_LINES_MAX and
+   * TOOL_OUTPUT_BYTES_MAX: a longer output becomes a head-and-tail preview (tools/truncate.ts).
+   */
   output: string;
   truncated?: boolean;
+  /** Where the registry saved the full output when it cut it (under `$LOOM_HOME/tool-output/`). */
+  fullOutputPath?: string;
   metadata?: Record<string, unknown>;
 }
 
@@ -91,6 +96,12 @@ export interface Tool<I = any> {
   idempotent: boolean;
   /** Running-time bound; required (a tool without one is refused at registration). */
   timeoutMs: number;
+  /**
+   * True for a tool that pages its own output and says where to continue (read: a window of lines
+   * and a trailer naming the next offset). The registry then skips the line limit and the
+   * head-and-tail preview, and only cuts what passes TOOL_OUTPUT_BYTES_MAX (keeping the head).
+   */
+  pagesOwnOutput?: boolean;
   execute(input: I, ctx: ToolContext): Promise<ToolResult>;
   /**
    * A sentence added to the result of a started call that recovery settles `interrupted` instead of

@@ -1,3 +1,4 @@
+import { attachmentsFor } from '../attach.js';
 import { EXIT, exitCodeForStatus, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
 import { createHumanRenderer, createJsonRenderer } from '../render.js';
@@ -11,6 +12,8 @@ export interface PromptOptions {
   json?: boolean;
   clientId?: string;
   permission?: PermissionMode;
+  /** Files (inside the session's directory) and URLs to attach to the text. */
+  attach?: string[];
 }
 
 /**
@@ -26,6 +29,7 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
     const session = requireSession(rt.store, idArg);
     const sessionId = session.sessionId;
     await rt.configFor(session.location);
+    const attachments = await attachmentsFor(session.location, opts.attach); // resolved before anything is stored
     const busy = session.status !== 'idle';
     let mode: 'steer' | 'queue' = opts.steer ? 'steer' : opts.queue ? 'queue' : 'queue';
     if (!opts.steer && !opts.queue && busy) {
@@ -36,7 +40,7 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
       mode = session.doubleTexting === 'queue' ? 'queue' : 'steer';
     }
     const after = rt.store.queries.session(sessionId)!.lastSeq;
-    const { input, admitted } = rt.store.admitInput(sessionId, { mode, text, clientId: opts.clientId, source: 'cli' });
+    const { input, admitted } = rt.store.admitInput(sessionId, { mode, text, clientId: opts.clientId, source: 'cli', attachments });
     process.stderr.write(`${admitted ? 'admitted' : 'already admitted'} ${input.mode} ${input.inputId} into ${sessionId}\n`);
     const code = await driveSession(rt, sessionId, { json: opts.json, after });
     if (code !== null) return code;

@@ -1,3 +1,4 @@
+import { attachmentsFor } from '../attach.js';
 import { EXIT, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
 import { openRuntime, resolveLocation, type PermissionMode } from '../runtime.js';
@@ -11,6 +12,8 @@ export interface RunOptions {
   dir: string;
   json?: boolean;
   permission?: PermissionMode;
+  /** Files (inside DIR) and URLs to attach to the text. */
+  attach?: string[];
 }
 
 /** `loom run`: create a session, admit the text, own and run it until idle. */
@@ -22,9 +25,10 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
     const config = await rt.configFor(location);
     const model = opts.model ?? config.model ?? process.env.LOOM_MODEL ?? DEFAULT_MODEL;
     createProviderResolver(config)(model); // fail before creating anything when the provider is not configured
+    const attachments = await attachmentsFor(location, opts.attach); // resolved before anything is stored
     const sessionId = rt.store.ids.next('ses');
     rt.store.append({ sessionId, type: 'session.created', data: { location, model } });
-    rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli' });
+    rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli', attachments });
     process.stderr.write(`session ${sessionId} (${model}) in ${location}\n`);
     const code = await driveSession(rt, sessionId, { json: opts.json, after: 0 });
     return code ?? EXIT.ok;

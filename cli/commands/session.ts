@@ -43,7 +43,7 @@ export async function sessionShow(idArg: string, opts: { json?: boolean }): Prom
     }
     process.stdout.write(`${s.sessionId}  ${s.model}  ${s.location}${lineage(s)}\n`);
     for (const m of conversation) {
-      if (m.role === 'user') process.stdout.write(`\nuser: ${m.text}\n`);
+      if (m.role === 'user') process.stdout.write(`\nuser: ${m.text}\n${(m.attachments ?? []).map((a) => `  attached ${a.kind} ${a.name} (${a.bytes} bytes)\n`).join('')}`);
       else {
         const text = m.parts.filter((p) => p.kind === 'text').map((p) => p.text).join('');
         if (text) process.stdout.write(`\nassistant: ${text}\n`);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { TOOL_OUTPUT_BYTES_MAX } from '../../core/limits.js';
@@ -10,6 +11,7 @@ import {
 } from '../../tools/errors.js';
 import { createToolRegistry, truncateOutput } from '../../tools/registry.js';
 import type { Tool, ToolContext } from '../../tools/types.js';
+import { tempDir } from '../helpers.js';
 
 function makeTool(overrides: Partial<Tool> = {}): Tool {
   return {
@@ -24,7 +26,7 @@ function makeTool(overrides: Partial<Tool> = {}): Tool {
 }
 
 function makeContext(signal: AbortSignal = new AbortController().signal): ToolContext {
-  return { sessionId: 'ses_1', activityId: '', callId: 'call_1', location: '/tmp', home: '/tmp', signal, services: {} };
+  return { sessionId: 'ses_1', activityId: '', callId: 'call_1', location: '/tmp', home: tempDir(), signal, services: {} };
 }
 
 describe('registry', () => {
@@ -185,13 +187,14 @@ describe('registry', () => {
     await expect(registry.execute('echo', { text: 'a' }, makeContext())).rejects.toThrow(OwnError);
   });
 
-  it('registry - truncates long output to the byte bound', async () => {
+  it('registry - cuts long output to a preview within the byte bound and saves the whole', async () => {
     const registry = createToolRegistry();
     registry.register(makeTool());
     const result = await registry.execute('echo', { text: 'x', times: TOOL_OUTPUT_BYTES_MAX * 2 }, makeContext());
     expect(result.truncated).toBe(true);
     expect(Buffer.byteLength(result.output)).toBeLessThanOrEqual(TOOL_OUTPUT_BYTES_MAX);
-    expect(result.output).toMatch(/\[output truncated: \d+ of 102400 bytes cut\]$/);
+    expect(result.output).toMatch(/the output has 1 lines \(102400 bytes\).*The full output is saved at .*call_1\.txt/);
+    expect(readFileSync(result.fullOutputPath!, 'utf8')).toBe('x'.repeat(TOOL_OUTPUT_BYTES_MAX * 2));
   });
 });
 

@@ -3,9 +3,10 @@ import { createToolRegistry, type ToolRegistry } from '../registry.js';
 import type { Tool } from '../types.js';
 import { readTool } from './read.js';
 import { taskTool } from './task.js';
+import { webfetchTool } from './webfetch.js';
 
 /** Built-in tools, in the order they are offered to the model. */
-export const builtinTools: readonly Tool[] = [readTool, taskTool];
+export const builtinTools: readonly Tool[] = [readTool, webfetchTool, taskTool];
 
 /** A fresh registry with every built-in tool registered; plugins may add more. */
 export function createDefaultRegistry(): ToolRegistry {
@@ -14,4 +15,4 @@ export function createDefaultRegistry(): ToolRegistry {
   return registry;
 }
 
-export { readTool, taskTool };
+export { readTool, taskTool, webfetchTool };

@@ -35,6 +35,7 @@ export const readTool: Tool<ReadInput> = {
   input: readInput,
   idempotent: true,
   timeoutMs: TOOL_TIMEOUT_DEFAULT_MS,
+  pagesOwnOutput: true,
   async execute(input, ctx) {
     // O_NONBLOCK: opening a FIFO for reading would otherwise block until a writer appears.
     const { handle } = await openConfined(ctx.location, input.path, constants.O_RDONLY | constants.O_NONBLOCK);
