@@ -208,3 +208,17 @@ export const DISCOVERY_SESSIONS_MAX = 100_000;
 
 /** Longest discovery works before yielding to the event loop (new work waits at most about this). */
 export const DISCOVERY_SLICE_MS = 10;
+
+// ---- permissions -------------------------------------------------------------------------------
+
+/** Characters of a call's input kept in `permission.asked` (what another process shows when asking). */
+export const PERMISSION_SUMMARY_CHARS_MAX = 1_000;
+
+/** Characters of the message a permission reply carries to the model. */
+export const PERMISSION_MESSAGE_CHARS_MAX = 2_000;
+
+/** `always` grants one session may hold; each is checked on every ask, and each came from a person. */
+export const PERMISSION_GRANTS_PER_SESSION_MAX = 1_000;
+
+/** Pending asks and grants `loom permit` and `loom inspect` list for one session. */
+export const PERMISSION_LIST_MAX = 1_000;
