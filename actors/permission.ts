@@ -58,12 +58,13 @@ interface Wait {
 export class PermissionWaits {
   private readonly waits = new Map<string, Wait>();
 
-  /** `onChange` is told when the set of durable waits changes (the session may have become quiet). */
+  /** `onChange` is told when a wait starts, ends or becomes durable (the session may have become quiet). */
   constructor(private readonly onChange: () => void) {}
 
   add(requestId: string, callId: string, resolve: Wait['resolve']): Wait {
     const wait: Wait = { requestId, callId, durable: false, controller: new AbortController(), resolve };
     this.waits.set(requestId, wait);
+    this.onChange();
     return wait;
   }
 
@@ -87,9 +88,9 @@ export class PermissionWaits {
     wait.resolve(data);
   }
 
-  /** True when the call waits for a reply that only the log can bring. */
-  isWaitingDurably(callId: string): boolean {
-    for (const w of this.waits.values()) if (w.callId === callId && w.durable) return true;
+  /** True when the call waits for a reply that only the log can bring (or, `includeAsking`, any reply). */
+  isWaiting(callId: string, includeAsking = false): boolean {
+    for (const w of this.waits.values()) if (w.callId === callId && (w.durable || includeAsking)) return true;
     return false;
   }
 
@@ -97,7 +98,7 @@ export class PermissionWaits {
     if (this.waits.get(wait.requestId) !== wait) return;
     this.waits.delete(wait.requestId);
     wait.controller.abort();
-    if (wait.durable) this.onChange();
+    this.onChange();
   }
 }
 

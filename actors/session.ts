@@ -121,8 +121,8 @@ export class SessionActor {
     const auto = config.recovery.autoResume;
     if (asks > 0) {
       // Continuing only re-enters the wait for the same requests (no second ask): the reply is the decision.
-      detected(`the stream had finished; ${asks} tool call(s) wait for a permission reply and none had started`, 'tools');
-      decide('continue', 'automatic: nothing had started; the calls wait for their permission replies again');
+      detected(`the stream had finished; ${asks} tool call(s) had asked for permission and none had started`, 'tools');
+      decide('continue', 'automatic: nothing had started; the calls take up their permission asks again (no second ask)');
     } else if (value === 'awaitingTools') {
       const open = Object.values(a.calls).filter((c) => c.state !== 'settled').length;
       detected(`the stream had finished; ${open} tool call(s) were unsettled`, 'tools');
@@ -266,10 +266,18 @@ export class SessionActor {
    * the log shows a turn started and nothing dispatched, which a new owner can continue safely.
    */
   drain(): Promise<void> {
-    if (this.isQuiet()) return Promise.resolve();
+    // Calls waiting for permission (even while someone here is being asked) are a safe point too:
+    // nothing has started, and their asks stay pending in the log for the next owner.
+    const safe = () => this.isQuiet() || this.waitingForPermission(true);
+    if (safe()) return Promise.resolve();
     return new Promise((resolve) => {
       (this.drainWaiters ??= []).push(resolve);
-      this.whenQuiet().then(() => this.drained());
+      const check = () => {
+        if (!safe()) return;
+        this.idleWaiters.delete(check);
+        this.drained();
+      };
+      this.idleWaiters.add(check);
     });
   }
 
@@ -286,12 +294,13 @@ export class SessionActor {
   /**
    * Waiting for a decision: every call holding a slot waits for a permission reply that no one in
    * this process is answering, so nothing moves until a reply is recorded (by any process).
+   * `includeAsking` also counts asks an asker here is still working on (a question on a terminal).
    */
-  waitingForPermission(): boolean {
+  waitingForPermission(includeAsking = false): boolean {
     const snap = this.actor.getSnapshot();
     if (this.failed !== undefined || snap.status !== 'active' || snap.value !== 'awaitingTools') return false;
     const running = Object.entries(snap.context.activity?.calls ?? {}).filter(([, c]) => c.state === 'running' && !c.refused);
-    return running.length > 0 && running.every(([callId]) => this.permissionWaits.isWaitingDurably(callId));
+    return running.length > 0 && running.every(([callId]) => this.permissionWaits.isWaiting(callId, includeAsking));
   }
 
   /** Stops the actor and its children (aborting provider requests and tools). Records nothing. */

@@ -222,7 +222,7 @@ describe('permissions - restarts', () => {
     expect(of(h.events(), 'permission.asked')).toHaveLength(1);
     const detected = of(h.events(), 'recovery.detected')[0]!.data;
     expect(detected).toMatchObject({ classification: 'tools', restarts: 0 });
-    expect(detected.reason).toMatch(/wait for a permission reply/);
+    expect(detected.reason).toMatch(/asked for permission and none had started/);
     expect(of(h.events(), 'recovery.decided')[0]!.data).toMatchObject({ decision: 'continue', automatic: true });
     replyToPermission(h.store, { sessionId: h.sessionId, requestId, reply: 'once' });
     expect((await settled(h)).data.status).toBe('completed');
@@ -240,6 +240,19 @@ describe('permissions - restarts', () => {
     expect(of(h.events(), 'activity.settled')[0]!.data.status).toBe('completed');
     expect(of(h.events(), 'tool.settled')[0]!.data).toMatchObject({ status: 'denied' });
     expect(of(h.events(), 'permission.asked')).toHaveLength(1);
+  });
+
+  it('drain (SIGTERM) stops at an ask still being asked here; the ask stays pending for the next owner', async () => {
+    const asking: PermissionAsker = (ask) => new Promise((resolve) => ask.signal.addEventListener('abort', () => resolve(undefined)));
+    const h = await createHarness({ script: [sleeps(5), { text: 'done' }], askPermission: asking });
+    h.admit('steer', 'go');
+    const actor = h.coordinator.own(h.sessionId)!;
+    await h.waitFor((e) => e.type === 'turn.finished');
+    expect(actor.isQuiet()).toBe(false); // someone here is being asked
+    await actor.drain();
+    h.coordinator.release(h.sessionId);
+    expect(pending(h)).toHaveLength(1);
+    expect(h.types()).not.toContain('permission.replied');
   });
 
   it('stops that leave asks pending do not count as restarts, even with autoResume off', async () => {
