@@ -10,6 +10,7 @@ import {
   type AnyEnvelope,
 } from '../../store/index.js';
 import type { ScriptedTurn } from '../fixtures/scripted-openai-server.js';
+import { forkSession } from '../../store/fork.js';
 import { onCleanup } from '../helpers.js';
 import { createHarness, type Harness } from './harness.js';
 
@@ -203,6 +204,23 @@ describe('permissions - always grants', () => {
       [second!.requestId, 'once'],
     ]);
     expect(of(h.events(), 'tool.settled').map((e) => e.data.status)).toEqual(['ok', 'ok']);
+  });
+
+  it('a fork carries grants and closes the asks it copies pending (their calls settle interrupted there)', async () => {
+    const h = await startWaiting({ script: [sleeps(5), { text: 'one' }, sleeps(6)] });
+    replyToPermission(h.store, { sessionId: h.sessionId, requestId: pending(h)[0]!.requestId, reply: 'always' });
+    await settled(h);
+    h.store.append({ sessionId: h.sessionId, type: 'permission.revoked', data: { tool: 'sleep' } });
+    h.admit('queue', 'two');
+    await h.coordinator.runUntilQuiet(h.sessionId);
+    expect(pending(h)).toHaveLength(1);
+    const atRevoke = of(h.events(), 'permission.revoked')[0]!.seq;
+    const before = forkSession(h.store, h.sessionId, atRevoke - 1);
+    expect(h.store.queries.permissions.grants(before.sessionId)).toMatchObject([{ tool: 'sleep', pattern: null }]);
+    const now = forkSession(h.store, h.sessionId, h.store.queries.session(h.sessionId)!.lastSeq);
+    expect(h.store.queries.permissions.grants(now.sessionId)).toEqual([]);
+    expect(h.store.queries.permissions.pending(now.sessionId)).toEqual([]);
+    expect(pending(h)).toHaveLength(1); // the source still waits
   });
 
   it('revoking a grant the session does not hold is refused', async () => {
