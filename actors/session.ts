@@ -14,7 +14,8 @@ import type { AnyEnvelope, AppendRequest, Lease, Store } from '../store/index.js
 import type { ToolRegistry } from '../tools/registry.js';
 import type { ToolServices } from '../tools/types.js';
 import { runProviderTurn } from './providerTurn.js';
-import { createToolCallImplementations, type PermissionAsker } from './toolCall.js';
+import { PermissionWaits, type PermissionAsker } from './permission.js';
+import { createToolCallImplementations } from './toolCall.js';
 
 /** Resolves `provider/model` to an adapter and the provider's own model id; throws a typed config error. */
 export type ProviderResolver = (model: string) => { provider: Provider; model: string };
@@ -30,7 +31,10 @@ export interface SessionDeps {
   home: string;
   /** Services for tools that start child actors (jobs, subagents); see tools/types.ts. */
   toolServices?: ToolServices;
-  /** Answers `ask` permission decisions; without one, asks are denied (nothing hangs). */
+  /**
+   * Answers permission asks in this process (a TTY question, a policy). Without one, or when it
+   * passes, an ask waits durably for a reply recorded by any process (actors/permission.ts).
+   */
   askPermission?: PermissionAsker;
   systemPrompt?: string;
   /** An operating failure the session cannot continue from (lost lease, broken store). */
@@ -99,7 +103,11 @@ export class SessionActor {
   private classify(): void {
     const a = this.context().activity!;
     const { store, config } = this.deps;
-    const restarts = (store.queries.activity(a.id)?.restarts ?? 0) + 1;
+    const value = stateName(this.restoredValue);
+    // Stopped while waiting for permission replies (a headless run leaves asks pending on purpose):
+    // nothing had started, so this is not a crash and does not count toward the crash-loop stop.
+    const asks = value === 'awaitingTools' ? this.pendingAskCalls(a) : 0;
+    const restarts = (store.queries.activity(a.id)?.restarts ?? 0) + (asks > 0 ? 0 : 1);
     const sid = this.sessionId;
     const detected = (reason: string, classification: 'ambiguous' | 'safe' | 'tools' | 'crash_loop', attemptId?: string) =>
       this.observe([{ sessionId: sid, epoch: this.lease.epoch, type: 'recovery.detected', data: { activityId: a.id, reason, restarts, classification, attemptId } }]);
@@ -110,9 +118,12 @@ export class SessionActor {
       this.observe(this.settleRecords(a, 'failed', 'crash loop: too many restarts'));
       return;
     }
-    const value = stateName(this.restoredValue);
     const auto = config.recovery.autoResume;
-    if (value === 'awaitingTools') {
+    if (asks > 0) {
+      // Continuing only re-enters the wait for the same requests (no second ask): the reply is the decision.
+      detected(`the stream had finished; ${asks} tool call(s) had asked for permission and none had started`, 'tools');
+      decide('continue', 'automatic: nothing had started; the calls take up their permission asks again (no second ask)');
+    } else if (value === 'awaitingTools') {
       const open = Object.values(a.calls).filter((c) => c.state !== 'settled').length;
       detected(`the stream had finished; ${open} tool call(s) were unsettled`, 'tools');
       if (auto) decide('continue', 'automatic: the turn is complete; unsettled idempotent calls run again, others settle interrupted');
@@ -130,6 +141,18 @@ export class SessionActor {
       );
       if (this.providerIdempotent() && restarts <= config.recovery.retryBudget) decide('retry', 'automatic: the provider is configured idempotent and the retry budget allows it');
     }
+  }
+
+  /** Calls with an ask in the log, when no unsettled call of the turn had started (else 0). */
+  private pendingAskCalls(a: NonNullable<SessionContext['activity']>): number {
+    const { queries } = this.deps.store;
+    const open = new Set(Object.entries(a.calls).filter(([, c]) => c.state !== 'settled').map(([id]) => id));
+    const rows = queries.toolCalls(this.sessionId, { activityId: a.id }).filter((c) => open.has(c.callId));
+    if (rows.some((c) => c.state !== 'called')) return 0;
+    return rows.filter((c) => {
+      const request = queries.permissions.requestForCall(c.callId);
+      return request !== undefined && request.status !== 'closed';
+    }).length;
   }
 
   private providerIdempotent(): boolean {
@@ -168,12 +191,19 @@ export class SessionActor {
     return this.actor.getSnapshot().context;
   }
 
-  /** Idle with nothing it would start on its own (no eligible input, or parked after a cancel). */
+  /**
+   * Idle with nothing it would start on its own (no eligible input, or parked after a cancel), or
+   * waiting for a decision (a recovery decision, or permission replies no one here answers).
+   */
   isQuiet(): boolean {
     const snap = this.actor.getSnapshot();
     if (this.failed !== undefined || snap.status !== 'active') return true;
     const c = snap.context;
-    return snap.value === 'recovering' || (snap.value === 'idle' && (c.parked || (c.steers.length === 0 && c.queued.length === 0 && !c.runRequested)));
+    return (
+      snap.value === 'recovering' ||
+      (snap.value === 'idle' && (c.parked || (c.steers.length === 0 && c.queued.length === 0 && !c.runRequested))) ||
+      this.waitingForPermission()
+    );
   }
 
   /** Resolves once the session is quiet (see isQuiet). */
@@ -236,10 +266,18 @@ export class SessionActor {
    * the log shows a turn started and nothing dispatched, which a new owner can continue safely.
    */
   drain(): Promise<void> {
-    if (this.isQuiet()) return Promise.resolve();
+    // Calls waiting for permission (even while someone here is being asked) are a safe point too:
+    // nothing has started, and their asks stay pending in the log for the next owner.
+    const safe = () => this.isQuiet() || this.waitingForPermission(true);
+    if (safe()) return Promise.resolve();
     return new Promise((resolve) => {
       (this.drainWaiters ??= []).push(resolve);
-      this.whenQuiet().then(() => this.drained());
+      const check = () => {
+        if (!safe()) return;
+        this.idleWaiters.delete(check);
+        this.drained();
+      };
+      this.idleWaiters.add(check);
     });
   }
 
@@ -250,8 +288,20 @@ export class SessionActor {
 
   private stopped = false;
 
-  /** Tools the user allowed `always` in this session (for the life of this actor). */
-  readonly alwaysAllowedTools = new Set<string>();
+  /** Calls waiting for a permission reply; fed with every delivered `permission.replied`. */
+  readonly permissionWaits = new PermissionWaits(() => this.notifyIdle());
+
+  /**
+   * Waiting for a decision: every call holding a slot waits for a permission reply that no one in
+   * this process is answering, so nothing moves until a reply is recorded (by any process).
+   * `includeAsking` also counts asks an asker here is still working on (a question on a terminal).
+   */
+  waitingForPermission(includeAsking = false): boolean {
+    const snap = this.actor.getSnapshot();
+    if (this.failed !== undefined || snap.status !== 'active' || snap.value !== 'awaitingTools') return false;
+    const running = Object.entries(snap.context.activity?.calls ?? {}).filter(([, c]) => c.state === 'running' && !c.refused);
+    return running.length > 0 && running.every(([callId]) => this.permissionWaits.isWaiting(callId, includeAsking));
+  }
 
   /** Stops the actor and its children (aborting provider requests and tools). Records nothing. */
   stop(): void {
@@ -323,7 +373,10 @@ export class SessionActor {
     if (this.delivering) return;
     this.delivering = true;
     try {
-      for (let e = this.mailbox.shift(); e; e = this.mailbox.shift()) this.actor.send(e as SessionEvent);
+      for (let e = this.mailbox.shift(); e; e = this.mailbox.shift()) {
+        this.actor.send(e as SessionEvent);
+        if (e.type === 'permission.replied') this.permissionWaits.delivered(e.data);
+      }
     } finally {
       this.delivering = false;
       this.mailbox.length = 0;

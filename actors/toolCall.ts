@@ -1,24 +1,14 @@
 import { fromPromise } from 'xstate';
 import type { PermissionVerdict, ToolCallContext, ToolCallResult } from '../machines/toolCall.machine.js';
-import { evaluatePermission } from '../tools/permission.js';
+import { decidePermission } from './permission.js';
 import type { SessionActor } from './session.js';
 
-/** A question for whoever may answer a permission ask (a TTY user, a policy). */
-export interface PermissionAsk {
-  sessionId: string;
-  requestId: string;
-  callId: string;
-  tool: string;
-  input: unknown;
-  signal: AbortSignal;
-}
-
-export type PermissionAsker = (ask: PermissionAsk) => Promise<{ reply: 'once' | 'always' | 'reject'; message?: string }>;
+export type { PermissionAnswer, PermissionAsk, PermissionAsker } from './permission.js';
 
 /**
- * The tool-call child's implementations: permission by the session's rules (recording asks and
- * replies), execution through the registry with `tool.started` recorded first (a barrier for
- * tools that are not idempotent), and the settlement record.
+ * The tool-call child's implementations: permission (rules, grants, and durable asks: see
+ * actors/permission.ts), execution through the registry with `tool.started` recorded first (a
+ * barrier for tools that are not idempotent), and the settlement record.
  */
 export function createToolCallImplementations(lookup: (sessionId: string) => SessionActor) {
   const owner = (session: SessionActor, r: any) => ({ ...r, sessionId: session.sessionId, epoch: session.lease.epoch });
@@ -30,29 +20,9 @@ export function createToolCallImplementations(lookup: (sessionId: string) => Ses
   const checkPermission = fromPromise<PermissionVerdict, ToolCallContext>(async ({ input, signal }) => {
     await Promise.resolve();
     const session = lookup(input.sessionId);
-    const { store, tools, config } = session.deps;
-    const tool = tools.get(input.tool);
     const text = argumentsOf(session, input);
     const args = parseArguments(text);
-    const action = session.alwaysAllowedTools.has(input.tool)
-      ? 'allow'
-      : evaluatePermission(config.permission.rules, input.tool, args.ok ? args.value : undefined, {
-          idempotent: tool?.idempotent ?? false,
-          action: config.permission.default,
-          location: session.location,
-        });
-    if (action === 'allow') return { allow: true };
-    if (action === 'deny') return { allow: false, message: 'denied by a permission rule' };
-    const requestId = store.ids.next('perm');
-    session.observe([owner(session, { type: 'permission.asked', data: { requestId, callId: input.callId, tool: input.tool } })]);
-    const asker = session.deps.askPermission;
-    const answer = asker
-      ? await asker({ sessionId: session.sessionId, requestId, callId: input.callId, tool: input.tool, input: args.ok ? args.value : text, signal })
-      : { reply: 'reject' as const, message: 'no one is there to answer the permission ask' };
-    if (signal.aborted) return { allow: false, message: 'cancelled' };
-    session.observe([{ sessionId: session.sessionId, type: 'permission.replied', data: { requestId, reply: answer.reply, message: answer.message } }]);
-    if (answer.reply === 'always') session.alwaysAllowedTools.add(input.tool);
-    return answer.reply === 'reject' ? { allow: false, message: answer.message } : { allow: true };
+    return decidePermission(session, { callId: input.callId, tool: input.tool }, args.ok ? args.value : undefined, text, signal);
   });
 
   const executeTool = fromPromise<ToolCallResult, ToolCallContext>(async ({ input, signal }) => {

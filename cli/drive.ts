@@ -16,7 +16,8 @@ export interface DriveOptions {
  * provider streams and tools finish, nothing new is dispatched, then the lease is released and the
  * process exits 143 (bounded by DRAIN_TIMEOUT_MS).
  * Returns the exit code of the last activity settled while driving, 5 when the session waits
- * for a recovery decision, or null when another live owner holds the session.
+ * for a decision (a recovery decision, or permission asks no one here can answer: they stay
+ * pending and the lease is released), or null when another live owner holds the session.
  */
 export async function driveSession(rt: CliRuntime, sessionId: string, options: DriveOptions): Promise<number | null> {
   const { store, coordinator } = rt;
@@ -66,11 +67,31 @@ export async function driveSession(rt: CliRuntime, sessionId: string, options: D
   for (let page = store.read(sessionId, { after: lastSeq }); page.length > 0; page = store.read(sessionId, { after: lastSeq })) page.forEach(show);
   render.end();
   const recovering = actor.snapshot().value === 'recovering';
+  const asking = actor.waitingForPermission();
+  // Releasing stops the waiting calls without recording anything: their asks stay pending in the log.
   coordinator.release(sessionId);
   if (failure !== undefined) throw failure;
   if (recovering) {
     process.stderr.write(`loom: session ${sessionId} is waiting for a recovery decision: loom recover ${sessionId} --retry|--abandon\n`);
     return EXIT.waiting;
   }
+  if (asking) {
+    process.stderr.write(describePendingAsks(rt, sessionId));
+    return EXIT.waiting;
+  }
   return exitCodeForStatus(lastStatus);
+}
+
+/** How to answer the asks a stopped run left pending. */
+export function describePendingAsks(rt: Pick<CliRuntime, 'store'>, sessionId: string): string {
+  const pending = rt.store.queries.permissions.pending(sessionId);
+  const lines = [`loom: session ${sessionId} is waiting for a permission decision (${pending.length} pending):`];
+  for (const p of pending) lines.push(`  ${p.requestId}  ${p.tool}  ${oneLine(p.summary ?? '', 120)}${p.pattern ? `  (always would allow: ${p.tool} ${p.pattern})` : ''}`);
+  lines.push(`answer from any process: loom permit ${sessionId} ${pending[0]?.requestId ?? 'REQUEST'} once|always|reject [--message TEXT]`);
+  return `${lines.join('\n')}\n`;
+}
+
+function oneLine(s: string, max: number): string {
+  const one = s.replace(/\s+/g, ' ');
+  return one.length > max ? `${one.slice(0, max - 1)}…` : one;
 }

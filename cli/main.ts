@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, Option } from 'commander';
+import { Argument, Command, CommanderError, Option } from 'commander';
 import { EXIT, UsageError } from './exit.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -24,8 +24,12 @@ export async function main(argv: string[]): Promise<number> {
     new Option('--attach <path-or-url>', 'attach a text file (inside the session directory) or an http(s) URL; repeatable').argParser(
       (value: string, previous: string[] = []) => [...previous, value],
     );
-  const permission = () =>
-    new Option('--permission <mode>', 'answer permission asks: allow, deny or ask (default: ask on a TTY, deny otherwise)').choices(['allow', 'deny', 'ask']);
+  const permission = (defaults = 'ask on a TTY, deny otherwise') =>
+    new Option('--permission <mode>', `answer permission asks: allow, deny or ask (ask without a TTY leaves them pending: exit 5) (default: ${defaults})`).choices([
+      'allow',
+      'deny',
+      'ask',
+    ]);
 
   program
     .command('run')
@@ -102,8 +106,23 @@ export async function main(argv: string[]): Promise<number> {
     .option('--abandon', 'settle the activity as abandoned')
     .option('--retry', 'retry the interrupted turn')
     .option('--reason <text>', 'why (recorded with the decision)')
-    .addOption(permission())
+    .addOption(permission('ask on a TTY, otherwise asks stay pending'))
     .action(async (id: string | undefined, opts) => set(await (await import('./commands/control.js')).recoverCommand(id, opts)));
+
+  program
+    .command('permit')
+    .description('answer a permission ask of session ID (once, always or reject), revoke an always grant, or list pending asks and grants')
+    .argument('<id>', 'session id (or a unique prefix)')
+    .argument('[request]', 'the request id of the ask (or a unique prefix); without it: list asks and grants')
+    .addArgument(new Argument('[reply]', 'once, always or reject').choices(['once', 'always', 'reject']))
+    .option('--message <text>', 'a message the model sees with the reply (for reject: why)')
+    .option('--revoke <tool>', 'remove the session\'s always grants of TOOL (records permission.revoked)')
+    .option('--pattern <pattern>', 'with --revoke: only the grant with this pattern')
+    .option('--json', 'list as one JSON object; with a reply, print the run\'s events as JSON envelopes')
+    .addOption(permission('ask on a TTY, otherwise later asks stay pending'))
+    .action(async (id: string, request: string | undefined, reply: string | undefined, opts) =>
+      set(await (await import('./commands/permit.js')).permitCommand(id, request, reply, opts)),
+    );
 
   try {
     await program.parseAsync(argv);
@@ -131,6 +150,9 @@ function reportError(error: unknown): number {
     e?.name === 'SessionNotFoundError' ||
     e?.name === 'LimitExceededError' ||
     e?.name === 'ForeignDatabaseError' ||
+    e?.name === 'PermissionRequestNotFoundError' ||
+    e?.name === 'PermissionNotPendingError' ||
+    e?.name === 'PermissionGrantNotFoundError' ||
     e?.name === 'NewerSchemaError';
   return usage ? EXIT.usage : EXIT.failed;
 }

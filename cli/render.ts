@@ -45,7 +45,10 @@ export function createHumanRenderer(out: NodeJS.WritableStream, info: NodeJS.Wri
           line(`← ${e.data.status}${e.data.status === 'ok' ? '' : `: ${short(e.data.output, 120)}`}`);
           break;
         case 'permission.asked':
-          line(`? permission asked for ${e.data.tool} (${e.data.requestId})`);
+          line(`? permission asked for ${e.data.tool}${e.data.summary ? ` ${short(e.data.summary, 100)}` : ''} (${e.data.requestId})`);
+          break;
+        case 'permission.replied':
+          line(`? permission ${e.data.reply} (${e.data.requestId})${e.data.message ? `: ${short(e.data.message, 120)}` : ''}`);
           break;
         case 'attempt.failed':
           line(`! attempt failed (${e.data.error.kind}): ${short(e.data.error.message, 200)}${e.data.retryable && !e.data.receivedChunks ? ' — retrying' : ''}`);

@@ -2,7 +2,7 @@ import { mkdirSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { Coordinator } from '../actors/coordinator.js';
-import type { PermissionAsker } from '../actors/toolCall.js';
+import type { PermissionAnswer, PermissionAsk, PermissionAsker } from '../actors/permission.js';
 import { createProviderResolver } from '../llm/resolve.js';
 import { loadConfig, resolveLoomHome, type ResolvedConfig } from '../services/config.js';
 import { Store } from '../store/index.js';
@@ -36,26 +36,52 @@ export function defaultSystemPrompt(location: string, now: Date): string {
   ].join('\n');
 }
 
-/** The permission asker for a foreground command: a policy, or a question on the terminal. */
-export function createAsker(mode: PermissionMode): PermissionAsker {
-  if (mode === 'allow') return async () => ({ reply: 'once' });
-  if (mode === 'deny') return async () => ({ reply: 'reject', message: 'denied by --permission deny' });
-  return async (ask) => {
-    // Nothing can answer without a terminal: refuse rather than wait forever.
-    if (!process.stdin.isTTY) return { reply: 'reject', message: 'no terminal to ask on (--permission ask without a TTY)' };
-    const rl = createInterface({ input: process.stdin, output: process.stderr });
-    try {
-      const answer = await rl.question(`Allow ${ask.tool} ${JSON.stringify(ask.input)}? [y]es once / [a]lways / [N]o: `, { signal: ask.signal });
-      const a = answer.trim().toLowerCase();
-      if (a === 'y' || a === 'yes') return { reply: 'once' };
-      if (a === 'a' || a === 'always') return { reply: 'always' };
-      return { reply: 'reject', message: 'denied at the terminal' };
-    } finally {
-      rl.close();
-    }
+/**
+ * The permission asker for a foreground command (`--permission`):
+ * - `allow` / `deny`: a policy answers every ask at once (recorded as `permission.replied` with a
+ *   message naming the policy);
+ * - `ask` on a terminal: the user is asked, one question at a time, and the answer is recorded;
+ * - `ask` without a terminal: no asker, so asks stay pending in the log and the run stops waiting
+ *   for a decision (exit 5) until `loom permit` answers from any process.
+ */
+export function createAsker(mode: PermissionMode): PermissionAsker | undefined {
+  if (mode === 'allow') return async () => ({ reply: 'once', message: 'allowed by the --permission allow policy' });
+  if (mode === 'deny') return async () => ({ reply: 'reject', message: 'denied by the --permission deny policy (no one was asked)' });
+  if (!(process.stdin.isTTY && process.stderr.isTTY)) return undefined;
+  let queue: Promise<unknown> = Promise.resolve();
+  return (ask) => {
+    const asked = queue.then(() => (ask.signal.aborted ? undefined : askAtTerminal(ask)));
+    queue = asked.catch(() => undefined);
+    return asked;
   };
 }
 
+/** One question on the terminal. "n: reason" (or "no reason") rejects with a message the model sees. */
+async function askAtTerminal(ask: PermissionAsk): Promise<PermissionAnswer | undefined> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  // A Ctrl-C while asking cancels the activity, as it does elsewhere in the run.
+  rl.on('SIGINT', () => {
+    rl.close();
+    process.kill(process.pid, 'SIGINT');
+  });
+  try {
+    const scope = `${ask.tool} ${ask.pattern ?? '(any call)'}`;
+    const answer = await rl.question(
+      `? ${ask.tool} asks permission: ${ask.summary}\n  [y]es once / [a]lways for ${scope} in this session / [n]o[: reason] (${ask.requestId}): `,
+      { signal: ask.signal },
+    );
+    const a = answer.trim();
+    if (/^(y|yes)$/i.test(a)) return { reply: 'once' };
+    if (/^(a|always)$/i.test(a)) return { reply: 'always' };
+    // Anything else rejects; after "n"/"no" (or instead of it) the text is the reason the model sees.
+    const reason = (/^(?:n|no)\b[:\s]*(.*)$/is.exec(a)?.[1] ?? a).trim();
+    return { reply: 'reject', message: reason === '' ? 'rejected at the terminal' : `rejected at the terminal: ${reason}` };
+  } finally {
+    rl.close();
+  }
+}
+
+/** `ask` where a person can answer (stdin and stderr are terminals), else `deny`, so nothing hangs. */
 export function defaultPermissionMode(): PermissionMode {
   return process.stdin.isTTY && process.stderr.isTTY ? 'ask' : 'deny';
 }

@@ -303,3 +303,16 @@ export const INPUT_ATTACHMENTS_BYTES_MAX = 1024 * 1024; // 1 MiB
 
 /** Characters of an attachment's name (its path or URL as given). */
 export const INPUT_ATTACHMENT_NAME_CHARS_MAX = 8 * 1024;
+// ---- permissions -------------------------------------------------------------------------------
+
+/** Characters of a call's input kept in `permission.asked` (what another process shows when asking). */
+export const PERMISSION_SUMMARY_CHARS_MAX = 1_000;
+
+/** Characters of the message a permission reply carries to the model. */
+export const PERMISSION_MESSAGE_CHARS_MAX = 2_000;
+
+/** `always` grants one session may hold; each is checked on every ask, and each came from a person. */
+export const PERMISSION_GRANTS_PER_SESSION_MAX = 1_000;
+
+/** Pending asks and grants `loom permit` and `loom inspect` list for one session. */
+export const PERMISSION_LIST_MAX = 1_000;

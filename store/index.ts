@@ -5,3 +5,4 @@ export * from './queries.js';
 export { openDatabase, LOOM_APPLICATION_ID, SCHEMA_VERSION, schemaVersion } from './db.js';
 export type { Lease } from './owners.js';
 export { PROJECTION_TABLES } from './migrations.js';
+export * from './permissions.js';

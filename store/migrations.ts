@@ -132,11 +132,49 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE messages ADD COLUMN finished INTEGER NOT NULL DEFAULT 0;
   `,
-  // 5: attachments of an input (JSON array of resolved files and URLs, as in input.admitted), for the user message.
+  // 3: permission asks and `always` grants (issue 5, durable permissions), projected from
+  // permission.asked / permission.replied / permission.revoked (and tool.settled, which closes an
+  // ask whose call settled without a reply).
+  `
+  CREATE TABLE permission_requests (
+    request_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    pattern TEXT,
+    summary TEXT,
+    status TEXT NOT NULL,
+    message TEXT,
+    asked_seq INTEGER NOT NULL,
+    asked_at TEXT NOT NULL,
+    replied_seq INTEGER
+  );
+  CREATE INDEX permission_requests_session ON permission_requests (session_id, status, asked_seq);
+  CREATE INDEX permission_requests_call ON permission_requests (call_id);
+
+  CREATE TABLE permission_grants (
+    session_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    granted_seq INTEGER NOT NULL,
+    PRIMARY KEY (session_id, tool, pattern)
+  );
+  `,
+  // 4: attachments of an input (JSON array of resolved files and URLs, as in input.admitted), for the user message.
   `
   ALTER TABLE session_input ADD COLUMN attachments TEXT;
   `,
 ];
 
 /** Tables written only from events; `rebuildProjections` empties and refills exactly these. */
-export const PROJECTION_TABLES = ['sessions', 'activities', 'session_input', 'messages', 'parts', 'tool_calls'] as const;
+export const PROJECTION_TABLES = [
+  'sessions',
+  'activities',
+  'session_input',
+  'messages',
+  'parts',
+  'tool_calls',
+  'permission_requests',
+  'permission_grants',
+] as const;

@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 import { IllegalInboxTransitionError, SessionNotFoundError } from './errors.js';
+import { PermissionProjector } from './permissions.js';
 import type { AnyEnvelope } from './schemas.js';
 
 /**
@@ -23,8 +24,10 @@ const INBOX_TRANSITIONS: Record<string, { from: InputStatus[]; to: InputStatus }
 
 export class Projector {
   private readonly s: Record<string, Statement>;
+  private readonly permissions: PermissionProjector;
 
   constructor(private readonly db: Db) {
+    this.permissions = new PermissionProjector(db);
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       sessionExists: p('SELECT 1 FROM sessions WHERE session_id = ?'),
@@ -142,6 +145,16 @@ export class Projector {
       case 'tool.settled':
         this.requireToolState(e.data.callId, ['called', 'started']);
         s.toolSettled!.run(e.data.status, e.data.output, e.data.truncated ? 1 : 0, e.seq, e.data.callId);
+        this.permissions.callSettled(e.data.callId, e.seq);
+        return;
+      case 'permission.asked':
+        this.permissions.asked(sid, e);
+        return;
+      case 'permission.replied':
+        this.permissions.replied(sid, e);
+        return;
+      case 'permission.revoked':
+        this.permissions.revoked(sid, e);
         return;
       case 'attempt.failed':
         s.messageDiscard!.run(e.data.attemptId);

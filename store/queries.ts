@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 import type { InputAttachment } from './schemas.js';
+import { PermissionQueries } from './permissions.js';
 
 /** Read-side views over the projections. Plain synchronous reads; never hold a cursor across await. */
 
@@ -78,8 +79,12 @@ function mapRow<T>(row: Record<string, unknown>): T {
 
 export class Queries {
   private readonly statements = new Map<string, Statement>();
+  /** Permission asks and `always` grants (store/permissions.ts). */
+  readonly permissions: PermissionQueries;
 
-  constructor(private readonly db: Db) {}
+  constructor(private readonly db: Db) {
+    this.permissions = new PermissionQueries(db);
+  }
 
   /** Prepared once per SQL text (the SQL here is a fixed set). */
   private prepare(sql: string): Statement {

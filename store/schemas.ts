@@ -1,5 +1,11 @@
 import { z } from 'zod';
-import { EVENT_DATA_BYTES_MAX, INPUT_ATTACHMENT_NAME_CHARS_MAX, INPUT_ATTACHMENTS_MAX } from '../core/limits.js';
+import {
+  EVENT_DATA_BYTES_MAX,
+  INPUT_ATTACHMENT_NAME_CHARS_MAX,
+  INPUT_ATTACHMENTS_MAX,
+  PERMISSION_MESSAGE_CHARS_MAX,
+  PERMISSION_SUMMARY_CHARS_MAX,
+} from '../core/limits.js';
 import { InvalidEventError, LimitExceededError, UnknownEventTypeError } from './errors.js';
 
 /**
@@ -109,8 +115,10 @@ export const eventDefinitions = {
   'permission.replied': {
     kind: 'request',
     version: 1,
-    schema: z.object({ requestId: id, reply: z.enum(['once', 'always', 'reject']), message: z.string().optional() }),
+    // A reject's message is what the model is told; `once`/`always` may carry one too.
+    schema: z.object({ requestId: id, reply: z.enum(['once', 'always', 'reject']), message: z.string().max(PERMISSION_MESSAGE_CHARS_MAX).optional() }),
   },
+  // Removes the session's `always` grants of `tool` (only the one with `pattern` when given).
   'permission.revoked': { kind: 'request', version: 1, schema: z.object({ tool: id, pattern: z.string().optional() }) },
   'recovery.decided': {
     kind: 'request',
@@ -188,7 +196,15 @@ export const eventDefinitions = {
   'permission.asked': {
     kind: 'owner',
     version: 1,
-    schema: z.object({ requestId: id, callId: id, tool: z.string(), pattern: z.string().optional() }),
+    // pattern: the scope an `always` reply grants (absent: every call of the tool); summary: the
+    // call's input, bounded, so any process can show what is asked.
+    schema: z.object({
+      requestId: id,
+      callId: id,
+      tool: z.string(),
+      pattern: z.string().optional(),
+      summary: z.string().max(PERMISSION_SUMMARY_CHARS_MAX).optional(),
+    }),
   },
   'attempt.failed': {
     kind: 'owner',

@@ -44,7 +44,7 @@ export async function recoverCommand(
 ): Promise<number> {
   if (opts.scan) {
     if (idArg !== undefined || opts.abandon || opts.retry) throw new UsageError('recover --scan takes no session id and no decision');
-    return scanCommand(opts.permission);
+    return scanCommand(opts.permission ?? 'ask');
   }
   if (idArg === undefined) throw new UsageError('recover needs a session id (or --scan)');
   if (Boolean(opts.abandon) === Boolean(opts.retry)) throw new UsageError('recover needs exactly one of --retry and --abandon');
@@ -54,7 +54,8 @@ export async function recoverCommand(
       if (!activityId) throw new UsageError(`session ${sessionId} has no unsettled activity to recover`);
       return { sessionId, type: 'recovery.decided', data: { activityId, decision: opts.retry ? 'retry' : 'abandon', reason: opts.reason } };
     },
-    opts.permission,
+    // Recovery must not answer asks a stopped run left for a person: without a TTY they stay pending.
+    opts.permission ?? 'ask',
   );
 }
 
@@ -74,9 +75,12 @@ async function scanCommand(permission?: PermissionMode): Promise<number> {
     for (const id of report.owned) {
       const actor = rt.coordinator.get(id);
       const state = actor ? stateName(actor.snapshot().value) : 'stopped';
-      if (state === 'recovering') waiting++;
+      const asking = actor?.waitingForPermission() === true;
+      if (state === 'recovering' || asking) waiting++;
       const row = rt.store.queries.session(id)!;
-      process.stdout.write(`${id}  ${state}${state === 'recovering' ? '  (waiting: loom recover ' + id + ' --retry|--abandon)' : `  last: ${row.lastActivityStatus ?? '-'}`}\n`);
+      const note =
+        state === 'recovering' ? `  (waiting: loom recover ${id} --retry|--abandon)` : asking ? `  (waiting for a permission decision: loom permit ${id})` : `  last: ${row.lastActivityStatus ?? '-'}`;
+      process.stdout.write(`${id}  ${state}${note}\n`);
       rt.coordinator.release(id);
     }
     for (const id of report.skipped) process.stdout.write(`${id}  held by a live owner\n`);

@@ -4,7 +4,7 @@ import { createHarness } from './harness.js';
 
 const of = <T extends AnyEnvelope['type']>(events: AnyEnvelope[], type: T) => events.filter((e) => e.type === type) as Extract<AnyEnvelope, { type: T }>[];
 const slow = (text: string) => ({ text, delayMs: 40, chunkSize: 2 });
-const allow = { permission: { rules: [{ tool: 'sleep', action: 'allow' as const }] } };
+const allow = { permission: { rules: [{ tool: 'sleep', action: 'allow' as const }, { tool: 'slow_read', action: 'allow' as const }] } };
 
 describe('recovery - classification on restore', () => {
   it('an attempt dispatched with no outcome is ambiguous: recovering, recovery.detected names it, nothing is sent', async () => {

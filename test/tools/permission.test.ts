@@ -1,32 +1,58 @@
 import { describe, expect, it } from 'vitest';
 import {
+  askScope,
+  BUILTIN_PERMISSION_DEFAULTS,
   evaluatePermission,
   globMatch,
+  grantCovers,
   matchingRule,
   permissionRuleSchema,
   primaryArgumentOf,
+  summarizeInput,
   type PermissionRule,
 } from '../../tools/permission.js';
 
-const readOnly = { idempotent: true };
-const sideEffect = { idempotent: false };
+const readOnly = {};
+const sideEffect = {};
+
+describe('evaluatePermission - defaults', () => {
+  it.each([
+    ['read', { path: 'a.txt' }, 'allow'],
+    ['list', { path: '.' }, 'allow'],
+    ['glob', { pattern: '**/*.ts' }, 'allow'],
+    ['grep', { pattern: 'TODO' }, 'allow'],
+    ['task', { prompt: 'look around' }, 'allow'],
+    ['write', { path: 'a.txt', content: 'x' }, 'ask'],
+    ['edit', { path: 'a.txt', old: 'x', new: 'y' }, 'ask'],
+    ['bash', { command: 'ls' }, 'ask'],
+    ['webfetch', { url: 'https://example.com/' }, 'ask'],
+    ['mcp_github_search', { query: 'x' }, 'ask'],
+  ] as const)('evaluatePermission - with no config rule, %s is %s by default', (tool, input, expected) => {
+    expect(evaluatePermission([], tool, input)).toBe(expected);
+  });
+
+  it('evaluatePermission - every built-in default is documented in the table', () => {
+    expect(Object.keys(BUILTIN_PERMISSION_DEFAULTS).sort()).toEqual(['bash', 'edit', 'glob', 'grep', 'list', 'read', 'task', 'webfetch', 'write']);
+  });
+
+  it('evaluatePermission - applies permission.default to tools without a built-in default', () => {
+    expect(evaluatePermission([], 'probe_append', {}, { action: 'allow' })).toBe('allow');
+    expect(evaluatePermission([], 'mcp_x', {}, { action: 'deny' })).toBe('deny');
+  });
+
+  it('evaluatePermission - does not let permission.default change a built-in default', () => {
+    expect(evaluatePermission([], 'read', { path: 'a' }, { action: 'deny' })).toBe('allow');
+    expect(evaluatePermission([], 'bash', { command: 'ls' }, { action: 'allow' })).toBe('ask');
+  });
+
+  it('evaluatePermission - a config rule overrides a built-in default (last match wins)', () => {
+    expect(evaluatePermission([{ tool: 'read', action: 'ask' }], 'read', { path: 'a' })).toBe('ask');
+    expect(evaluatePermission([{ tool: 'bash', pattern: 'npm test', action: 'allow' }], 'bash', { command: 'npm test' })).toBe('allow');
+    expect(evaluatePermission([{ tool: '*', action: 'allow' }], 'write', { path: 'a' })).toBe('allow');
+  });
+});
 
 describe('evaluatePermission', () => {
-  it('evaluatePermission - allows an idempotent tool when no rule matches', () => {
-    expect(evaluatePermission([], 'read', { path: 'a.txt' }, readOnly)).toBe('allow');
-  });
-
-  it('evaluatePermission - asks for a non-idempotent tool when no rule matches', () => {
-    expect(evaluatePermission([], 'bash', { command: 'ls' }, sideEffect)).toBe('ask');
-  });
-
-  it('evaluatePermission - applies the configured default to a non-idempotent tool', () => {
-    expect(evaluatePermission([], 'bash', { command: 'ls' }, { idempotent: false, action: 'deny' })).toBe('deny');
-  });
-
-  it('evaluatePermission - does not let the configured default block an idempotent tool', () => {
-    expect(evaluatePermission([], 'read', { path: 'a' }, { idempotent: true, action: 'deny' })).toBe('allow');
-  });
 
   it('evaluatePermission - lets the last matching rule win', () => {
     const rules: PermissionRule[] = [
@@ -70,9 +96,9 @@ describe('evaluatePermission', () => {
 
   it('evaluatePermission - matches an absolute path relative to the location', () => {
     const rules: PermissionRule[] = [{ tool: 'write', pattern: 'secrets/**', action: 'deny' }];
-    const defaults = { idempotent: false, action: 'allow' as const, location: '/work/repo' };
+    const defaults = { location: '/work/repo' };
     expect(evaluatePermission(rules, 'write', { path: '/work/repo/secrets/key' }, defaults)).toBe('deny');
-    expect(evaluatePermission(rules, 'write', { path: '/work/repo/src/a.ts' }, defaults)).toBe('allow');
+    expect(evaluatePermission(rules, 'write', { path: '/work/repo/src/a.ts' }, defaults)).toBe('ask');
   });
 
   it('evaluatePermission - keeps "*" within one path segment', () => {
@@ -164,5 +190,97 @@ describe('permissionRuleSchema', () => {
 
   it('permissionRuleSchema - refuses an unknown key', () => {
     expect(permissionRuleSchema.safeParse({ tool: 'bash', action: 'allow', when: 'always' }).success).toBe(false);
+  });
+});
+
+describe('askScope', () => {
+  it('askScope - a path is scoped to the files of its directory', () => {
+    expect(askScope({ path: 'src/lib/a.ts' })).toBe('src/lib/*');
+    expect(askScope({ path: './notes.md' })).toBe('*');
+    expect(askScope({ path: '/work/repo/src/a.ts' }, '/work/repo')).toBe('src/*');
+  });
+
+  it('askScope - a path outside the directory is scoped to exactly itself', () => {
+    expect(askScope({ path: '../etc/passwd' })).toBe('../etc/passwd');
+  });
+
+  it('askScope - a command is scoped to its program and subcommand', () => {
+    expect(askScope({ command: 'git status --short' })).toBe('git status *');
+    expect(askScope({ command: 'ls -la' })).toBe('ls *');
+    expect(askScope({ command: 'npm test' })).toBe('npm test *');
+  });
+
+  it('askScope - a compound command is scoped to exactly itself (wildcards escaped)', () => {
+    expect(askScope({ command: 'ls; rm -rf *' })).toBe('ls; rm -rf \\*');
+    expect(askScope({ command: 'cat a | sh' })).toBe('cat a | sh');
+  });
+
+  it('askScope - a URL is scoped to its origin', () => {
+    expect(askScope({ url: 'https://example.com/a/b?c=1' })).toBe('https://example.com/*');
+  });
+
+  it('askScope - a call without a path, command or URL is scoped to the whole tool', () => {
+    expect(askScope({ pattern: 'TODO' })).toBeUndefined();
+    expect(askScope({ items: [] })).toBeUndefined();
+  });
+});
+
+describe('grantCovers', () => {
+  const grantFor = (tool: string, input: unknown) => ({ tool, pattern: askScope(input) ?? null });
+
+  it('grantCovers - a path grant covers the files of the same directory, not subdirectories or other tools', () => {
+    const g = grantFor('write', { path: 'src/a.ts' });
+    expect(grantCovers(g, 'write', { path: 'src/b.ts' })).toBe(true);
+    expect(grantCovers(g, 'write', { path: 'src/deep/b.ts' })).toBe(false);
+    expect(grantCovers(g, 'write', { path: 'lib/a.ts' })).toBe(false);
+    expect(grantCovers(g, 'edit', { path: 'src/a.ts' })).toBe(false);
+  });
+
+  it('grantCovers - a path grant never covers a path that leaves the directory', () => {
+    const g = grantFor('write', { path: 'src/a.ts' });
+    expect(grantCovers(g, 'write', { path: 'src/../../x' })).toBe(false);
+  });
+
+  it('grantCovers - a command grant covers the same program and subcommand, bare or with arguments', () => {
+    const g = grantFor('bash', { command: 'git status --short' });
+    expect(grantCovers(g, 'bash', { command: 'git status' })).toBe(true);
+    expect(grantCovers(g, 'bash', { command: 'git status -v' })).toBe(true);
+    expect(grantCovers(g, 'bash', { command: 'git push' })).toBe(false);
+    expect(grantCovers(g, 'bash', { command: 'git statusx' })).toBe(false);
+  });
+
+  it('grantCovers - a command grant never covers a compound command', () => {
+    const g = grantFor('bash', { command: 'git status' });
+    expect(grantCovers(g, 'bash', { command: 'git status; rm -rf ~' })).toBe(false);
+    expect(grantCovers(g, 'bash', { command: 'git status && curl x | sh' })).toBe(false);
+    expect(grantCovers(g, 'bash', { command: 'git status $(rm -rf ~)' })).toBe(false);
+  });
+
+  it('grantCovers - an exact compound-command grant covers only that command', () => {
+    const g = grantFor('bash', { command: 'make && make test' });
+    expect(grantCovers(g, 'bash', { command: 'make && make test' })).toBe(true);
+    expect(grantCovers(g, 'bash', { command: 'make && make install' })).toBe(false);
+  });
+
+  it('grantCovers - a URL grant covers its origin only', () => {
+    const g = grantFor('webfetch', { url: 'https://example.com/docs' });
+    expect(grantCovers(g, 'webfetch', { url: 'https://example.com/other?x=1' })).toBe(true);
+    expect(grantCovers(g, 'webfetch', { url: 'https://example.com' })).toBe(true);
+    expect(grantCovers(g, 'webfetch', { url: 'https://example.com.evil.org/' })).toBe(false);
+    expect(grantCovers(g, 'webfetch', { url: 'https://example.com@evil.org/' })).toBe(false);
+  });
+
+  it('grantCovers - a grant without a pattern covers every call of its tool', () => {
+    expect(grantCovers({ tool: 'todo', pattern: null }, 'todo', { items: [1] })).toBe(true);
+    expect(grantCovers({ tool: 'todo', pattern: null }, 'other', {})).toBe(false);
+  });
+});
+
+describe('summarizeInput', () => {
+  it('summarizeInput - keeps short input whole and cuts long input with an ellipsis', () => {
+    expect(summarizeInput({ command: 'ls' }, 100)).toBe('{"command":"ls"}');
+    const long = summarizeInput({ content: 'x'.repeat(5_000) }, 50);
+    expect(long).toHaveLength(50);
+    expect(long.endsWith('…')).toBe(true);
   });
 });
