@@ -1,10 +1,15 @@
 /** The tools every session gets, and a registry holding them. */
 import { createToolRegistry, type ToolRegistry } from '../registry.js';
 import type { Tool } from '../types.js';
+import { editTool } from './edit.js';
+import { globTool } from './glob.js';
+import { grepTool } from './grep.js';
+import { listTool } from './list.js';
 import { readTool } from './read.js';
+import { writeTool } from './write.js';
 
 /** Built-in tools, in the order they are offered to the model. */
-export const builtinTools: readonly Tool[] = [readTool];
+export const builtinTools: readonly Tool[] = [readTool, writeTool, editTool, listTool, globTool, grepTool];
 
 /** A fresh registry with every built-in tool registered; plugins may add more. */
 export function createDefaultRegistry(): ToolRegistry {
@@ -13,4 +18,4 @@ export function createDefaultRegistry(): ToolRegistry {
   return registry;
 }
 
-export { readTool };
+export { editTool, globTool, grepTool, listTool, readTool, writeTool };
