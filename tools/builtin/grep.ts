@@ -97,6 +97,7 @@ export function createGrepTool(options: GrepToolOptions = {}): Tool<GrepInput> {
     idempotent: true,
     timeoutMs,
     async execute(input, ctx) {
+      if (input.pattern.includes('\0')) throw new GrepPatternError(input.pattern, 'it contains a NUL byte');
       const include = input.include === undefined ? undefined : compileGlob(input.include);
       const search: Search = { input, ctx, command, timeoutMs, batch: [], files: [], hits: [], binary: new Set(), bytes: 0, cut: undefined };
       try {
