@@ -16,14 +16,17 @@
  * it first and opening the resolved path (again with `O_NOFOLLOW`), so in-repo links such as
  * `CLAUDE.md -> AGENTS.md` work; pass `followSymlinksInside: false` to refuse every symlink.
  *
+ * Directories are handled the same way (`openDirConfined`, `openChildDir`, `mkdirConfined`): a
+ * walk lists each directory through its descriptor and opens children with `O_NOFOLLOW`, so a
+ * directory swapped for a symlink mid-walk is refused, never followed.
+ *
  * Layers 3 and 4 need Linux's /proc. Elsewhere the file is opened by path with `O_NOFOLLOW` and
  * checked by comparing device and inode with the real path's, which leaves a small race window.
  * This confines file tools only; bash is not confined by path rules.
  */
-import { constants } from 'node:fs';
+import { constants, type Dirent, type Stats } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import type { Dirent, Stats } from 'node:fs';
 import {
   FileAccessError,
   FileNotFoundError,
@@ -262,8 +265,8 @@ export async function readDirConfined(dir: ConfinedDir, max: number): Promise<{ 
 }
 
 /**
- * Opens the subdirectory `name` of `dir` without following a symlink (a child swapped for a
- * symlink since it was listed is refused with FileAccessError ELOOP, or NotADirectoryError).
+ * Opens the subdirectory `name` of `dir` without following a symlink: a child that is (or was
+ * swapped for) a symlink or anything but a directory is refused with NotADirectoryError.
  */
 export async function openChildDir(dir: ConfinedDir, name: string): Promise<ConfinedDir> {
   const file = await openChild(dir, name, O_RDONLY | O_NONBLOCK | O_DIRECTORY);
@@ -291,7 +294,11 @@ async function openChild(dir: ConfinedDir, name: string, flags: number): Promise
   checkChildName(name);
   const req: OpenRequest = { realLocation: dir.realLocation, shown: path.join(dir.realPath, name), flags: flags | O_NOFOLLOW, mode: undefined };
   if (!(await hasProcFd())) return openByPathChecked(req, path.join(dir.realPath, name));
-  const handle = await openOrThrow(req, `${fdPath(dir.handle.fd)}/${name}`);
+  const handle = await fs.open(`${fdPath(dir.handle.fd)}/${name}`, req.flags).catch((err: unknown) => {
+    // With O_DIRECTORY | O_NOFOLLOW, a symlink (or any non-directory) fails with ENOTDIR.
+    if (isErrno(err, 'ENOTDIR') && (flags & O_DIRECTORY) !== 0) throw new NotADirectoryError(req.shown);
+    throw toFileError(err, req.shown);
+  });
   return verifyOpened(req, handle);
 }
 
