@@ -303,6 +303,7 @@ export const INPUT_ATTACHMENTS_BYTES_MAX = 1024 * 1024; // 1 MiB
 
 /** Characters of an attachment's name (its path or URL as given). */
 export const INPUT_ATTACHMENT_NAME_CHARS_MAX = 8 * 1024;
+
 // ---- permissions -------------------------------------------------------------------------------
 
 /** Characters of a call's input kept in `permission.asked` (what another process shows when asking). */
@@ -316,3 +317,56 @@ export const PERMISSION_GRANTS_PER_SESSION_MAX = 1_000;
 
 /** Pending asks and grants `loom permit` and `loom inspect` list for one session. */
 export const PERMISSION_LIST_MAX = 1_000;
+
+// ---- file tools (write, edit, list, glob, grep) -----------------------------------------------
+
+/** Bytes `write` writes in one call. Tool arguments are capped at TOOL_ARGUMENTS_BYTES_MAX anyway. */
+export const WRITE_CONTENT_BYTES_MAX = 1024 * 1024; // 1 MiB
+
+/** Bytes of a file `edit` loads; it holds the file and the edited copy in memory at once. */
+export const EDIT_FILE_BYTES_MAX = 10 * 1024 * 1024; // 10 MiB
+
+/** Entries `list` shows in one call; a tree longer than this is no use to the model. */
+export const LIST_ENTRIES_MAX = 1_000;
+
+/** Directory levels `list` descends below its start. */
+export const LIST_DEPTH_MAX = 8;
+
+/** Entries read from one directory by any walk; bounds the memory a huge directory can take. */
+export const WALK_DIR_ENTRIES_MAX = 20_000;
+
+/** Entries (files, directories, links) `glob` and `grep` visit before they stop walking. */
+export const WALK_ENTRIES_MAX = 200_000;
+
+/** Directory levels `glob` and `grep` descend; each open level holds one descriptor. */
+export const WALK_DEPTH_MAX = 48;
+
+/** Characters of a glob pattern (`glob`'s pattern, `grep`'s include, `list`'s ignore entries). */
+export const GLOB_PATTERN_CHARS_MAX = 1_000;
+
+/** Patterns in `list`'s ignore array. */
+export const LIST_IGNORE_PATTERNS_MAX = 50;
+
+/** Paths `glob` returns, newest first; it says when it cut the rest. */
+export const GLOB_RESULTS_MAX = 100;
+
+/** Matching lines `grep` returns; ripgrep is stopped once it has sent this many. */
+export const GREP_MATCHES_MAX = 100;
+
+/** Bytes of one matching line ripgrep prints (`--max-columns`); longer lines show a preview. */
+export const GREP_LINE_COLUMNS_MAX = 500;
+
+/** Bytes of one line read from ripgrep's output; the rest of a longer line is skipped unread-into-memory. */
+export const GREP_LINE_BYTES_MAX = 8 * 1024; // 8 KiB
+
+/** Bytes of ripgrep output read in one `grep` call; ripgrep is killed beyond it. */
+export const GREP_OUTPUT_BYTES_MAX = 1024 * 1024; // 1 MiB
+
+/** Bytes of ripgrep's stderr kept for an error message. */
+export const GREP_STDERR_BYTES_MAX = 4 * 1024; // 4 KiB
+
+/**
+ * Files handed to one ripgrep process. `grep` opens each file itself (confined) and passes the
+ * descriptors, so this bounds the descriptors held open at once.
+ */
+export const GREP_BATCH_FILES = 128;

@@ -16,16 +16,27 @@
  * it first and opening the resolved path (again with `O_NOFOLLOW`), so in-repo links such as
  * `CLAUDE.md -> AGENTS.md` work; pass `followSymlinksInside: false` to refuse every symlink.
  *
+ * Directories are handled the same way (`openDirConfined`, `openChildDir`, `mkdirConfined`): a
+ * walk lists each directory through its descriptor and opens children with `O_NOFOLLOW`, so a
+ * directory swapped for a symlink mid-walk is refused, never followed.
+ *
  * Layers 3 and 4 need Linux's /proc. Elsewhere the file is opened by path with `O_NOFOLLOW` and
  * checked by comparing device and inode with the real path's, which leaves a small race window.
  * This confines file tools only; bash is not confined by path rules.
  */
-import { constants } from 'node:fs';
+import { constants, type Dirent, type Stats } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { FileAccessError, FileNotFoundError, InvalidPathError, NotAFileError, PathOutsideLocationError } from './errors.js';
+import {
+  FileAccessError,
+  FileNotFoundError,
+  InvalidPathError,
+  NotADirectoryError,
+  NotAFileError,
+  PathOutsideLocationError,
+} from './errors.js';
 
-const { O_RDONLY, O_NOFOLLOW, O_DIRECTORY } = constants;
+const { O_RDONLY, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK } = constants;
 
 /** An opened file and the real path the kernel reports for it. The caller closes `handle`. */
 export interface ConfinedFile {
@@ -193,6 +204,162 @@ async function openByPathChecked(req: OpenRequest, file: string): Promise<Confin
   } catch (err) {
     await handle.close();
     throw err;
+  }
+}
+
+// ---- directories --------------------------------------------------------------------------------
+
+/**
+ * A directory inside the location, held open. Names under it are resolved through its descriptor
+ * (`/proc/self/fd/D/name`), so renaming or swapping its path for a symlink cannot redirect them.
+ * The caller closes `handle`.
+ */
+export interface ConfinedDir {
+  handle: FileHandle;
+  /** Real path of the directory when it was opened (verified inside the real location). */
+  realPath: string;
+  /** Real path of the session directory, against which every child is checked. */
+  realLocation: string;
+}
+
+/**
+ * Opens the directory `relPath` (relative to `location`, or absolute inside it) for walking, with
+ * the same checks as `openConfined`. Throws NotADirectoryError when it names something else. Use
+ * it, not `realpathInside`, as the start of a walk: it pins the directory against a later swap.
+ */
+export async function openDirConfined(location: string, relPath: string): Promise<ConfinedDir> {
+  const { handle, realPath } = await openConfined(location, relPath, O_RDONLY | O_NONBLOCK);
+  return asConfinedDir(handle, realPath, await realLocationOf(location), relPath);
+}
+
+async function asConfinedDir(handle: FileHandle, realPath: string, realLocation: string, shown: string): Promise<ConfinedDir> {
+  const stat = await handle.stat().catch(async (err: unknown) => {
+    await handle.close();
+    throw toFileError(err, shown);
+  });
+  if (!stat.isDirectory()) {
+    await handle.close();
+    throw new NotADirectoryError(shown);
+  }
+  return { handle, realPath, realLocation };
+}
+
+/**
+ * Up to `max` entries of `dir` (unsorted, without `.` and `..`) and whether it had more. Reads
+ * through the pinned descriptor, so the listing is of the directory that was opened.
+ */
+export async function readDirConfined(dir: ConfinedDir, max: number): Promise<{ entries: Dirent[]; more: boolean }> {
+  const reader = await fs.opendir(await childBase(dir)).catch((err: unknown) => {
+    throw toFileError(err, dir.realPath);
+  });
+  const entries: Dirent[] = [];
+  try {
+    for (let entry = await reader.read(); entry !== null; entry = await reader.read()) {
+      if (entries.length >= max) return { entries, more: true };
+      entries.push(entry);
+    }
+    return { entries, more: false };
+  } finally {
+    await reader.close();
+  }
+}
+
+/**
+ * Opens the subdirectory `name` of `dir` without following a symlink: a child that is (or was
+ * swapped for) a symlink or anything but a directory is refused with NotADirectoryError.
+ */
+export async function openChildDir(dir: ConfinedDir, name: string): Promise<ConfinedDir> {
+  const file = await openChild(dir, name, O_RDONLY | O_NONBLOCK | O_DIRECTORY);
+  return asConfinedDir(file.handle, file.realPath, dir.realLocation, name);
+}
+
+/** Opens the file `name` of `dir` with `flags` (`O_NOFOLLOW` is always added), verified inside. */
+export async function openChildFile(dir: ConfinedDir, name: string, flags: number): Promise<ConfinedFile> {
+  return openChild(dir, name, flags);
+}
+
+/** `lstat` of `name` in `dir`: the entry itself (a symlink is not followed). */
+export async function lstatChild(dir: ConfinedDir, name: string): Promise<Stats> {
+  checkChildName(name);
+  return fs.lstat(path.join(await childBase(dir), name));
+}
+
+/** The target text of the symlink `name` in `dir` (not resolved, not followed). */
+export async function readlinkChild(dir: ConfinedDir, name: string): Promise<string> {
+  checkChildName(name);
+  return fs.readlink(path.join(await childBase(dir), name));
+}
+
+async function openChild(dir: ConfinedDir, name: string, flags: number): Promise<ConfinedFile> {
+  checkChildName(name);
+  const req: OpenRequest = { realLocation: dir.realLocation, shown: path.join(dir.realPath, name), flags: flags | O_NOFOLLOW, mode: undefined };
+  if (!(await hasProcFd())) return openByPathChecked(req, path.join(dir.realPath, name));
+  const handle = await fs.open(`${fdPath(dir.handle.fd)}/${name}`, req.flags).catch((err: unknown) => {
+    // With O_DIRECTORY | O_NOFOLLOW, a symlink (or any non-directory) fails with ENOTDIR.
+    if (isErrno(err, 'ENOTDIR') && (flags & O_DIRECTORY) !== 0) throw new NotADirectoryError(req.shown);
+    throw toFileError(err, req.shown);
+  });
+  return verifyOpened(req, handle);
+}
+
+/** The path through which `dir`'s children are reached: its pinned descriptor where /proc exists. */
+async function childBase(dir: ConfinedDir): Promise<string> {
+  return (await hasProcFd()) ? fdPath(dir.handle.fd) : dir.realPath;
+}
+
+function checkChildName(name: string): void {
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+    throw new Error(`not a directory entry name: ${JSON.stringify(name)}`);
+  }
+}
+
+/**
+ * Creates the directory `relDir` and its missing parents inside the location (`mkdir -p`),
+ * refusing with PathOutsideLocationError as soon as an existing component resolves outside it.
+ * Each component is created and then opened through its parent's pinned descriptor and verified,
+ * so no directory is ever created outside, whatever is swapped meanwhile. Existing symlinked
+ * directories that stay inside are followed.
+ */
+export async function mkdirConfined(location: string, relDir: string, mode = 0o777): Promise<void> {
+  const abs = resolveInside(location, relDir);
+  const realLocation = await realLocationOf(location);
+  const parts = path.relative(path.resolve(location), abs).split(path.sep).filter((part) => part !== '');
+  let dir = await openDirConfined(realLocation, '.');
+  try {
+    for (const part of parts) {
+      const next = await openOrMakeChildDir(dir, part, mode, relDir);
+      await dir.handle.close();
+      dir = next;
+    }
+  } finally {
+    await dir.handle.close();
+  }
+}
+
+async function openOrMakeChildDir(dir: ConfinedDir, name: string, mode: number, shown: string): Promise<ConfinedDir> {
+  const child = path.join(await childBase(dir), name);
+  await fs.mkdir(child, mode).catch((err: unknown) => {
+    if (!isErrno(err, 'EEXIST')) throw toFileError(err, shown);
+  });
+  // Follows a symlink on purpose (an in-location link to a directory is fine); the check after
+  // opening is what confines: the opened directory's real path must be inside.
+  const req: OpenRequest = { realLocation: dir.realLocation, shown, flags: O_RDONLY | O_NONBLOCK | O_DIRECTORY, mode: undefined };
+  const handle = await openOrThrow(req, child);
+  const realPath = await realPathOfOpened(req, handle, child);
+  if (!isInside(dir.realLocation, realPath)) {
+    await handle.close();
+    throw new PathOutsideLocationError(shown, 'resolves outside the session directory through a symlinked directory');
+  }
+  return asConfinedDir(handle, realPath, dir.realLocation, shown);
+}
+
+/** The real path of an opened handle: from /proc where it exists, else by resolving `file` again. */
+async function realPathOfOpened(req: OpenRequest, handle: FileHandle, file: string): Promise<string> {
+  try {
+    return (await hasProcFd()) ? await fs.readlink(fdPath(handle.fd)) : await fs.realpath(file);
+  } catch (err) {
+    await handle.close();
+    throw toFileError(err, req.shown);
   }
 }
 

@@ -199,3 +199,104 @@ export class SubagentFailedError extends ToolError {
     );
   }
 }
+
+// ---- file tools (write, edit, list, glob, grep) ----------------------------------------------
+
+/** The path exists but is not a directory, and the tool walks directories (list, glob). */
+export class NotADirectoryError extends ToolError {
+  override name = 'NotADirectoryError';
+  constructor(readonly path: string) {
+    super(`"${path}" is not a directory`);
+  }
+}
+
+/** Content given to `write` is larger than the tool writes. */
+export class ContentTooLargeError extends ToolError {
+  override name = 'ContentTooLargeError';
+  constructor(
+    readonly tool: string,
+    readonly bytes: number,
+    readonly maxBytes: number,
+  ) {
+    super(`content for tool "${tool}" is ${bytes} bytes; the limit is ${maxBytes} bytes`);
+  }
+}
+
+/** `edit`: old_string does not occur in the file. */
+export class EditNoMatchError extends ToolError {
+  override name = 'EditNoMatchError';
+  constructor(readonly path: string) {
+    super(`old_string was not found in "${path}"; read the file and copy the text exactly, whitespace and line breaks included`);
+  }
+}
+
+/** `edit`: old_string occurs more than once and replace_all was not asked. */
+export class EditAmbiguousError extends ToolError {
+  override name = 'EditAmbiguousError';
+  constructor(
+    readonly path: string,
+    readonly matches: number,
+  ) {
+    super(
+      `old_string occurs ${matches} times in "${path}"; include more surrounding lines to make it unique, ` +
+        'or set replace_all to replace every occurrence',
+    );
+  }
+}
+
+/** `edit`: old_string and new_string are the same, so the edit would change nothing. */
+export class EditNoChangeError extends ToolError {
+  override name = 'EditNoChangeError';
+  constructor(readonly path: string) {
+    super(`old_string and new_string are identical; the edit would not change "${path}"`);
+  }
+}
+
+/** `edit`: the file is not valid UTF-8, so writing it back as text would corrupt it. */
+export class NotUtf8Error extends ToolError {
+  override name = 'NotUtf8Error';
+  constructor(readonly path: string) {
+    super(`file "${path}" is not valid UTF-8; it was not edited (writing it back as text would alter it)`);
+  }
+}
+
+/** A glob pattern the tool refuses (empty, absolute, climbing out with `..`). */
+export class InvalidGlobError extends ToolError {
+  override name = 'InvalidGlobError';
+  constructor(
+    readonly pattern: string,
+    reason: string,
+  ) {
+    super(`invalid glob pattern ${JSON.stringify(pattern)}: ${reason}`);
+  }
+}
+
+/** `grep` needs ripgrep and there is no `rg` to run. */
+export class RipgrepNotInstalledError extends ToolError {
+  override name = 'RipgrepNotInstalledError';
+  constructor(readonly command: string) {
+    super(
+      `ripgrep is not installed (no "${command}" command found); install the Debian package "ripgrep" ` +
+        '(apt-get install ripgrep, or run sh scripts/setup.sh)',
+    );
+  }
+}
+
+/** ripgrep refused the pattern (a regex syntax error, for instance). */
+export class GrepPatternError extends ToolError {
+  override name = 'GrepPatternError';
+  constructor(
+    readonly pattern: string,
+    detail: string,
+  ) {
+    super(`grep pattern ${JSON.stringify(pattern)} was refused by ripgrep: ${detail}`);
+  }
+}
+
+/** ripgrep failed for another reason (exit status 2 without output, a crash). */
+export class GrepFailedError extends ToolError {
+  override name = 'GrepFailedError';
+  constructor(detail: string) {
+    super(`ripgrep failed: ${detail}`);
+  }
+}

@@ -3,8 +3,17 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isInside, openConfined, realpathInside, resolveInside } from '../../tools/confine.js';
-import { FileAccessError, FileNotFoundError, InvalidPathError, PathOutsideLocationError } from '../../tools/errors.js';
+import {
+  isInside,
+  mkdirConfined,
+  openChildDir,
+  openConfined,
+  openDirConfined,
+  readDirConfined,
+  realpathInside,
+  resolveInside,
+} from '../../tools/confine.js';
+import { FileAccessError, FileNotFoundError, InvalidPathError, NotADirectoryError, PathOutsideLocationError } from '../../tools/errors.js';
 
 let root: string;
 let location: string;
@@ -163,5 +172,76 @@ describe('realpathInside', () => {
   it('realpathInside - refuses a symlinked directory pointing outside', async () => {
     fs.symlinkSync(outside, path.join(location, 'out'));
     await expect(realpathInside(location, 'out')).rejects.toThrow(PathOutsideLocationError);
+  });
+});
+
+describe('openDirConfined', () => {
+  it('openDirConfined - opens a directory inside and reads it through its descriptor', async () => {
+    const dir = await openDirConfined(location, 'src');
+    try {
+      expect(dir.realPath).toBe(path.join(location, 'src'));
+      const { entries, more } = await readDirConfined(dir, 10);
+      expect(entries.map((e) => e.name)).toEqual(['a.txt']);
+      expect(more).toBe(false);
+    } finally {
+      await dir.handle.close();
+    }
+  });
+
+  it('openDirConfined - refuses a file, and a symlinked directory pointing outside', async () => {
+    await expect(openDirConfined(location, 'src/a.txt')).rejects.toThrow(NotADirectoryError);
+    fs.symlinkSync(outside, path.join(location, 'out'));
+    await expect(openDirConfined(location, 'out')).rejects.toThrow(PathOutsideLocationError);
+  });
+
+  it('readDirConfined - stops at its bound and says there is more', async () => {
+    for (const name of ['b', 'c', 'd']) fs.writeFileSync(path.join(location, 'src', name), '');
+    const dir = await openDirConfined(location, 'src');
+    try {
+      const { entries, more } = await readDirConfined(dir, 2);
+      expect(entries).toHaveLength(2);
+      expect(more).toBe(true);
+    } finally {
+      await dir.handle.close();
+    }
+  });
+
+  it('openChildDir - refuses a child that is a symlink, even one pointing inside', async () => {
+    fs.symlinkSync('src', path.join(location, 'alias'));
+    const root = await openDirConfined(location, '.');
+    try {
+      await expect(openChildDir(root, 'alias')).rejects.toThrow(NotADirectoryError);
+      const child = await openChildDir(root, 'src');
+      await child.handle.close();
+    } finally {
+      await root.handle.close();
+    }
+  });
+});
+
+describe('mkdirConfined', () => {
+  it('mkdirConfined - creates missing directories inside, and is a no-op when they exist', async () => {
+    await mkdirConfined(location, 'x/y/z');
+    expect(fs.statSync(path.join(location, 'x/y/z')).isDirectory()).toBe(true);
+    await mkdirConfined(location, 'x/y/z');
+    await mkdirConfined(location, '.');
+  });
+
+  it('mkdirConfined - goes through an in-location symlinked directory', async () => {
+    fs.symlinkSync('src', path.join(location, 'alias'));
+    await mkdirConfined(location, 'alias/new');
+    expect(fs.statSync(path.join(location, 'src/new')).isDirectory()).toBe(true);
+  });
+
+  it('mkdirConfined - refuses a symlinked component pointing outside and creates nothing there', async () => {
+    fs.symlinkSync(outside, path.join(location, 'out'));
+    await expect(mkdirConfined(location, 'out/made/deeper')).rejects.toThrow(PathOutsideLocationError);
+    expect(fs.existsSync(path.join(outside, 'made'))).toBe(false);
+  });
+
+  it('mkdirConfined - refuses ".." and a component that is a file', async () => {
+    await expect(mkdirConfined(location, '../outside/made')).rejects.toThrow(PathOutsideLocationError);
+    expect(fs.existsSync(path.join(outside, 'made'))).toBe(false);
+    await expect(mkdirConfined(location, 'src/a.txt/sub')).rejects.toThrow(FileNotFoundError);
   });
 });

@@ -3,11 +3,8 @@
  * a window at a time. Idempotent, so recovery may run it again after a crash.
  */
 import { constants, type Stats } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import { z } from 'zod';
 import {
-  READ_BINARY_SNIFF_BYTES,
-  READ_CHUNK_BYTES,
   READ_FILE_BYTES_MAX,
   READ_LINE_CHARS_MAX,
   READ_LINES_DEFAULT,
@@ -15,7 +12,8 @@ import {
   TOOL_TIMEOUT_DEFAULT_MS,
 } from '../../core/limits.js';
 import { openConfined } from '../confine.js';
-import { BinaryFileError, FileTooLargeError, NotAFileError } from '../errors.js';
+import { FileTooLargeError, NotAFileError } from '../errors.js';
+import { decodeText, readWhole } from '../text.js';
 import type { Tool, ToolResult } from '../types.js';
 
 const readInput = z.object({
@@ -61,40 +59,6 @@ function kindOf(stat: Stats): string {
   if (stat.isSocket()) return 'socket';
   if (stat.isCharacterDevice() || stat.isBlockDevice()) return 'device';
   return 'special file';
-}
-
-/**
- * Reads the file's first `size` bytes (what fstat saw; growth since is ignored, so memory stays
- * bounded), refusing it as binary as soon as its first bytes are in.
- */
-async function readWhole(handle: FileHandle, size: number, path: string, signal: AbortSignal): Promise<Buffer> {
-  const buffer = Buffer.alloc(size);
-  const sniffBytes = Math.min(size, READ_BINARY_SNIFF_BYTES);
-  let filled = 0;
-  let sniffed = false;
-  while (filled < size) {
-    signal.throwIfAborted();
-    const { bytesRead } = await handle.read(buffer, filled, Math.min(READ_CHUNK_BYTES, size - filled), filled);
-    if (bytesRead === 0) break; // the file shrank while we read it
-    filled += bytesRead;
-    if (!sniffed && filled >= sniffBytes) {
-      sniffed = true;
-      if (hasNul(buffer.subarray(0, sniffBytes))) throw new BinaryFileError(path);
-    }
-  }
-  const bytes = buffer.subarray(0, filled);
-  if (!sniffed && hasNul(bytes.subarray(0, READ_BINARY_SNIFF_BYTES))) throw new BinaryFileError(path);
-  return bytes;
-}
-
-function hasNul(bytes: Buffer): boolean {
-  return bytes.includes(0);
-}
-
-/** UTF-8 with a leading byte-order mark dropped; invalid sequences become U+FFFD. */
-function decodeText(bytes: Buffer): string {
-  const text = bytes.toString('utf8');
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
 /** Lines without their terminators (`\n` or `\r\n`); a final newline does not start a line. */
