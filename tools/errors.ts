@@ -148,3 +148,38 @@ export class FileAccessError extends ToolError {
     super(`cannot open "${path}": ${detail} (${code})`);
   }
 }
+
+// ---- bash and background jobs ----
+
+/** A tool needs a runtime service this process does not offer (background jobs, subagents). */
+export class ServiceUnavailableError extends ToolError {
+  override name = 'ServiceUnavailableError';
+  constructor(
+    readonly tool: string,
+    readonly service: string,
+  ) {
+    super(`tool "${tool}" cannot use ${service}: this process runs no session runtime that offers them`);
+  }
+}
+
+/** A command could not be started at all (no shell, the directory is gone, out of processes). */
+export class CommandStartError extends ToolError {
+  override name = 'CommandStartError';
+  constructor(
+    readonly tool: string,
+    detail: string,
+  ) {
+    super(`tool "${tool}" could not start its command: ${detail}`);
+  }
+}
+
+/** A session already runs as many background jobs as it may (JOBS_RUNNING_PER_SESSION_MAX). */
+export class JobLimitError extends ToolError {
+  override name = 'JobLimitError';
+  constructor(
+    readonly sessionId: string,
+    readonly limit: number,
+  ) {
+    super(`session ${sessionId} already runs ${limit} background jobs (the limit); wait for one to finish or cancel one (loom jobs cancel JOB)`);
+  }
+}
