@@ -92,8 +92,11 @@ export class Coordinator {
     let actor: SessionActor;
     try {
       // Built before it is registered: its first step commits, and listeners must not see a half-made entry.
+      const deps = this.options.deps(sessionId);
       actor = new SessionActor({
-        ...this.options.deps(sessionId),
+        ...deps,
+        // Background jobs are children of the session actor: this coordinator's runtime starts them.
+        toolServices: { jobs: this.logic.jobs, ...deps.toolServices },
         store,
         lease,
         sessionId,
@@ -127,13 +130,15 @@ export class Coordinator {
    * Runs a session until it is quiet (idle with nothing eligible, parked, or waiting for a
    * recovery decision). Concurrent calls for one session join the same run.
    */
-  runUntilQuiet(sessionId: string): Promise<void> {
-    const running = this.runs.get(sessionId);
+  runUntilQuiet(sessionId: string, options: { jobs?: boolean } = {}): Promise<void> {
+    // With `jobs`: also until its background jobs have settled and their results were answered.
+    const key = options.jobs ? `${sessionId}\u0000jobs` : sessionId;
+    const running = this.runs.get(key);
     if (running) return running;
     const actor = this.get(sessionId);
     if (!actor) return Promise.reject(new Error(`session ${sessionId} is not owned by this process`));
-    const run = actor.whenQuiet().finally(() => this.runs.delete(sessionId));
-    this.runs.set(sessionId, run);
+    const run = actor.whenQuiet(options).finally(() => this.runs.delete(key));
+    this.runs.set(key, run);
     return run;
   }
 

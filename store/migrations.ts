@@ -132,7 +132,39 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE messages ADD COLUMN finished INTEGER NOT NULL DEFAULT 0;
   `,
+  // 4 (issue 5, background jobs; the lead numbers it at merge): the jobs projection.
+  `
+  CREATE TABLE jobs (
+    job_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    activity_id TEXT,
+    call_id TEXT,
+    summary TEXT NOT NULL,
+    description TEXT,
+    pid INTEGER,
+    pgid INTEGER,
+    process_start_time INTEGER,
+    output_path TEXT NOT NULL,
+    timeout_ms INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    cancel_requested INTEGER NOT NULL,
+    output_offset INTEGER NOT NULL,
+    output_reported INTEGER NOT NULL,
+    exit_code INTEGER,
+    signal TEXT,
+    reason TEXT,
+    output_tail TEXT,
+    output_bytes INTEGER,
+    settled_at TEXT,
+    started_seq INTEGER NOT NULL,
+    settled_seq INTEGER
+  );
+  CREATE INDEX jobs_session ON jobs (session_id, started_seq);
+  CREATE INDEX jobs_status ON jobs (status, session_id);
+  `,
 ];
 
 /** Tables written only from events; `rebuildProjections` empties and refills exactly these. */
-export const PROJECTION_TABLES = ['sessions', 'activities', 'session_input', 'messages', 'parts', 'tool_calls'] as const;
+export const PROJECTION_TABLES = ['sessions', 'activities', 'session_input', 'messages', 'parts', 'tool_calls', 'jobs'] as const;
