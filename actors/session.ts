@@ -183,14 +183,23 @@ export class SessionActor {
     return Object.keys(this.context().jobs);
   }
 
+  /** Resolves once job `jobId` is no longer unsettled in this session (or the actor stopped). */
+  whenJobSettled(jobId: string): Promise<void> {
+    return this.until(() => this.stopped || this.failed !== undefined || this.context().jobs[jobId] === undefined);
+  }
+
   /**
    * Resolves once the session is quiet (see isQuiet); with `jobs`, once it is also left with no
    * unsettled background job (their results delivered and answered). A stopped or failed actor is
    * quiet. Checked again after each change settles, so a state passed through inside one step
    * (a job settling just before its result opens an activity) does not count.
    */
-  async whenQuiet(options: { jobs?: boolean } = {}): Promise<void> {
-    const done = () => this.isQuiet() && (!options.jobs || this.stopped || this.failed !== undefined || this.unsettledJobs().length === 0);
+  whenQuiet(options: { jobs?: boolean } = {}): Promise<void> {
+    return this.until(() => this.isQuiet() && (!options.jobs || this.stopped || this.failed !== undefined || this.unsettledJobs().length === 0));
+  }
+
+  /** Resolves once `done()` holds when a change has settled (checked on every machine change). */
+  private async until(done: () => boolean): Promise<void> {
     while (!done()) {
       await new Promise<void>((resolve) => {
         const check = () => {

@@ -11,6 +11,8 @@ export interface RunOptions {
   dir: string;
   json?: boolean;
   permission?: PermissionMode;
+  /** Leave background jobs running instead of waiting for them (the next owner re-attaches them). */
+  detachJobs?: boolean;
 }
 
 /** `loom run`: create a session, admit the text, own and run it until idle. */
@@ -26,7 +28,7 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
     rt.store.append({ sessionId, type: 'session.created', data: { location, model } });
     rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli' });
     process.stderr.write(`session ${sessionId} (${model}) in ${location}\n`);
-    const code = await driveSession(rt, sessionId, { json: opts.json, after: 0 });
+    const code = await driveSession(rt, sessionId, { json: opts.json, after: 0, jobs: opts.detachJobs ? 'detach' : 'wait' });
     return code ?? EXIT.ok;
   } finally {
     rt.close();
