@@ -34,7 +34,7 @@ import type { JobContext, JobInspection, JobOutcome } from '../machines/job.mach
 import type { AppendRequest, JobRow } from '../store/index.js';
 import { utf8End, utf8Start } from '../tools/builtin/bash.js';
 import { CommandStartError, JobLimitError, ServiceUnavailableError } from '../tools/errors.js';
-import { commandShell, groupAlive, killGroup, processAlive, processStartTime, spawnInGroup } from '../tools/process.js';
+import { commandShell, groupAlive, killGroup, processAlive, processStartTime, readProcStat, spawnInGroup } from '../tools/process.js';
 import type { JobSpec, JobStarter, ToolContext } from '../tools/types.js';
 import type { SessionActor } from './session.js';
 
@@ -158,7 +158,7 @@ export class JobRuntime implements JobStarter {
       const row = rowOf(s, input.jobId);
       const exitCode = readExitFile(exitPathOf(row.outputPath, row.jobId));
       const running = exitCode === null && isRecordedProcessAlive(row);
-      if (exitCode !== null && row.pgid !== null && groupAlive(row.pgid)) await killGroup(row.pgid); // what the command left behind
+      if (exitCode !== null) await stopLeftovers(row); // what the command left behind
       return { running, exitCode, onRestart: s.deps.config.jobs.onRestart };
     });
 
@@ -174,7 +174,7 @@ export class JobRuntime implements JobStarter {
       const s = session(input.sessionId);
       const row = rowOf(s, input.jobId);
       if (row.kind !== 'bash' || row.pgid === null) return {}; // a task stops when its run is aborted (leaving `running`)
-      if (groupAlive(row.pgid)) await killGroup(row.pgid);
+      await stopLeftovers(row);
       // The wrapper's exit event follows the kill (bounded: a process stuck in the kernel may survive SIGKILL).
       const launched = this.launched.get(row.jobId);
       if (launched?.exited) await Promise.race([launched.exited, delay(PROCESS_EXIT_WAIT_MS)]);
@@ -207,14 +207,14 @@ export class JobRuntime implements JobStarter {
     while (!signal.aborted) {
       const ended = launched?.exited ? launched.exit !== undefined : !isRecordedProcessAlive(row);
       if (ended) {
-        if (row.pgid !== null && groupAlive(row.pgid)) await killGroup(row.pgid); // processes it left behind
+        await stopLeftovers(row); // processes it left behind
         const code = readExitFile(exitPath);
         if (code !== null) return { status: code === 0 ? 'ok' : 'failed', exitCode: code, ...(code === 0 ? {} : { reason: `exit code ${code}` }) };
         if (launched?.exit?.signal) return { status: 'failed', signal: launched.exit.signal, reason: `killed by ${launched.exit.signal}` };
         return { status: 'failed', reason: 'its process ended without leaving an exit status (killed from outside?)' };
       }
       if (clock.now() >= deadline) {
-        if (row.pgid !== null) await killGroup(row.pgid);
+        await stopLeftovers(row);
         return { status: 'timed_out', reason: `timed out after ${row.timeoutMs} ms; its process group was stopped` };
       }
       reporter.poll();
@@ -340,6 +340,19 @@ class OutputReporter {
     this.offset = offset + (end - start);
     this.reported += end - start;
   }
+}
+
+/**
+ * Stops what is left of a job's process group, if that group is still the job's: a pgid stays
+ * reserved while any member lives, so members without a leader are the job's; but a live process
+ * whose pid is the pgid and whose start time differs is a new group that reused the number, and is
+ * left alone.
+ */
+async function stopLeftovers(row: JobRow): Promise<void> {
+  if (row.pgid === null || !groupAlive(row.pgid)) return;
+  const leader = readProcStat(row.pgid);
+  if (leader && leader.startTime !== row.processStartTime) return;
+  await killGroup(row.pgid);
 }
 
 /** The recorded leader process is alive and is the same process (pid and /proc start time). */
