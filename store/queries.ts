@@ -200,9 +200,14 @@ export class Queries {
     return { exists: m !== undefined, discarded: m?.discarded === 1, finished: m?.finished === 1, partIds: parts.map((p) => p.part_id) };
   }
 
-  /** Sessions with an unsettled activity (active or recovering), oldest first, bounded. */
+  /**
+   * Sessions with unsettled work, oldest first, bounded: an unsettled activity (active or
+   * recovering), or a background job not settled (its owner is gone; a new one re-attaches it).
+   */
   unsettledSessions(limit: number): string[] {
-    const rows = this.prepare(`SELECT session_id FROM sessions WHERE status != 'idle' ORDER BY updated_at LIMIT ?`).all(limit) as { session_id: string }[];
+    const rows = this
+      .prepare(`SELECT session_id FROM sessions WHERE status != 'idle' OR session_id IN (SELECT session_id FROM jobs WHERE status = 'running') ORDER BY updated_at LIMIT ?`)
+      .all(limit) as { session_id: string }[];
     return rows.map((r) => r.session_id);
   }
 

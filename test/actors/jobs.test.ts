@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { discoverUnsettled } from '../../actors/discovery.js';
 import { exitPathOf } from '../../actors/job.js';
 import { JOB_OUTPUT_EVENT_BYTES_MAX, JOB_OUTPUT_EVENTS_BYTES_MAX, JOBS_RUNNING_PER_SESSION_MAX } from '../../core/limits.js';
 import type { AnyEnvelope } from '../../store/index.js';
@@ -302,5 +303,19 @@ describe('background jobs - after a restart', () => {
     await coordinator.runUntilQuiet(h.sessionId, { jobs: true });
     expect(jobRow(h, jobId).status).toBe('lost');
     expect(runs).toBe(1);
+  });
+
+  it('jobs - startup discovery finds an idle session whose job is unsettled and re-attaches it', async () => {
+    const h = await createHarness({ script: [{ text: 'noted' }], config: allow });
+    h.coordinator.own(h.sessionId);
+    const { jobId } = await startJob(h, bash('sleep 0.5; echo found'));
+    h.crash();
+    expect(h.store.queries.session(h.sessionId)!.status).toBe('idle');
+    const { coordinator } = h.restart();
+    coordinator.release(h.sessionId); // a fresh process that has not looked at the session yet
+    const report = await discoverUnsettled(coordinator);
+    expect(report.owned).toEqual([h.sessionId]);
+    await coordinator.runUntilQuiet(h.sessionId, { jobs: true });
+    expect(jobRow(h, jobId)).toMatchObject({ status: 'ok', outputTail: 'found\n' });
   });
 });
