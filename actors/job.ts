@@ -227,7 +227,7 @@ export class JobRuntime implements JobStarter {
   private async runTask(s: SessionActor, row: JobRow, signal: AbortSignal): Promise<JobOutcome> {
     const task = this.launched.get(row.jobId)?.task;
     if (!task) return { status: 'lost', reason: 'the task was started by another process that is gone; it was not run again' };
-    const runner = s.deps.toolServices?.subagents;
+    const runner = task.ctx.services.subagents ?? s.deps.toolServices?.subagents;
     if (!runner) return { status: 'failed', reason: 'this process has no subagent runner: background tasks cannot run here' };
     const remaining = Math.max(0, Date.parse(row.startedAt) + row.timeoutMs - s.deps.store.clock.now());
     const deadline = AbortSignal.timeout(remaining);
