@@ -14,6 +14,8 @@ export interface PromptOptions {
   permission?: PermissionMode;
   /** Files (inside the session's directory) and URLs to attach to the text. */
   attach?: string[];
+  /** Leave background jobs running instead of waiting for them (the next owner re-attaches them). */
+  detachJobs?: boolean;
 }
 
 /**
@@ -42,7 +44,7 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
     const after = rt.store.queries.session(sessionId)!.lastSeq;
     const { input, admitted } = rt.store.admitInput(sessionId, { mode, text, clientId: opts.clientId, source: 'cli', attachments });
     process.stderr.write(`${admitted ? 'admitted' : 'already admitted'} ${input.mode} ${input.inputId} into ${sessionId}\n`);
-    const code = await driveSession(rt, sessionId, { json: opts.json, after });
+    const code = await driveSession(rt, sessionId, { json: opts.json, after, jobs: opts.detachJobs ? 'detach' : 'wait' });
     if (code !== null) return code;
     if (!opts.follow) return EXIT.ok;
     return await follow(rt, sessionId, input.inputId, after, opts.json);

@@ -14,6 +14,8 @@ export interface RunOptions {
   permission?: PermissionMode;
   /** Files (inside DIR) and URLs to attach to the text. */
   attach?: string[];
+  /** Leave background jobs running instead of waiting for them (the next owner re-attaches them). */
+  detachJobs?: boolean;
 }
 
 /** `loom run`: create a session, admit the text, own and run it until idle. */
@@ -30,7 +32,7 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
     rt.store.append({ sessionId, type: 'session.created', data: { location, model } });
     rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli', attachments });
     process.stderr.write(`session ${sessionId} (${model}) in ${location}\n`);
-    const code = await driveSession(rt, sessionId, { json: opts.json, after: 0 });
+    const code = await driveSession(rt, sessionId, { json: opts.json, after: 0, jobs: opts.detachJobs ? 'detach' : 'wait' });
     return code ?? EXIT.ok;
   } finally {
     rt.close();
