@@ -437,7 +437,11 @@ export const sessionMachine = session.createMachine({
           {
             guard: 'isCurrentAttempt',
             target: 'settling',
-            actions: ['interruptCalls', stopCalls, {
+            actions: ['interruptCalls', stopCalls,
+              // Inputs the failed activity never sent return to pending (once); the session parks so
+              // they wait for a new input, run or wake instead of failing the same way again at once.
+              assign(({ context }) => ({ parked: context.parked || (context.activity?.unconsumed.length ?? 0) > 0 })),
+              {
               type: 'settleActivity',
               params: ({ event }) => ({ status: 'failed' as const, reason: `${data<'attempt.failed'>(event).error.kind}: ${data<'attempt.failed'>(event).error.message}` }),
             }],

@@ -22,7 +22,7 @@ const backgroundTurns = (command: string, answer = 'the job is done'): ScriptedT
   { text: answer },
 ];
 
-const allow = { permission: { default: 'allow' as const } };
+const allow = { permission: { rules: [{ tool: '*', action: 'allow' as const }] } };
 
 async function eventually(check: () => boolean, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -207,7 +207,7 @@ describe('background jobs - output, limits, cancel', () => {
     expect(jobRow(h, jobId)).toMatchObject({ kind: 'task', status: 'ok', outputTail: 'answer to find the bug', pid: null });
     expect(of(h.events(), 'input.admitted').find((e) => e.data.source === `job:${jobId}`)!.data.text).toContain('task "bug hunt" finished successfully');
 
-    const bare = await createHarness({ config: allow });
+    const bare = await createHarness({ config: allow, toolServices: { subagents: undefined } });
     bare.coordinator.own(bare.sessionId);
     const orphan = await startJob(bare, { kind: 'task', prompt: 'x', timeoutMs: 60_000 });
     await bare.coordinator.runUntilQuiet(bare.sessionId, { jobs: true });
