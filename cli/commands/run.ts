@@ -3,6 +3,7 @@ import { EXIT, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
 import { openRuntime, resolveLocation, type PermissionMode } from '../runtime.js';
 import { createProviderResolver } from '../../llm/resolve.js';
+import type { DoubleTextingPolicy } from '../../store/index.js';
 
 /** The model when neither --model, config nor $LOOM_MODEL names one. */
 export const DEFAULT_MODEL = 'openai/gpt-4o-mini';
@@ -16,6 +17,8 @@ export interface RunOptions {
   attach?: string[];
   /** Leave background jobs running instead of waiting for them (the next owner re-attaches them). */
   detachJobs?: boolean;
+  /** The session's double-texting policy (what a prompt with no mode does while it is busy). */
+  doubleTexting?: DoubleTextingPolicy;
 }
 
 /** `loom run`: create a session, admit the text, own and run it until idle. */
@@ -29,7 +32,7 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
     createProviderResolver(config)(model); // fail before creating anything when the provider is not configured
     const attachments = await attachmentsFor(location, opts.attach); // resolved before anything is stored
     const sessionId = rt.store.ids.next('ses');
-    rt.store.append({ sessionId, type: 'session.created', data: { location, model } });
+    rt.store.append({ sessionId, type: 'session.created', data: { location, model, ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}) } });
     rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli', attachments });
     process.stderr.write(`session ${sessionId} (${model}) in ${location}\n`);
     const code = await driveSession(rt, sessionId, { json: opts.json, after: 0, jobs: opts.detachJobs ? 'detach' : 'wait' });
