@@ -1,5 +1,6 @@
 import { lstatSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { JOBS_LIST_MAX } from '../core/limits.js';
 import { exitPathOf } from '../actors/job.js';
 import { deleteSession, SessionNotFoundError, SessionHasRunningJobsError, SessionOwnedError, type DeletedSession, type Store } from '../store/index.js';
 import { isInside } from '../tools/confine.js';
@@ -37,7 +38,7 @@ export async function removeSession(store: Store, home: string, sessionId: strin
   if (!session) throw new SessionNotFoundError(sessionId);
   const owner = store.owners.get(sessionId, store.clock.now());
   if (owner?.live && !options.force) throw new SessionOwnedError(sessionId, owner.held ? owner.ownerId : null, owner.expiresAt);
-  const running = store.queries.jobs(sessionId, { limit: Number.MAX_SAFE_INTEGER, status: 'running' });
+  const running = store.queries.jobs(sessionId, { limit: JOBS_LIST_MAX, status: 'running' });
   if (running.length > 0 && !options.force) throw new SessionHasRunningJobsError(sessionId, running.map((j) => j.jobId));
   const stoppedJobs: string[] = [];
   for (const job of running) {

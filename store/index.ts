@@ -8,3 +8,5 @@ export { PROJECTION_TABLES } from './migrations.js';
 export * from './permissions.js';
 export * from './admission.js';
 export * from './remove.js';
+export * from './exchange.js';
+export * from './maintenance.js';
