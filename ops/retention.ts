@@ -50,7 +50,7 @@ export async function prune(store: Store, home: string, policy: RetentionPolicy,
 
 async function pruneSessions(store: Store, home: string, cutoff: number, report: PruneReport): Promise<void> {
   const candidates = store.db
-    .prepare(`SELECT session_id, updated_at, last_seq FROM sessions WHERE status = 'idle' AND updated_at < ? ORDER BY updated_at LIMIT ?`)
+    .prepare(`SELECT session_id, updated_at, last_seq FROM sessions WHERE status = 'idle' AND updated_at < ? ORDER BY updated_at, session_id LIMIT ?`)
     .all(new Date(cutoff).toISOString(), RETENTION_SESSIONS_PER_PASS_MAX + 1) as { session_id: string; updated_at: string; last_seq: number }[];
   if (candidates.length > RETENTION_SESSIONS_PER_PASS_MAX) {
     report.more = true;
