@@ -93,14 +93,17 @@ interface RawNode {
   id: string;
   key: string;
   type: string;
-  initial?: { target?: string[] };
+  initial?: { target?: unknown[] };
   entry?: { type?: string }[];
   invoke?: { src?: unknown; id?: string }[];
-  transitions?: { eventType: string; target?: string[]; guard?: unknown }[];
+  transitions?: { eventType: string; target?: unknown[]; guard?: unknown }[];
   states?: Record<string, RawNode>;
 }
 
-const stripHash = (s: string) => (s.startsWith('#') ? s.slice(1) : s);
+const stripHash = (t: unknown): string => {
+  const s = typeof t === 'string' ? t : String((t as { id?: unknown })?.id ?? t);
+  return s.startsWith('#') ? s.slice(1) : s;
+};
 const nameOf = (x: unknown): string | null => {
   if (x === null || x === undefined) return null;
   if (typeof x === 'string') return x;
