@@ -468,6 +468,12 @@ export const CONFIG_RETENTION_DAYS_MAX = 36_500;
  */
 export const METRICS_OPEN_SPANS_MAX = 10_000;
 
+/**
+ * Label sets one metric family keeps (for example tool × status): beyond it, new sets are counted
+ * under the label value `other`, so a plugin with many tools cannot grow the exposition unbounded.
+ */
+export const METRICS_LABEL_SETS_MAX = 200;
+
 /** Delay before a TTY spinner appears: short waits print nothing. */
 export const SPINNER_DELAY_MS = 400;
 
