@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Argument, Command, CommanderError, Option } from 'commander';
 import { EXIT, UsageError } from './exit.js';
+import { colorsFor } from './style.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -229,7 +230,7 @@ export async function main(argv: string[]): Promise<number> {
 function reportError(error: unknown): number {
   const e = error as Error & { kind?: string };
   const message = e?.message ?? String(error);
-  process.stderr.write(`loom: ${message}\n`);
+  process.stderr.write(`${colorsFor(process.stderr).red('loom:')} ${message}\n`);
   if (process.env.LOOM_DEBUG && e?.stack) process.stderr.write(`${e.stack}\n`);
   const usage =
     error instanceof UsageError ||

@@ -1,6 +1,7 @@
 import { lstatSync, readdirSync, rmdirSync, unlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { RETENTION_FILES_PER_PASS_MAX, RETENTION_INTERVAL_MS, RETENTION_SESSIONS_PER_PASS_MAX } from '../core/limits.js';
+import { loadConfig } from '../services/config.js';
 import { SessionHasRunningJobsError, SessionOwnedError, type Store } from '../store/index.js';
 import { removeSession } from './remove.js';
 
@@ -156,16 +157,16 @@ export interface RetentionTask {
 export function startRetention(
   store: Store,
   home: string,
-  policy: () => RetentionPolicy | undefined,
+  policy: () => RetentionPolicy | undefined | Promise<RetentionPolicy | undefined>,
   options: { intervalMs?: number; onReport?: (report: PruneReport) => void; onError?: (error: unknown) => void } = {},
 ): RetentionTask {
   let running: Promise<PruneReport | undefined> = Promise.resolve(undefined);
   let stopped = false;
   const pass = (): Promise<PruneReport | undefined> => {
     running = running.then(async () => {
-      const p = policy();
-      if (stopped || !p || (p.sessionsDays === undefined && p.toolOutputDays === undefined)) return undefined;
       try {
+        const p = stopped ? undefined : await policy();
+        if (stopped || !p || (p.sessionsDays === undefined && p.toolOutputDays === undefined)) return undefined;
         const report = await prune(store, home, p);
         options.onReport?.(report);
         return report;
@@ -186,4 +187,19 @@ export function startRetention(
       clearInterval(timer);
     },
   };
+}
+
+/**
+ * `startRetention` with the global config's `retention` (re-read before every pass, so an edit
+ * applies at the next one without a restart) and one log line per pass that removed something or
+ * failed. For `loom serve` and `loom worker`; call `stop()` when draining.
+ */
+export function startConfiguredRetention(store: Store, home: string, log: (line: string) => void, options: { intervalMs?: number } = {}): RetentionTask {
+  return startRetention(store, home, async () => (await loadConfig({ home })).config.retention, {
+    ...options,
+    onReport: (r) => {
+      if (r.sessions.length > 0 || r.files.length > 0) log(`retention: removed ${r.sessions.length} session(s) and ${r.files.length} file(s), ${r.bytes} bytes${r.more ? '; more at the next pass' : ''}`);
+    },
+    onError: (error) => log(`retention failed: ${(error as Error)?.message ?? String(error)}`),
+  });
 }

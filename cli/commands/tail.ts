@@ -1,5 +1,6 @@
 import { UsageError } from '../exit.js';
 import { formatEventLine } from '../render.js';
+import { colorsFor } from '../style.js';
 import { openStore } from '../runtime.js';
 import { requireSession } from './session.js';
 
@@ -10,7 +11,8 @@ export async function tailCommand(idArg: string, opts: { after: string; follow?:
   const { store } = openStore();
   try {
     const sessionId = requireSession(store, idArg).sessionId;
-    const print = (e: Parameters<typeof formatEventLine>[0]) => process.stdout.write(`${opts.json ? JSON.stringify(e) : formatEventLine(e)}\n`);
+    const colors = colorsFor(process.stdout);
+    const print = (e: Parameters<typeof formatEventLine>[0]) => process.stdout.write(`${opts.json ? JSON.stringify(e) : formatEventLine(e, colors)}\n`);
     if (!opts.follow) {
       let cursor = after;
       for (let page = store.read(sessionId, { after: cursor }); page.length > 0; page = store.read(sessionId, { after: cursor })) {
