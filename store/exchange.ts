@@ -44,9 +44,28 @@ export async function exportSession(store: Store, sessionId: string, out: NodeJS
     const chunk = page.map((e) => `${JSON.stringify(e)}\n`).join('');
     events += page.length;
     after = page[page.length - 1]!.seq;
-    if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', resolve));
+    if (!out.write(chunk)) await drained(out);
   }
   return { sessionId, events };
+}
+
+/** Resolves when `out` drains; rejects when it fails or closes first (a reader that went away). */
+function drained(out: NodeJS.WritableStream): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = (error?: unknown) => {
+      out.off('drain', onDrain);
+      out.off('error', onError);
+      out.off('close', onClose);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onDrain = () => done();
+    const onError = (error: unknown) => done(error);
+    const onClose = () => done(Object.assign(new Error('the output closed before the export was written'), { code: 'EPIPE' }));
+    out.on('drain', onDrain);
+    out.on('error', onError);
+    out.on('close', onClose);
+  });
 }
 
 /** A line of an import file that is not an event this store can take; nothing was imported. */

@@ -83,8 +83,21 @@ export async function sessionExport(idArg: string, opts: { out?: string }): Prom
   try {
     const sessionId = requireSession(store, idArg).sessionId;
     if (opts.out === undefined) {
-      const result = await exportSession(store, sessionId, process.stdout);
-      process.stderr.write(`exported ${result.events} events of ${sessionId}\n`);
+      // A reader that stops early (`| head`) ends the export quietly, as it would any Unix filter.
+      let closed = false;
+      const onError = (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EPIPE') throw error;
+        closed = true;
+      };
+      process.stdout.on('error', onError);
+      try {
+        const result = await exportSession(store, sessionId, process.stdout);
+        process.stderr.write(`exported ${result.events} events of ${sessionId}\n`);
+      } catch (error) {
+        if (!closed && (error as NodeJS.ErrnoException).code !== 'EPIPE') throw error;
+      } finally {
+        process.stdout.off('error', onError);
+      }
       return EXIT.ok;
     }
     if (existsSync(opts.out)) throw new UsageError(`--out ${opts.out}: the file exists; choose a new name (an export never overwrites)`);
