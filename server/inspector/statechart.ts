@@ -70,7 +70,7 @@ export function extractMachineGraph(name: string, version: string, machine: AnyS
       });
     };
     for (const [eventType, list] of node.transitions) {
-      const { kind, event } = describeEvent(eventType, invokeSrc, list[0]?.delay);
+      const { kind, event } = describeEvent(eventType, invokeSrc, (list[0] as TransitionLike | undefined)?.delay);
       for (const t of list) add(t, kind, event);
     }
     for (const t of node.always ?? []) add(t, 'always', 'always');
