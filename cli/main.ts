@@ -138,6 +138,15 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(permission())
     .action(async (job: string, opts) => set(await (await import('./commands/jobs.js')).jobsCancel(job, opts)));
 
+  program
+    .command('serve')
+    .description('serve the HTTP API (sessions, inputs, permissions, jobs, SSE event streams, /doc) until SIGTERM')
+    .option('-p, --port <port>', 'port to listen on (0: any free port)', '4747')
+    .option('-H, --host <host>', 'address to bind; anything but loopback needs LOOM_SERVER_TOKEN or --token-file', '127.0.0.1')
+    .option('--token-file <file>', 'read the bearer token from FILE (mode 0600) instead of $LOOM_HOME/server-token')
+    .option('--allow-host <name>', 'also accept this Host header name (DNS-rebinding check); repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .action(async (opts) => set(await (await import('./commands/serve.js')).serveCommand(opts)));
+
   try {
     await program.parseAsync(argv);
     return code;
