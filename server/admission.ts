@@ -17,13 +17,14 @@ export interface Admission {
 
 /**
  * Admits an input over HTTP (DESIGN §3, "prompt while busy"). With a mode, the input is admitted
- * in that mode. Without one, an idle session gets a steer and a busy session its double-texting
+ * in that mode. Without one, an idle session gets `queue` (each input its own activity, in order) and a busy session its double-texting
  * policy: `steer` and `queue` admit in that mode, `interrupt` records a cancel of the current
  * activity and admits a steer (the cancel settles the activity, then the steer runs), `reject`
  * refuses with 409 naming `body.mode`. Idempotent by `clientId` like every admission.
  *
- * One function so the policy lives in one place for the server; the CLI's `loom prompt` applies
- * the same rules.
+ * NOTE for the merge: the ops branch has the shared `store/admission.ts admitWithPolicy` (same
+ * rules; `SessionBusyError` for reject, mapped to 409 `body.mode` in server/errors.ts). Once both
+ * are merged this function should call it and keep only the mapping to the HTTP result.
  */
 export function admitWithPolicy(store: Store, sessionId: string, request: AdmitRequest): Admission {
   return store.transaction(() => {
@@ -33,7 +34,7 @@ export function admitWithPolicy(store: Store, sessionId: string, request: AdmitR
     const existing = request.clientId === undefined ? undefined : store.inputs(sessionId).find((i) => i.clientId === request.clientId);
     if (existing) return { input: existing, admitted: false, policy: null };
     const busy = session.status !== 'idle';
-    let mode: 'steer' | 'queue' = request.mode ?? 'steer';
+    let mode: 'steer' | 'queue' = request.mode ?? 'queue';
     let policy: Admission['policy'] = null;
     if (request.mode === undefined && busy) {
       policy = session.doubleTexting;

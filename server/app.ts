@@ -40,6 +40,8 @@ export interface ServerContext {
   /** Host header values accepted (`host:port`, lower case); filled in once the port is known. */
   allowedHosts: Set<string>;
   version: string;
+  /** The environment providers are configured from (OPENAI_BASE_URL, OPENAI_API_KEY, LOOM_MODEL). */
+  env: NodeJS.ProcessEnv;
   /** SSE bounds; tests shrink them. */
   sse: { heartbeatMs: number; bufferEventsMax: number; bufferBytesMax: number };
 }

@@ -69,6 +69,8 @@ export function toApiError(error: unknown): ApiError | undefined {
       return new ApiError(400, 'invalid_request', e.message ?? 'invalid', e.field ? `body.${e.field}` : 'body');
     case 'LimitExceededError':
       return new ApiError(429, 'limit_exceeded', e.message ?? 'a limit was reached', e.limit?.startsWith('INPUT') ? 'body.text' : undefined);
+    case 'SessionBusyError':
+      return new ApiError(409, 'busy', e.message ?? 'the session is busy and its policy rejects new input', 'body.mode');
     case 'IllegalInboxTransitionError':
       return new ApiError(409, 'conflict', e.message ?? 'illegal inbox transition');
     case 'ProviderConfigError':

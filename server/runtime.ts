@@ -1,5 +1,6 @@
 import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Coordinator } from '../actors/coordinator.js';
 import { discoverUnsettled, type DiscoveryReport } from '../actors/discovery.js';
 import { defaultSystemPrompt } from '../cli/runtime.js';
@@ -12,7 +13,21 @@ import { defaultSseLimits, type ServerContext } from './app.js';
 import { EventHub } from './hub.js';
 import { SessionRunner } from './runner.js';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+/** The version in package.json, found above this module (its depth differs in the source tree, dist/ and the bundle). */
+function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'loom' && pkg.version) return pkg.version;
+    } catch {
+      // not here
+    }
+    dir = dirname(dir);
+  }
+  return '0.0.0';
+}
+const VERSION = packageVersion();
 
 export interface ServerRuntimeOptions {
   home: string;
@@ -88,6 +103,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     token: options.token,
     allowedHosts: new Set(),
     version: VERSION,
+    env,
     sse: { ...defaultSseLimits(), ...options.sse },
     async discover(signal) {
       const report = await discoverUnsettled(coordinator, {

@@ -4,7 +4,7 @@ import type { RouteModule } from '../app.js';
 import { admitWithPolicy } from '../admission.js';
 import { routes } from '../contract.js';
 import { ApiError } from '../errors.js';
-import { kick, requireSession } from './util.js';
+import { kick, recorded, requireSession } from './util.js';
 
 /**
  * Requests into a session (DESIGN §4: request events any process may record): inputs, run, wake,
@@ -25,9 +25,9 @@ export const controlRoutes: RouteModule = {
     app.openapi(routes.run, async (c) => {
       const s = requireSession(ctx, c.req.valid('param').id);
       const runId = ctx.store.ids.next('run');
-      const [e] = ctx.store.append({ sessionId: s.sessionId, type: 'run.requested', data: { runId } });
+      const e = recorded(ctx.store.append({ sessionId: s.sessionId, type: 'run.requested', data: { runId } }), 'run.requested');
       await kick(ctx, s.sessionId);
-      return c.json({ sessionId: s.sessionId, seq: e!.seq, runId }, 202);
+      return c.json({ sessionId: s.sessionId, seq: e.seq, runId }, 202);
     });
 
     app.openapi(routes.wake, async (c) => {
@@ -42,22 +42,22 @@ export const controlRoutes: RouteModule = {
       const s = requireSession(ctx, c.req.valid('param').id);
       const body = c.req.valid('json') ?? {};
       if (!s.activityId) throw new ApiError(409, 'no_activity', `session ${s.sessionId} has no activity to cancel`, 'path.id');
-      const [e] = ctx.store.append({ sessionId: s.sessionId, type: 'cancel.requested', data: { activityId: s.activityId, reason: body.reason ?? 'cancelled over HTTP' } });
+      const e = recorded(ctx.store.append({ sessionId: s.sessionId, type: 'cancel.requested', data: { activityId: s.activityId, reason: body.reason ?? 'cancelled over HTTP' } }), 'cancel.requested');
       await kick(ctx, s.sessionId);
-      return c.json({ sessionId: s.sessionId, seq: e!.seq }, 202);
+      return c.json({ sessionId: s.sessionId, seq: e.seq }, 202);
     });
 
     app.openapi(routes.recovery, async (c) => {
       const s = requireSession(ctx, c.req.valid('param').id);
       const body = c.req.valid('json');
       if (!s.activityId) throw new ApiError(409, 'no_activity', `session ${s.sessionId} has no unsettled activity to recover`, 'path.id');
-      const [e] = ctx.store.append({
+      const e = recorded(ctx.store.append({
         sessionId: s.sessionId,
         type: 'recovery.decided',
         data: { activityId: s.activityId, decision: body.decision, ...(body.reason === undefined ? {} : { reason: body.reason }) },
-      });
+      }), 'recovery.decided');
       await kick(ctx, s.sessionId);
-      return c.json({ sessionId: s.sessionId, seq: e!.seq }, 202);
+      return c.json({ sessionId: s.sessionId, seq: e.seq }, 202);
     });
 
     app.openapi(routes.listPermissions, (c) => {
@@ -74,8 +74,8 @@ export const controlRoutes: RouteModule = {
       if (grants.length === 0) {
         throw new ApiError(404, 'not_found', `session ${s.sessionId} holds no always grant for ${tool}${pattern === undefined ? '' : ` with pattern ${JSON.stringify(pattern)}`}`, pattern === undefined ? 'body.tool' : 'body.pattern');
       }
-      const [e] = ctx.store.append({ sessionId: s.sessionId, type: 'permission.revoked', data: { tool, ...(pattern === undefined ? {} : { pattern }) } });
-      return c.json({ sessionId: s.sessionId, revoked: grants, seq: e!.seq }, 200);
+      const e = recorded(ctx.store.append({ sessionId: s.sessionId, type: 'permission.revoked', data: { tool, ...(pattern === undefined ? {} : { pattern }) } }), 'permission.revoked');
+      return c.json({ sessionId: s.sessionId, revoked: grants, seq: e.seq }, 200);
     });
 
     app.openapi(routes.replyPermission, async (c) => {
@@ -91,7 +91,7 @@ export const controlRoutes: RouteModule = {
       let seq: number;
       try {
         const events = replyToPermission(ctx.store, { sessionId: s.sessionId, requestId: request.requestId, reply: body.reply, ...(body.message === undefined ? {} : { message: body.message }) });
-        seq = events[0]!.seq;
+        seq = recorded(events, 'permission.replied').seq;
       } catch (error) {
         if (error instanceof PermissionNotPendingError) throw new ApiError(409, 'not_pending', error.message, 'path.requestId');
         throw error;
@@ -111,9 +111,9 @@ export const controlRoutes: RouteModule = {
       const job = jobId === undefined ? undefined : ctx.store.queries.job(jobId);
       if (!job) throw new ApiError(404, 'not_found', `no job "${jobArg}"`, 'path.jobId');
       if (job.status !== 'running') throw new ApiError(409, 'settled', `job ${job.jobId} has already settled (${job.status})`, 'path.jobId');
-      const [e] = ctx.store.append({ sessionId: job.sessionId, type: 'cancel.requested', data: { jobId: job.jobId, reason: 'cancelled over HTTP' } });
+      const e = recorded(ctx.store.append({ sessionId: job.sessionId, type: 'cancel.requested', data: { jobId: job.jobId, reason: 'cancelled over HTTP' } }), 'cancel.requested');
       await kick(ctx, job.sessionId);
-      return c.json({ sessionId: job.sessionId, seq: e!.seq }, 202);
+      return c.json({ sessionId: job.sessionId, seq: e.seq }, 202);
     });
   },
 };

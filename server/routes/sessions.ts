@@ -21,9 +21,9 @@ export const sessionRoutes: RouteModule = {
       if (body.clientId !== undefined && body.text === undefined) throw new ApiError(400, 'invalid_request', 'body.clientId: goes with body.text', 'body.clientId');
       const location = resolveLocation(body.location);
       const config = await ctx.configFor(location);
-      const model = body.model ?? config.model ?? process.env.LOOM_MODEL ?? DEFAULT_MODEL;
+      const model = body.model ?? config.model ?? ctx.env.LOOM_MODEL ?? DEFAULT_MODEL;
       try {
-        createProviderResolver(config)(model); // refuse before creating anything when the provider is not configured
+        createProviderResolver(config, ctx.env)(model); // refuse before creating anything when the provider is not configured
       } catch (error) {
         throw new ApiError(400, 'configuration', `body.model: ${(error as Error).message}`, 'body.model');
       }

@@ -25,14 +25,14 @@ export const systemRoutes: RouteModule = {
 
     app.openapi(routes.models, async (c) => {
       const { config } = await loadConfig({ home: ctx.home });
-      const def = config.model ?? process.env.LOOM_MODEL ?? DEFAULT_MODEL;
+      const def = config.model ?? ctx.env.LOOM_MODEL ?? DEFAULT_MODEL;
       let missing: string[] = [];
       try {
-        createProviderResolver(config)('openai/probe');
+        createProviderResolver(config, ctx.env)('openai/probe');
       } catch (error) {
         missing = [...((error as { variables?: readonly string[] }).variables ?? ['OPENAI_API_KEY'])];
       }
-      const baseURL = process.env.OPENAI_BASE_URL || config.providers.openai?.baseURL || null;
+      const baseURL = ctx.env.OPENAI_BASE_URL || config.providers.openai?.baseURL || null;
       return c.json({ default: def, providers: [{ id: 'openai', configured: missing.length === 0, missing, baseURL }] }, 200);
     });
 

@@ -1,4 +1,4 @@
-import type { SessionRow } from '../../store/index.js';
+import type { AnyEnvelope, SessionRow } from '../../store/index.js';
 import type { ServerContext } from '../app.js';
 import { ApiError } from '../errors.js';
 
@@ -18,4 +18,11 @@ export async function kick(ctx: ServerContext, sessionId: string): Promise<'here
     process.stderr.write(`loom serve: could not run ${sessionId}: ${(error as Error)?.message ?? String(error)}\n`);
     return 'elsewhere';
   }
+}
+
+/** The event of `type` among those an append wrote (an append may first flush the session's buffered deltas). */
+export function recorded(events: readonly AnyEnvelope[], type: string): AnyEnvelope {
+  const e = events.find((x) => x.type === type);
+  if (!e) throw new Error(`append wrote no ${type} event`);
+  return e;
 }
