@@ -35,7 +35,8 @@ export const HEADER_PX = 26;
 const GAP_X_PX = 28;
 const GAP_DUMMY_PX = 10;
 const LAYER_GAP_PX = 12;
-const LABEL_HEIGHT_PX = 14;
+/** One line of an arrow's label (one line per distinct event). */
+export const LABEL_LINE_HEIGHT_PX = 12;
 /** The "any state" marker's diameter. */
 export const ANY_SIZE_PX = 14;
 /** Where a label's arrow passes, from the label slot's left edge; the text starts after it. */
@@ -62,8 +63,8 @@ export interface EdgeLayout {
   transitions: GraphTransition[];
   /** Points from start to end (the arrowhead is at the last). */
   points: [number, number][];
-  /** Where the label's text starts (left-aligned). */
-  label: { x: number; y: number; text: string };
+  /** Where the label's first line starts (left-aligned); one line per distinct event. */
+  label: { x: number; y: number; lines: string[] };
 }
 
 export interface StatechartLayout {
@@ -99,7 +100,7 @@ interface LEdge {
   reversed: boolean;
   /** Node ids from the upper end to the lower end, label slot and bends included. */
   chain: string[];
-  text: string;
+  lines: string[];
 }
 
 interface CompoundLayout {
@@ -107,7 +108,7 @@ interface CompoundLayout {
   h: number;
   /** Top-left of each child (and marker) relative to the compound's top-left. */
   place: Map<string, { x: number; y: number; w: number; h: number }>;
-  edges: { from: string; to: string; transitions: Targeted[]; points: [number, number][]; label: { x: number; y: number; text: string } }[];
+  edges: { from: string; to: string; transitions: Targeted[]; points: [number, number][]; label: { x: number; y: number; lines: string[] } }[];
 }
 
 /** Lays out a whole machine; see the module comment. */
@@ -151,7 +152,7 @@ export function layoutStatechart(graph: MachineGraph): StatechartLayout {
         to: e.to,
         transitions: e.transitions,
         points: e.points.map(([px, py]) => [round(x + px), round(y + py)]),
-        label: { x: round(x + e.label.x), y: round(y + e.label.y), text: e.label.text },
+        label: { x: round(x + e.label.x), y: round(y + e.label.y), lines: e.label.lines },
       });
     }
   };
@@ -252,7 +253,7 @@ function layoutCompound(state: GraphState, transitions: Targeted[], sizes: Map<s
   for (const p of sortedPairs) {
     const reversed = reversedPairs.has(`${p.from}\u0000${p.to}`);
     const [a, b] = reversed ? [p.to, p.from] : [p.from, p.to];
-    const text = unique(p.transitions.map(labelOf)).join(' | ');
+    const lines = unique(p.transitions.map(labelOf));
     const chain = [a];
     // The label sits next to where the arrow starts: below its source, or above it when the arrow points up.
     const labelLayer = reversed ? nodes.get(b)!.layer - 1 : nodes.get(a)!.layer + 1;
@@ -261,8 +262,8 @@ function layoutCompound(state: GraphState, transitions: Targeted[], sizes: Map<s
       const isLabel = layer === labelLayer;
       nodes.set(id, {
         id,
-        w: isLabel ? LABEL_TEXT_INSET_PX + textWidth(text, SMALL_CHAR_PX) + 4 : 0,
-        h: isLabel ? LABEL_HEIGHT_PX : 0,
+        w: isLabel ? LABEL_TEXT_INSET_PX + Math.max(...lines.map((l) => textWidth(l, SMALL_CHAR_PX))) + 4 : 0,
+        h: isLabel ? LABEL_LINE_HEIGHT_PX * lines.length + 2 : 0,
         kind: isLabel ? 'label' : 'bend',
         layer,
         x: 0,
@@ -270,7 +271,7 @@ function layoutCompound(state: GraphState, transitions: Targeted[], sizes: Map<s
       chain.push(id);
     }
     chain.push(b);
-    edges.push({ from: p.from, to: p.to, transitions: p.transitions, reversed, chain, text });
+    edges.push({ from: p.from, to: p.to, transitions: p.transitions, reversed, chain, lines });
   }
   const layerCount = Math.max(...[...nodes.values()].map((n) => n.layer)) + 1;
   const layers: string[][] = Array.from({ length: layerCount }, () => []);
@@ -339,8 +340,8 @@ function layoutCompound(state: GraphState, transitions: Targeted[], sizes: Map<s
     const labelNode = nodes.get(e.chain.find((id) => nodes.get(id)!.kind === 'label') ?? e.chain[1]!)!;
     const lc = center(labelNode);
     const label = labelNode.kind === 'label'
-      ? { x: lc.x - labelNode.w / 2 + LABEL_TEXT_INSET_PX, y: lc.y + 4, text: e.text }
-      : { x: (points[0]![0] + points[1]![0]) / 2 + 4, y: (points[0]![1] + points[1]![1]) / 2 + 4, text: e.text };
+      ? { x: lc.x - labelNode.w / 2 + LABEL_TEXT_INSET_PX, y: lc.y - labelNode.h / 2 + LABEL_LINE_HEIGHT_PX - 2, lines: e.lines }
+      : { x: (points[0]![0] + points[1]![0]) / 2 + 4, y: (points[0]![1] + points[1]![1]) / 2 + 4, lines: e.lines };
     return { from: e.from, to: e.to, transitions: e.transitions, points: e.reversed ? points.reverse() : points, label };
   });
 

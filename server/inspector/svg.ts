@@ -1,5 +1,5 @@
 import { activeStateIds, type MachineGraph } from './graph.js';
-import { compoundHeader, FONT_PX, INVOKE_LINE_PX, layoutStatechart, MARGIN_PX, PAD_PX, round, unique, type StatechartLayout } from './layout.js';
+import { compoundHeader, FONT_PX, INVOKE_LINE_PX, LABEL_LINE_HEIGHT_PX, layoutStatechart, MARGIN_PX, PAD_PX, round, unique, type StatechartLayout } from './layout.js';
 
 /**
  * Draws a statechart graph (server/inspector/graph.ts) as SVG with the current state highlighted.
@@ -66,7 +66,8 @@ export function renderStatechartSvg(graph: MachineGraph, options: RenderOptions 
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" class="statechart" data-machine="${escapeXml(graph.name)}" data-state="${escapeXml(options.state ?? '')}" width="${layout.width}" height="${layout.height}" viewBox="0 0 ${layout.width} ${layout.height}" role="img" aria-label="${escapeXml(title)}" font-family="ui-monospace, SFMono-Regular, Menlo, Consolas, monospace" font-size="${FONT_PX}">`);
   out.push(`<title>${escapeXml(title)}</title>`);
   out.push(`<style>${SVG_STYLE}</style>`);
-  out.push('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead"/></marker></defs>');
+  const arrow = `arrow-${escapeXml(graph.name)}`;
+  out.push(`<defs><marker id="${arrow}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead"/></marker></defs>`);
   // States, parents first so children paint over them.
   for (const state of graph.states) {
     const box = layout.boxes.get(state.id)!;
@@ -102,7 +103,7 @@ export function renderStatechartSvg(graph: MachineGraph, options: RenderOptions 
     if (!state.initial) continue;
     const box = layout.boxes.get(state.initial)!;
     const y = box.y + box.h / 2;
-    out.push(`<g class="initial" data-state="${escapeXml(state.initial)}"><circle cx="${round(box.x - 13)}" cy="${round(y)}" r="3.5"/><path d="M ${round(box.x - 10)} ${round(y)} L ${round(box.x)} ${round(y)}" marker-end="url(#arrow)"/></g>`);
+    out.push(`<g class="initial" data-state="${escapeXml(state.initial)}"><circle cx="${round(box.x - 13)}" cy="${round(y)}" r="3.5"/><path d="M ${round(box.x - 10)} ${round(y)} L ${round(box.x)} ${round(y)}" marker-end="url(#${arrow})"/></g>`);
   }
   for (const edge of layout.edges) {
     const events = unique(edge.transitions.map((t) => t.event));
@@ -111,8 +112,9 @@ export function renderStatechartSvg(graph: MachineGraph, options: RenderOptions 
       .join('\n');
     const fromActive = edge.transitions.some((t) => active.includes(t.source)) ? ' from-active' : '';
     out.push(`<g class="transition${fromActive}" data-from="${escapeXml(edge.from)}" data-to="${escapeXml(edge.to)}" data-events="${escapeXml(events.join(' '))}"><title>${escapeXml(tip)}</title>`);
-    out.push(`<path d="${smoothPath(edge.points)}" marker-end="url(#arrow)"/>`);
-    out.push(`<text class="event" x="${edge.label.x}" y="${edge.label.y}">${escapeXml(edge.label.text)}</text>`);
+    out.push(`<path d="${smoothPath(edge.points)}" marker-end="url(#${arrow})"/>`);
+    const lines = edge.label.lines.map((line, i) => `<tspan x="${edge.label.x}" dy="${i === 0 ? 0 : LABEL_LINE_HEIGHT_PX}">${escapeXml(line)}</tspan>`).join('');
+    out.push(`<text class="event" x="${edge.label.x}" y="${edge.label.y}">${lines}</text>`);
     out.push('</g>');
   }
   for (const loop of layout.loops) {
@@ -120,7 +122,7 @@ export function renderStatechartSvg(graph: MachineGraph, options: RenderOptions 
     const x = box.x + box.w;
     const text = unique(loop.transitions.map((t) => t.event)).join(' | ');
     out.push(`<g class="transition loop" data-from="${escapeXml(loop.state)}" data-to="${escapeXml(loop.state)}" data-events="${escapeXml(unique(loop.transitions.map((t) => t.event)).join(' '))}">`);
-    out.push(`<path d="M ${round(x)} ${round(box.y + 8)} C ${round(x + 26)} ${round(box.y - 4)}, ${round(x + 26)} ${round(box.y + box.h + 4)}, ${round(x)} ${round(box.y + box.h - 8)}" marker-end="url(#arrow)"/>`);
+    out.push(`<path d="M ${round(x)} ${round(box.y + 8)} C ${round(x + 26)} ${round(box.y - 4)}, ${round(x + 26)} ${round(box.y + box.h + 4)}, ${round(x)} ${round(box.y + box.h - 8)}" marker-end="url(#${arrow})"/>`);
     out.push(`<text class="event" x="${round(x + 24)}" y="${round(box.y + box.h / 2 + 4)}">${escapeXml(text)}</text></g>`);
   }
   const rootBox = layout.boxes.get('')!;
@@ -150,4 +152,7 @@ const SVG_STYLE = [
   '.arrowhead{fill:#64748b}',
   '.initial circle{fill:#334155}',
   '.initial path{stroke:#334155;stroke-width:1.2}',
-].join('');
+]
+  // Scoped: inside an HTML page an SVG's <style> applies to the whole document.
+  .map((rule) => rule.split('{')[0]!.split(',').map((sel) => `svg.statechart ${sel}`).join(',') + rule.slice(rule.indexOf('{')))
+  .join('');

@@ -198,9 +198,10 @@ function showSignin(): void {
 }
 
 async function start(): Promise<void> {
-  const [list, info, session, toolCall, job] = await Promise.all([
+  // The cursor first: an event committed while the list loads is then on the stream, never missed.
+  const info = await api<{ gseq: number; types: string[] }>('GET', '/events/info');
+  const [list, session, toolCall, job] = await Promise.all([
     api<{ sessions: SessionSummary[] }>('GET', '/sessions'),
-    api<{ gseq: number; types: string[] }>('GET', '/events/info'),
     api<MachineGraph>('GET', '/machines/session'),
     api<MachineGraph>('GET', '/machines/toolCall'),
     api<MachineGraph>('GET', '/machines/job'),

@@ -77,7 +77,7 @@ describe('statechart SVG - layout', () => {
     const layout = layoutStatechart(graph);
     const atomic = graph.states.filter((s) => s.children.length === 0).map((s) => layout.boxes.get(s.id)!);
     for (const edge of layout.edges) {
-      const label: Box = { x: edge.label.x, y: edge.label.y - 10, w: edge.label.text.length * 6.1, h: 12 };
+      const label: Box = { x: edge.label.x, y: edge.label.y - 10, w: Math.max(...edge.label.lines.map((l) => l.length * 6.1)), h: 12 * edge.label.lines.length };
       for (const box of atomic) expect(overlaps(label, box)).toBe(false);
       const [x, y] = edge.points[edge.points.length - 1]!;
       const target = layout.boxes.get(edge.to)!;
