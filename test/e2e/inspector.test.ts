@@ -20,8 +20,8 @@ const SCRIPT: ScriptedTurn[] = [
 ];
 
 /** A real `loom serve` against the scripted model; resolves with the inspector URL it printed. */
-async function serve() {
-  const model = await startScriptedOpenAIServer({ script: SCRIPT });
+async function serve(script: ScriptedTurn[] = SCRIPT) {
+  const model = await startScriptedOpenAIServer({ script });
   onCleanup(() => void model.close());
   const home = tempDir('loom-e2e-home-');
   const dir = tempDir('loom-e2e-dir-');
@@ -39,7 +39,7 @@ async function serve() {
     });
     return { status: res.status, body: (await res.json().catch(() => null)) as any };
   };
-  return { base, token, inspectorUrl: `${base}/inspector#token=${encodeURIComponent(token)}`, dir, call };
+  return { base, token, inspectorUrl: `${base}/inspector#token=${encodeURIComponent(token)}`, dir, call, model };
 }
 
 async function launch(): Promise<Browser> {
@@ -123,6 +123,48 @@ describe('inspector page (loom serve + headless Chromium)', () => {
       // Everything the page loaded came from the server itself (no CDN), and nothing threw.
       expect(requests.filter((u) => !u.startsWith(server.base) && !u.startsWith('data:'))).toEqual([]);
       expect(problems).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  }, 90_000);
+
+  it('inspector - a session is created and driven from the page: a rejected ask with a message, then a follow-up input', async () => {
+    const server = await serve([
+      { toolCalls: [{ name: 'write', arguments: { path: 'secret.txt', content: 'no\n' } }] },
+      { text: 'Understood, I will not write it.' },
+      { text: 'Second answer.' },
+    ]);
+    const browser = await launch();
+    try {
+      const page = await browser.newPage({ viewport: { width: 1400, height: 1200 } });
+      page.setDefaultTimeout(UI_TIMEOUT_MS);
+      await page.goto(server.inspectorUrl);
+      await page.locator('#connection[data-status="live"]').waitFor();
+
+      await page.locator('.new-session summary').click();
+      await page.locator('#new-session input[name="location"]').fill(server.dir);
+      await page.locator('#new-session input[name="model"]').fill('openai/test');
+      await page.locator('#new-session textarea[name="text"]').fill('write secret.txt');
+      await page.locator('#new-session button[type="submit"]').click();
+      await page.locator('#sessions li.selected[data-session]').waitFor();
+
+      const ask = page.locator('#asks li[data-ask][data-tool="write"]');
+      await ask.locator('input').fill('not that file');
+      await ask.locator('button[data-reply="reject"]').click();
+      await page.locator('#timeline li[data-type="activity.settled"]').waitFor();
+      const settledCall = JSON.parse((await page.locator('#timeline li[data-type="tool.settled"] pre').textContent())!);
+      expect(settledCall.data.status).toBe('denied');
+      expect(settledCall.data.output).toContain('not that file');
+      expect(existsSync(join(server.dir, 'secret.txt'))).toBe(false);
+      await expect.poll(() => highlighted(page), { timeout: UI_TIMEOUT_MS }).toBe('idle');
+
+      await page.locator('#input-form textarea').fill('and now?');
+      await page.locator('#input-form button[type="submit"]').click();
+      await expect.poll(() => page.locator('#timeline li[data-type="activity.settled"]').count(), { timeout: UI_TIMEOUT_MS }).toBe(2);
+      const inputs = await page.locator('#timeline li[data-type="input.admitted"] pre').allTextContents();
+      expect(inputs.map((t) => JSON.parse(t).data.text)).toEqual(['write secret.txt', 'and now?']);
+      expect(server.model.requests).toHaveLength(3);
+      await expect.poll(() => page.locator('#usage dd[data-usage="activities"]').textContent(), { timeout: UI_TIMEOUT_MS }).toBe('2');
     } finally {
       await browser.close();
     }

@@ -218,7 +218,7 @@ async function start(): Promise<void> {
   followAll(info.gseq);
   wireControls();
   const wanted = new URLSearchParams(location.search).get('session');
-  if (wanted) await select(wanted);
+  if (wanted) await select(wanted).catch((error: Error) => notify(`session ${wanted}: ${error.message}`, 'error'));
 }
 
 /** Listens to every event type on an EventSource (SSE frames are named by their type). */
@@ -270,7 +270,7 @@ function renderSessions(): void {
         { 'data-session': s.sessionId, 'data-status': s.status, class: s.sessionId === page.selected ? 'selected' : undefined },
         h(
           'button',
-          { type: 'button', onclick: () => void select(s.sessionId) },
+          { type: 'button', onclick: () => void select(s.sessionId).catch((error: Error) => notify(error.message, 'error')) },
           h('span', { class: 'name' }, name),
           h('span', { class: `chip status-${s.status}` }, s.status),
           h('span', { class: 'sub' }, shortId(s.sessionId), ' · ', s.model, s.lastActivityStatus ? ` · last ${s.lastActivityStatus}` : '', last ? ` · ${last}` : ''),
@@ -554,7 +554,7 @@ function wireControls(): void {
       const created = await api<{ session: SessionSummary }>('POST', '/sessions', body);
       form.reset();
       refreshSessions();
-      await select(created.session.sessionId);
+      await select(created.session.sessionId).catch((error: Error) => notify(error.message, 'error'));
     } catch (error) {
       notify((error as Error).message, 'error');
     }
