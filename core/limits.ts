@@ -430,3 +430,70 @@ export const JOB_SUMMARY_CHARS_MAX = 500;
 
 /** Jobs `loom jobs` lists at once (newest first). */
 export const JOBS_LIST_MAX = 1_000;
+
+// ---- HTTP server, SSE and SDK (issue 7, api) ----
+
+/** Port `loom serve` listens on when --port is not given. */
+export const SERVER_PORT_DEFAULT = 4747;
+
+/** Bytes of a request body; larger bodies get 413 before they are read. Room for the largest input with attachments. */
+export const HTTP_BODY_BYTES_MAX = 2 * 1024 * 1024; // 2 MiB
+
+/** Longest time to receive one request's headers and body (slowloris); SSE responses are not bounded by it. */
+export const HTTP_REQUEST_TIMEOUT_MS = 30_000; // 30 seconds
+
+/** Random bytes in a generated server token (hex-encoded in $LOOM_HOME/server-token). */
+export const SERVER_TOKEN_BYTES = 32;
+
+/** Events one `GET /sessions/:id/events` page returns at most (the `limit` query is capped by it). */
+export const HTTP_EVENTS_PAGE_MAX = 1_000;
+
+/** Sessions `GET /sessions` lists at most (newest first). */
+export const HTTP_SESSIONS_LIST_MAX = 1_000;
+
+/** A comment frame is written this often on an idle SSE stream, so proxies and clients see it is alive. */
+export const SSE_HEARTBEAT_INTERVAL_MS = 15_000; // 15 seconds
+
+/**
+ * Events waiting to be written to one SSE connection. A consumer that falls this far behind is
+ * closed cleanly (a final comment names its cursor); it resumes from `Last-Event-ID` with nothing lost.
+ */
+export const SSE_CONNECTION_BUFFER_EVENTS_MAX = 5_000;
+
+/** Bytes of frames waiting for one SSE connection; past it the connection is closed like above. */
+export const SSE_CONNECTION_BUFFER_BYTES_MAX = 8 * 1024 * 1024; // 8 MiB
+
+/** SSE connections one server holds at once; one more gets 503. */
+export const SSE_CONNECTIONS_MAX = 1_000;
+
+/** Events the server's event hub reads from SQLite per page when it fans new events out. */
+export const SSE_HUB_PAGE_EVENTS = 500;
+
+/** Sessions `loom serve` runs at once from HTTP requests; one more admission still commits and waits for a slot. */
+export const SERVER_RUNNING_SESSIONS_MAX = 256;
+
+/** The SDK's timeout for one non-streaming request. */
+export const SDK_REQUEST_TIMEOUT_MS = 30_000; // 30 seconds
+
+/** Reconnections the SDK's event iterator makes in a row without receiving an event before it gives up. */
+export const SDK_SSE_RECONNECTS_MAX = 10;
+
+/** Wait before the SDK's event iterator reconnects (doubled per failure, capped at 10×). */
+export const SDK_SSE_RECONNECT_DELAY_MS = 250;
+
+// ---- inspector page (issue 7, inspector) ----
+
+/** Timeline rows the inspector page keeps; older rows are dropped first (the log keeps everything). */
+export const INSPECTOR_TIMELINE_ROWS_MAX = 2_000;
+
+/** Events the page loads when a session is opened (the newest ones); the SSE stream continues from there. */
+export const INSPECTOR_HISTORY_EVENTS_MAX = 500;
+
+/** At most one refresh of a session's state (and one of the session list) per this interval while events stream in. */
+export const INSPECTOR_REFRESH_INTERVAL_MS = 250;
+
+/** Characters of an event's data shown on its timeline row; the whole event opens on click. */
+export const INSPECTOR_EVENT_PREVIEW_CHARS_MAX = 240;
+
+/** Bytes of one inspector asset served from disk (the bundle is far smaller; a bigger file is a build mistake). */
+export const INSPECTOR_ASSET_BYTES_MAX = 4 * 1024 * 1024; // 4 MiB
