@@ -19,7 +19,11 @@ export async function main(argv: string[]): Promise<number> {
     .description('A durable runtime for AI coding-agent sessions')
     .version(VERSION)
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .option('--server <url>', 'talk to a running loom serve at URL (session ls, prompt, tail, cancel, permit); token from LOOM_SERVER_TOKEN or $LOOM_HOME/server-token');
+  /** The --server URL, given before or after the command name. */
+  const server = (cmd: Command): string | undefined => cmd.optsWithGlobals().server as string | undefined;
+  const remote = () => import('./commands/remote.js');
 
   const attach = () =>
     new Option('--attach <path-or-url>', 'attach a text file (inside the session directory) or an http(s) URL; repeatable').argParser(
@@ -66,7 +70,10 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(permission())
     .addOption(attach())
     .option('--detach-jobs', 'when running the session here, do not wait for its background jobs')
-    .action(async (id: string, text: string[], opts) => set(await (await import('./commands/prompt.js')).promptCommand(id, text.join(' '), opts)));
+    .action(async (id: string, text: string[], opts, cmd: Command) => {
+      const url = server(cmd);
+      set(await (url ? (await remote()).remotePrompt(url, id, text.join(' '), opts) : (await import('./commands/prompt.js')).promptCommand(id, text.join(' '), opts)));
+    });
 
   const session = program.command('session').description('create, list, show, fork, remove, export and import sessions');
   session
@@ -82,7 +89,10 @@ export async function main(argv: string[]): Promise<number> {
     .command('ls')
     .description('list sessions, newest first')
     .option('--json', 'one JSON object per line')
-    .action(async (opts) => set(await (await import('./commands/session.js')).sessionLs(opts)));
+    .action(async (opts, cmd: Command) => {
+      const url = server(cmd);
+      set(await (url ? (await remote()).remoteSessionLs(url, opts) : (await import('./commands/session.js')).sessionLs(opts)));
+    });
   session
     .command('show')
     .argument('<id>', 'session id (or a unique prefix)')
@@ -124,7 +134,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--after <seq>', 'start after this seq', '0')
     .option('-f, --follow', 'keep following new events (from any process)')
     .option('--json', 'print JSON envelopes (NDJSON)')
-    .action(async (id: string, opts) => set(await (await import('./commands/tail.js')).tailCommand(id, opts)));
+    .action(async (id: string, opts, cmd: Command) => {
+      const url = server(cmd);
+      set(await (url ? (await remote()).remoteTail(url, id, opts) : (await import('./commands/tail.js')).tailCommand(id, opts)));
+    });
 
   program
     .command('inspect')
@@ -138,7 +151,10 @@ export async function main(argv: string[]): Promise<number> {
     .description('cancel the current activity of session ID')
     .argument('<id>', 'session id (or a unique prefix)')
     .option('--json', 'when this process acts on the cancel, print the events as JSON envelopes')
-    .action(async (id: string, opts) => set(await (await import('./commands/control.js')).cancelCommand(id, opts)));
+    .action(async (id: string, opts, cmd: Command) => {
+      const url = server(cmd);
+      set(await (url ? (await remote()).remoteCancel(url, id) : (await import('./commands/control.js')).cancelCommand(id, opts)));
+    });
 
   program
     .command('recover')
@@ -163,9 +179,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--pattern <pattern>', 'with --revoke: only the grant with this pattern')
     .option('--json', 'list as one JSON object; with a reply, print the run\'s events as JSON envelopes')
     .addOption(permission('ask on a TTY, otherwise later asks stay pending'))
-    .action(async (id: string, request: string | undefined, reply: string | undefined, opts) =>
-      set(await (await import('./commands/permit.js')).permitCommand(id, request, reply, opts)),
-    );
+    .action(async (id: string, request: string | undefined, reply: string | undefined, opts, cmd: Command) => {
+      const url = server(cmd);
+      set(await (url ? (await remote()).remotePermit(url, id, request, reply, opts) : (await import('./commands/permit.js')).permitCommand(id, request, reply, opts)));
+    });
   const jobs = program
     .command('jobs')
     .description('list background jobs (of session ID, or of every session), with their status')

@@ -529,3 +529,20 @@ export const SDK_SSE_RECONNECTS_MAX = 10;
 
 /** Wait before the SDK's event iterator reconnects (doubled per failure, capped at 10×). */
 export const SDK_SSE_RECONNECT_DELAY_MS = 250;
+
+// ---- inspector page (issue 7, inspector) ----
+
+/** Timeline rows the inspector page keeps; older rows are dropped first (the log keeps everything). */
+export const INSPECTOR_TIMELINE_ROWS_MAX = 2_000;
+
+/** Events the page loads when a session is opened (the newest ones); the SSE stream continues from there. */
+export const INSPECTOR_HISTORY_EVENTS_MAX = 500;
+
+/** At most one refresh of a session's state (and one of the session list) per this interval while events stream in. */
+export const INSPECTOR_REFRESH_INTERVAL_MS = 250;
+
+/** Characters of an event's data shown on its timeline row; the whole event opens on click. */
+export const INSPECTOR_EVENT_PREVIEW_CHARS_MAX = 240;
+
+/** Bytes of one inspector asset served from disk (the bundle is far smaller; a bigger file is a build mistake). */
+export const INSPECTOR_ASSET_BYTES_MAX = 4 * 1024 * 1024; // 4 MiB

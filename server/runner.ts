@@ -60,6 +60,12 @@ export class SessionRunner {
     await this.options.configFor(session.location);
     if (this.held.has(sessionId)) return 'here';
     if (this.held.size >= SERVER_RUNNING_SESSIONS_MAX) return 'elsewhere'; // committed; discovery or a later kick runs it
+    // Owned in this process by someone else (a `task` subagent's runner): it runs it and releases it.
+    const live = coordinator.get(sessionId);
+    if (live) {
+      live.catchUp();
+      return 'here';
+    }
     const actor = coordinator.own(sessionId);
     if (!actor) return 'elsewhere';
     this.held.set(sessionId, this.hold(sessionId));

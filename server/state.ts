@@ -1,5 +1,5 @@
 import { JOBS_LIST_MAX, JOBS_RUNNING_PER_SESSION_MAX } from '../core/limits.js';
-import { sessionMachine, SESSION_MACHINE_VERSION, type SessionContext } from '../machines/session.machine.js';
+import type { SessionContext } from '../machines/session.machine.js';
 import { stateName } from '../machines/stateName.js';
 import type { Store } from '../store/index.js';
 import type { SessionState } from './contract.js';
@@ -64,62 +64,5 @@ export function sessionState(store: Store, sessionId: string): SessionState {
     parked: context?.parked ?? false,
     lastActivityStatus: s.lastActivityStatus,
     usage: { activities: s.activities, turns: s.turns, inputTokens: s.inputTokens, outputTokens: s.outputTokens },
-  };
-}
-
-/** One state of the statechart, for drawing. */
-export interface MachineNode {
-  id: string;
-  key: string;
-  type: string;
-  initial: string | null;
-  entry: string[];
-  invoke: string[];
-  on: { event: string; targets: string[]; guard: string | null }[];
-  states: MachineNode[];
-}
-
-/**
- * The session statechart definition as plain JSON for drawing (`GET /machines/session`): nested
- * states with their initial child, entry actions, invoked actors and transitions (event, target
- * state ids, guard name). Made from XState's own `toJSON()`; functions are reduced to names.
- */
-export function sessionMachineDefinition(): { id: string; version: string; root: MachineNode } {
-  const json = sessionMachine.toJSON() as unknown as RawNode;
-  return { id: json.id, version: SESSION_MACHINE_VERSION, root: toNode(json) };
-}
-
-interface RawNode {
-  id: string;
-  key: string;
-  type: string;
-  initial?: { target?: unknown[] };
-  entry?: { type?: string }[];
-  invoke?: { src?: unknown; id?: string }[];
-  transitions?: { eventType: string; target?: unknown[]; guard?: unknown }[];
-  states?: Record<string, RawNode>;
-}
-
-const stripHash = (t: unknown): string => {
-  const s = typeof t === 'string' ? t : String((t as { id?: unknown })?.id ?? t);
-  return s.startsWith('#') ? s.slice(1) : s;
-};
-const nameOf = (x: unknown): string | null => {
-  if (x === null || x === undefined) return null;
-  if (typeof x === 'string') return x;
-  if (typeof x === 'object' && typeof (x as { type?: unknown }).type === 'string') return (x as { type: string }).type;
-  return 'inline';
-};
-
-function toNode(raw: RawNode): MachineNode {
-  return {
-    id: raw.id,
-    key: raw.key,
-    type: raw.type,
-    initial: raw.initial?.target?.[0] !== undefined ? stripHash(raw.initial.target[0]) : null,
-    entry: (raw.entry ?? []).map((a) => nameOf(a) ?? 'inline'),
-    invoke: (raw.invoke ?? []).map((i) => (typeof i.src === 'string' ? i.src : (i.id ?? 'inline'))),
-    on: (raw.transitions ?? []).map((t) => ({ event: t.eventType, targets: (t.target ?? []).map(stripHash), guard: nameOf(t.guard) })),
-    states: Object.values(raw.states ?? {}).map(toNode),
   };
 }

@@ -52,6 +52,8 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
     throw error;
   }
   process.stderr.write(`loom serve: listening on ${running.url} (token: ${token.source}; OpenAPI at ${running.url}/doc)\n`);
+  // The fragment never leaves the browser: the page trades it for an HttpOnly cookie and drops it from the address bar.
+  process.stderr.write(`loom serve: inspector at ${running.url}/inspector#token=${encodeURIComponent(token.token)}\n`);
 
   const discovery = new AbortController();
   void rt

@@ -6,9 +6,8 @@ import type { RouteModule } from '../app.js';
 import { AUTH_COOKIE, tokenMatches } from '../auth.js';
 import { routes } from '../contract.js';
 import { ApiError } from '../errors.js';
-import { sessionMachineDefinition } from '../state.js';
 
-/** Health, the cookie exchange, the statechart definition, models and the resolved config. */
+/** Health, the cookie exchange, models and the resolved config (the statecharts are served by the inspector's routes). */
 export const systemRoutes: RouteModule = {
   name: 'system',
   register(app, ctx) {
@@ -23,8 +22,6 @@ export const systemRoutes: RouteModule = {
       setCookie(c, AUTH_COOKIE, ctx.token, { httpOnly: true, sameSite: 'Strict', path: '/' });
       return c.body(null, 204);
     });
-
-    app.openapi(routes.sessionMachine, (c) => c.json(sessionMachineDefinition(), 200));
 
     app.openapi(routes.models, async (c) => {
       const { config } = await loadConfig({ home: ctx.home });
