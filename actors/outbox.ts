@@ -210,8 +210,12 @@ export class OutboxPublisher {
       }
       const lease = this.lease!;
       if (!this.reconciled) {
-        this.reconciled = true;
-        await this.reconcile(lease);
+        try {
+          await this.reconcile(lease);
+          this.reconciled = true;
+        } catch (error) {
+          await retryLater(error); // the destination is down: publishing would fail as well
+        }
         continue;
       }
       let page: AnyEnvelope[];
@@ -302,18 +306,15 @@ export class OutboxPublisher {
   /**
    * After taking the lease: when the destination's last message is from this database and newer
    * than the cursor, a previous holder crashed between the ack and the cursor update; skip ahead
-   * so nothing is published twice even outside the de-duplication window. Best effort.
+   * so nothing is published twice even outside the de-duplication window. Throws when the
+   * destination cannot answer (the loop retries before publishing anything).
    */
   private async reconcile(lease: OutboxLease): Promise<void> {
     const sink = this.options.sink;
     if (!sink.lastPublished) return;
-    try {
-      const last = await sink.lastPublished();
-      if (!last || last.dbId !== lease.dbId || this.lease !== lease) return;
-      if (last.gseq > this.cursor && last.gseq <= this.options.store.maxGseq()) this.advance(lease, last.gseq);
-    } catch {
-      // the destination is down: its de-duplication window covers a republish
-    }
+    const last = await sink.lastPublished();
+    if (!last || last.dbId !== lease.dbId || this.lease !== lease) return;
+    if (last.gseq > this.cursor && last.gseq <= this.options.store.maxGseq()) this.advance(lease, last.gseq);
   }
 
   private tick(): void {

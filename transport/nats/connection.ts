@@ -22,6 +22,7 @@ export class NatsConnector {
   private closed = false;
   private lastError: unknown;
   private readonly waiters = new Set<() => void>();
+  private readonly disconnectWaiters = new Set<() => void>();
   private readonly connectHandlers = new Set<(nc: NatsConnection) => void>();
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly owned: boolean;
@@ -67,6 +68,23 @@ export class NatsConnector {
     return this.nc;
   }
 
+  /**
+   * Resolves at the next disconnect (or close); `cancel` drops the wait. Requests sent before a
+   * disconnect may never be answered: waiting out their timeout would stall a publisher.
+   */
+  whenDisconnected(): { promise: Promise<void>; cancel(): void } {
+    let done!: () => void;
+    const promise = new Promise<void>((resolve) => {
+      done = () => {
+        this.disconnectWaiters.delete(done);
+        resolve();
+      };
+    });
+    if (this.closed || !this.up) done();
+    else this.disconnectWaiters.add(done);
+    return { promise, cancel: () => this.disconnectWaiters.delete(done) };
+  }
+
   /** Called with the connection on the first connect and on every reconnect; returns the unsubscribe function. */
   onConnect(handler: (nc: NatsConnection) => void): () => void {
     this.connectHandlers.add(handler);
@@ -79,6 +97,7 @@ export class NatsConnector {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const w of [...this.waiters]) w();
+    for (const w of [...this.disconnectWaiters]) w();
     const nc = this.nc;
     if (nc && this.owned && !nc.isClosed()) {
       try {
@@ -119,7 +138,10 @@ export class NatsConnector {
     this.up = !nc.isClosed();
     void (async () => {
       for await (const s of nc.status()) {
-        if (s.type === 'disconnect') this.up = false;
+        if (s.type === 'disconnect') {
+          this.up = false;
+          for (const w of [...this.disconnectWaiters]) w();
+        }
         else if (s.type === 'reconnect') {
           this.up = true;
           this.announce(nc);
@@ -128,6 +150,7 @@ export class NatsConnector {
     })().catch(() => {});
     void nc.closed().then((err) => {
       this.up = false;
+      for (const w of [...this.disconnectWaiters]) w();
       if (err) this.lastError = err;
     });
     for (const w of [...this.waiters]) w();

@@ -133,10 +133,28 @@ export function createNatsTransport(options: NatsTransportOptions): NatsTranspor
     }
   };
 
+  /**
+   * A request's result, or NatsUnavailableError as soon as the connection drops: a request sent to
+   * a server that died is never answered, and waiting out its timeout would stall the caller.
+   */
+  const untilDisconnected = async <T>(work: Promise<T>): Promise<T> => {
+    const lost = connector.whenDisconnected();
+    try {
+      return await Promise.race([
+        work,
+        lost.promise.then((): never => {
+          throw new NatsUnavailableError(url, 0, 'disconnected while waiting for an answer');
+        }),
+      ]);
+    } finally {
+      lost.cancel();
+    }
+  };
+
   /** Creates LOOM_EVENTS when missing (once per connection; again after a failure). */
   const ensureStream = (nc: NatsConnection): Promise<void> => {
     if (streamReady?.nc === nc) return streamReady.ready;
-    const ready = (async () => {
+    const ready = untilDisconnected((async () => {
       const jsm = await jetstreamManager(nc, { timeout: requestTimeoutMs });
       try {
         await jsm.streams.info(EVENTS_STREAM);
@@ -153,7 +171,7 @@ export function createNatsTransport(options: NatsTransportOptions): NatsTranspor
           duplicate_window: nanos(limits.duplicateWindowMs),
         });
       }
-    })();
+    })());
     streamReady = { nc, ready };
     ready.catch(() => {
       if (streamReady?.ready === ready) streamReady = undefined;
@@ -358,11 +376,18 @@ export function createNatsTransport(options: NatsTransportOptions): NatsTranspor
             ...(previous !== undefined ? { expect: { lastMsgID: String(previous) } } : {}),
           });
         });
-        const results = await Promise.allSettled(sent);
-        for (const r of results) {
-          if (r.status === 'rejected') {
+        // Acks in order; a disconnect ends the wait (what was not acknowledged is sent again later).
+        const results: (PromiseSettledResult<{ duplicate: boolean }> | undefined)[] = new Array(sent.length);
+        sent.forEach((p, i) => p.then((value) => (results[i] = { status: 'fulfilled', value }), (reason) => (results[i] = { status: 'rejected', reason })));
+        const lost = connector.whenDisconnected();
+        await Promise.race([Promise.allSettled(sent), lost.promise]);
+        lost.cancel();
+        for (let i = 0; i < results.length; i++) {
+          const r = results[i];
+          if (r === undefined || r.status === 'rejected') {
             streamReady = undefined; // a deleted stream is made again on the next try
-            return { acked, duplicates, error: r.reason };
+            const error = r?.reason ?? new NatsPublishError(eventSubject(chunk[i]!), chunk[i]!.gseq, undefined, 'disconnected before the ack');
+            return { acked, duplicates, error };
           }
           acked++;
           if (r.value.duplicate) duplicates++;
@@ -374,18 +399,23 @@ export function createNatsTransport(options: NatsTransportOptions): NatsTranspor
     async lastPublished() {
       const nc = await connector.connection(0);
       await ensureStream(nc);
-      const jsm = await jetstreamManager(nc, { timeout: requestTimeoutMs });
-      const info = await jsm.streams.info(EVENTS_STREAM);
-      if (info.state.last_seq === 0 || info.state.messages === 0) return null;
-      try {
-        const m = await jsm.streams.getMessage(EVENTS_STREAM, { seq: info.state.last_seq });
-        if (!m) return null;
-        const id = Number(m.header.get('Nats-Msg-Id'));
-        if (!Number.isSafeInteger(id) || id <= 0) return null;
-        return { gseq: id, dbId: m.header.get(DB_HEADER) || null };
-      } catch {
-        return null; // the last message was removed between the two calls
-      }
+      return untilDisconnected(
+        (async () => {
+          const jsm = await jetstreamManager(nc, { timeout: requestTimeoutMs });
+          const info = await jsm.streams.info(EVENTS_STREAM);
+          if (info.state.last_seq === 0 || info.state.messages === 0) return null;
+          try {
+            const m = await jsm.streams.getMessage(EVENTS_STREAM, { seq: info.state.last_seq });
+            if (!m) return null;
+            const id = Number(m.header.get('Nats-Msg-Id'));
+            if (!Number.isSafeInteger(id) || id <= 0) return null;
+            return { gseq: id, dbId: m.header.get(DB_HEADER) || null };
+          } catch (error) {
+            if (connector.isConnected()) return null; // the last message was removed between the two calls
+            throw error;
+          }
+        })(),
+      );
     },
 
     async close() {

@@ -10,8 +10,8 @@ import {
   sessionToken,
   signalSubject,
   systemEventSubject,
-  type SessionSignal,
 } from '../../../transport/nats/index.js';
+import type { SessionSignal } from '../../../transport/types.js';
 import { tempStore } from '../../helpers.js';
 import { appendEvents, eventually, natsClient, natsServer, natsTransport, readStream } from './helpers.js';
 
@@ -110,7 +110,7 @@ describe('transport/nats - with a real nats-server', () => {
     const off = await subscriber.subscribeReady({ sessionId: 'ses_a' }, (e) => mine.push(e));
     await subscriber.subscribeReady({}, (e) => all.push(e.gseq));
     const nc = await natsClient(server.url);
-    nc.subscribe('loom.session.*.event.compaction.>', { callback: (_e, m) => raw.push(m.subject) });
+    nc.subscribe('loom.session.*.event.compaction.>', { callback: (_e, m) => void raw.push(m.subject) });
     await nc.flush();
     const events = appendEvents(store, ['ses_a', 'ses_b'], 3);
     await publisher.publishAcked(events);
