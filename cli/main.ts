@@ -18,7 +18,12 @@ export async function main(argv: string[]): Promise<number> {
     .description('A durable runtime for AI coding-agent sessions')
     .version(VERSION)
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .option('--nats <url>', 'carry wakes, cancels and events over the NATS server at URL (default: $LOOM_NATS_URL; unset: in-process only)')
+    .hook('preAction', () => {
+      const nats = program.opts().nats as string | undefined;
+      if (nats !== undefined) process.env.LOOM_NATS_URL = nats;
+    });
 
   const attach = () =>
     new Option('--attach <path-or-url>', 'attach a text file (inside the session directory) or an http(s) URL; repeatable').argParser(

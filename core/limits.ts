@@ -451,3 +451,10 @@ export const OWNERS_KV_LIST_MAX = 10_000;
 
 /** Events a NATS-fed tail holds before yielding them; beyond it, it drops them and reads SQLite. */
 export const NATS_TAIL_BUFFER_EVENTS_MAX = 1_000;
+
+/**
+ * How often a NATS-fed tail still polls SQLite while NATS is connected (it polls every
+ * CHANGE_POLL_INTERVAL_MS while it is not): events from a process that publishes to no NATS
+ * still arrive, this much later.
+ */
+export const NATS_TAIL_FALLBACK_POLL_MS = 1_000; // 1 second

@@ -20,7 +20,8 @@ async function requestAndAct(
     const session = requireSession(rt.store, idArg);
     await rt.configFor(session.location);
     const after = session.lastSeq;
-    rt.store.append(request(session.sessionId, session.activityId));
+    const [recorded] = rt.store.append(request(session.sessionId, session.activityId));
+    await rt.signal(recorded!.type === 'cancel.requested' ? 'cancel' : 'wake', session.sessionId);
     const code = await driveSession(rt, session.sessionId, { after });
     if (code === null) process.stderr.write(`recorded; the live owner of ${session.sessionId} will act on it\n`);
     return code ?? EXIT.ok;

@@ -80,6 +80,12 @@ export interface NatsTransport extends Transport {
   isConnected(): boolean;
   /** The connection, waiting at most `waitMs` for the first one (NatsUnavailableError otherwise). */
   connection(waitMs?: number): Promise<NatsConnection>;
+  /**
+   * Receives events from the stream (an ordered consumer, from the moment it exists: events
+   * published before are not replayed — read those from SQLite). The consumer is made in the
+   * background and made again after failures; `onReady` is called once it first exists.
+   */
+  subscribe(filter: EventFilter, handler: (event: AnyEnvelope) => void, options?: { onReady?: () => void }): () => void;
   /** Like `subscribe`, resolving once the consumer exists (events committed after that are delivered). */
   subscribeReady(filter: EventFilter, handler: (event: AnyEnvelope) => void, options?: { waitMs?: number }): Promise<() => void>;
   /**
@@ -292,8 +298,10 @@ export function createNatsTransport(options: NatsTransportOptions): NatsTranspor
       });
     },
 
-    subscribe(filter, handler) {
-      const sub = startEventSub(filter, handler, () => {});
+    subscribe(filter, handler, opts = {}) {
+      const sub = startEventSub(filter, handler, (error) => {
+        if (error === undefined) opts.onReady?.();
+      });
       bounded(eventSubs, sub);
       return () => {
         sub.stop();
