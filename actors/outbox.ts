@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { ownerProcessGone } from '../core/liveness.js';
 import {
   OUTBOX_DRAIN_TIMEOUT_MS,
   OUTBOX_LEASE_TTL_MS,
@@ -290,7 +291,7 @@ export class OutboxPublisher {
       const seen = this.cursors.peek(this.name, now);
       let lease: OutboxLease | null = null;
       if (!seen || !seen.live || seen.ownerId === this.ownerId) lease = this.cursors.acquire(this.name, this.ownerId, this.ttl, now);
-      else if (holderIsDead(seen.ownerId!)) lease = this.cursors.takeOver(this.name, seen.ownerId!, seen.epoch, this.ownerId, this.ttl, now);
+      else if (ownerProcessGone(seen.ownerId!)) lease = this.cursors.takeOver(this.name, seen.ownerId!, seen.epoch, this.ownerId, this.ttl, now);
       if (!lease) return false;
       this.lease = lease;
       this.renewedAt = store.clock.monotonic();
@@ -357,20 +358,4 @@ export class OutboxPublisher {
 /** Starts an outbox publisher (see OutboxPublisher). */
 export function startOutbox(options: OutboxOptions): OutboxPublisher {
   return new OutboxPublisher(options).start();
-}
-
-/** Owner ids start with `host:pid:`; a holder on this host whose process is gone is dead. */
-function holderIsDead(ownerId: string): boolean {
-  const [host, pid] = ownerId.split(':');
-  if (host !== hostname() || !pid || !/^\d+$/.test(pid) || Number(pid) === process.pid) return false;
-  return !processAlive(Number(pid));
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

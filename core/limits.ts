@@ -458,3 +458,10 @@ export const NATS_TAIL_BUFFER_EVENTS_MAX = 1_000;
  * still arrive, this much later.
  */
 export const NATS_TAIL_FALLBACK_POLL_MS = 1_000; // 1 second
+
+/**
+ * Lifetime of one pull request of a `subscribe` consumer (heartbeats come every half of it): after
+ * a server restart the consumer notices it is gone within about this long and is made again.
+ * nats.js's minimum is 1 second.
+ */
+export const NATS_CONSUMER_EXPIRES_MS = 2_000; // 2 seconds

@@ -77,7 +77,9 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 1_000));
     }
   }
-  const messages = await consumer.consume();
+  // Pull requests expire after 2 s (heartbeats every 1 s), so after a server restart the consumer
+  // notices within seconds that it is gone and is made again from the last event it delivered.
+  const messages = await consumer.consume({ expires: 2_000 });
   for await (const m of messages) {
     const e = m.json<Envelope>();
     if (json) process.stdout.write(`${JSON.stringify(e)}\n`);

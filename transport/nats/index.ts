@@ -9,6 +9,7 @@ import {
   NATS_STREAM_MAX_BYTES,
   NATS_SUBSCRIBE_BACKOFF_MAX_MS,
   NATS_SUBSCRIBE_PENDING_MAX,
+  NATS_CONSUMER_EXPIRES_MS,
   OUTBOX_INFLIGHT_MAX,
   TRANSPORT_SUBSCRIBERS_MAX,
 } from '../../core/limits.js';
@@ -257,7 +258,7 @@ export function createNatsTransport(options: NatsTransportOptions): NatsTranspor
             ...(lastStreamSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastStreamSeq + 1 } : { deliver_policy: DeliverPolicy.New }),
           });
           if (stopped) return;
-          messages = await consumer.consume({ max_messages: NATS_SUBSCRIBE_PENDING_MAX });
+          messages = await consumer.consume({ max_messages: NATS_SUBSCRIBE_PENDING_MAX, expires: NATS_CONSUMER_EXPIRES_MS });
           ready();
           backoff = 50;
           for await (const m of messages) {
