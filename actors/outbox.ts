@@ -22,6 +22,12 @@ export interface OutboxSink {
   lastPublished?(): Promise<{ gseq: number; dbId: string | null } | null>;
   /** Lets other processes (and local commits) wake this publisher; the handler returns whether it holds the lease. */
   onNudge?(handler: () => boolean): () => void;
+  /** Whether the destination is reachable now. A publisher takes the lease only while it is. */
+  isConnected?(): boolean;
+  /** True while the first connection is under way (a closing publisher waits for it, bounded). */
+  connecting?(): boolean;
+  /** Called on every (re)connection: a publisher backing off retries at once. */
+  onConnect?(handler: () => void): () => void;
 }
 
 export interface OutboxOptions {
@@ -88,6 +94,10 @@ export class OutboxPublisher {
   private stopped = false;
   private readonly stopping: Promise<void>;
   private signalStop!: () => void;
+  /** Cuts a backoff short (the destination is back). */
+  private endBackoff: (() => void) | undefined;
+  /** Monotonic time since which the destination has been unreachable while this publisher holds the lease. */
+  private disconnectedSince: number | undefined;
   private dirty = true;
   private wakeLoop: (() => void) | undefined;
   private loop: Promise<void> | undefined;
@@ -117,6 +127,14 @@ export class OutboxPublisher {
       store.onAppended(() => this.kick()),
       store.changes.subscribeExternal(() => this.kick()),
     );
+    if (this.options.sink.onConnect) {
+      this.detach.push(
+        this.options.sink.onConnect(() => {
+          this.endBackoff?.();
+          this.kick();
+        }),
+      );
+    }
     if (this.options.sink.onNudge) {
       this.detach.push(
         this.options.sink.onNudge(() => {
@@ -177,7 +195,7 @@ export class OutboxPublisher {
   async stop(options: { drainMs?: number } = {}): Promise<void> {
     if (this.stopped) return;
     const drainMs = options.drainMs ?? OUTBOX_DRAIN_TIMEOUT_MS;
-    if (this.started && drainMs > 0 && this.lease && this.options.store.db.open) await this.whenCaughtUp(drainMs);
+    if (this.started && drainMs > 0 && this.options.store.db.open && this.worthDraining()) await this.whenCaughtUp(drainMs);
     this.stopped = true;
     this.signalStop();
     if (this.timer) clearInterval(this.timer);
@@ -192,6 +210,25 @@ export class OutboxPublisher {
       }
     }
     this.lease = undefined;
+  }
+
+  /**
+   * Whether a closing publisher should wait to publish what is committed: it holds the lease and
+   * reaches the destination, or it is (or is about to be) connected and nobody else holds the
+   * lease. Waiting for a destination that is down, or for another holder, would only delay the
+   * exit: the holder, or the next publisher, catches up.
+   */
+  private worthDraining(): boolean {
+    const sink = this.options.sink;
+    const connected = sink.isConnected?.() !== false;
+    if (this.lease) return connected;
+    if (!connected && sink.connecting?.() !== true) return false;
+    try {
+      const seen = this.cursors.peek(this.name, this.options.store.clock.now());
+      return !seen || !seen.live || seen.ownerId === this.ownerId;
+    } catch {
+      return false;
+    }
   }
 
   // ---- the loop ----------------------------------------------------------------------------
@@ -286,6 +323,8 @@ export class OutboxPublisher {
     if (this.lease && store.clock.monotonic() - this.renewedAt < this.ttl - Math.min(this.renewEvery, this.ttl / 2)) return true;
     this.lease = undefined;
     if (!store.db.open) return false;
+    // A publisher that cannot reach the destination does not take the lease from one that might.
+    if (this.options.sink.isConnected?.() === false) return false;
     try {
       const now = store.clock.now();
       const seen = this.cursors.peek(this.name, now);
@@ -321,6 +360,15 @@ export class OutboxPublisher {
   private tick(): void {
     const store = this.options.store;
     if (this.stopped || !store.db.open) return;
+    if (this.lease && this.unreachableTooLong()) {
+      // Unreachable for a whole lease: let a publisher that can reach the destination take over.
+      try {
+        this.cursors.release(this.lease, store.clock.now());
+      } catch (error) {
+        this.report(error);
+      }
+      this.lease = undefined;
+    }
     if (this.lease) {
       try {
         if (this.cursors.renew(this.lease, this.ttl, store.clock.now())) this.renewedAt = store.clock.monotonic();
@@ -330,6 +378,16 @@ export class OutboxPublisher {
       }
     }
     this.kick();
+  }
+
+  private unreachableTooLong(): boolean {
+    if (this.options.sink.isConnected?.() !== false) {
+      this.disconnectedSince = undefined;
+      return false;
+    }
+    const now = this.options.store.clock.monotonic();
+    this.disconnectedSince ??= now;
+    return now - this.disconnectedSince > this.ttl;
   }
 
   private idle(): Promise<void> {
@@ -342,10 +400,15 @@ export class OutboxPublisher {
     });
   }
 
-  /** Waits out a backoff; only `stop` cuts it short (new commits do not make a dead server answer sooner). */
+  /**
+   * Waits out a backoff; only `stop` and a (re)connection cut it short (new commits do not make a
+   * dead server answer sooner).
+   */
   private async sleep(ms: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([new Promise<void>((resolve) => (timer = setTimeout(resolve, ms).unref())), this.stopping]);
+    const reconnected = new Promise<void>((resolve) => (this.endBackoff = resolve));
+    await Promise.race([new Promise<void>((resolve) => (timer = setTimeout(resolve, ms).unref())), this.stopping, reconnected]);
+    this.endBackoff = undefined;
     clearTimeout(timer);
   }
 

@@ -2,12 +2,12 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startNatsServer } from '../fixtures/nats-server.js';
+import { freePort, startNatsServer } from '../fixtures/nats-server.js';
 import { startScriptedOpenAIServer, type ScriptedTurn } from '../fixtures/scripted-openai-server.js';
 import { spawnLoom } from '../fixtures/torture.js';
 import { DIST, onCleanup, tempDir } from '../helpers.js';
 import { Store, type AnyEnvelope } from '../../store/index.js';
-import { eventually } from '../transport/nats/helpers.js';
+import { eventually, readStream } from '../transport/nats/helpers.js';
 
 /** A real `loom` process, killed after the test. */
 function loom(args: string[], env: NodeJS.ProcessEnv) {
@@ -96,6 +96,19 @@ describe('loom with NATS (real processes, a real nats-server)', () => {
     expect(log.at(-1)).toMatchObject({ type: 'activity.settled', data: { status: 'completed' } });
     await eventually(() => sub.events().length >= log.length, 15_000, `every event at the subscriber (${sub.stderr()})`);
     expect(sub.events()).toEqual(log);
+  });
+
+  it('NATS down: loom run works from SQLite alone; a later command with NATS up publishes the backlog in order', async () => {
+    const { env, dir, home, nats } = await setup([{ text: 'first answer' }, { text: 'second answer' }]);
+    const down = `nats://127.0.0.1:${await freePort()}`;
+    const first = await loom(['run', '--model', 'openai/test', '--dir', dir, 'hello'], { ...env, LOOM_NATS_URL: down }).done;
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain('first answer');
+    const id = first.stderr.match(/session (ses_\S+)/)![1]!;
+    const second = await loom(['prompt', id, 'again'], env).done;
+    expect(second.code).toBe(0);
+    const log = sessionLog(home, id);
+    expect((await readStream(nats.url)).map((m) => m.event)).toEqual(log);
   });
 
   it('loom cancel - from another process, signalled over NATS: the owner aborts its run, which exits 3', async () => {

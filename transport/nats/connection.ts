@@ -41,6 +41,11 @@ export class NatsConnector {
     return this.closed ? undefined : this.nc;
   }
 
+  /** True before the first connection attempt has either succeeded or failed. */
+  isConnecting(): boolean {
+    return !this.closed && this.nc === undefined && this.lastError === undefined;
+  }
+
   /** True while connected (not before the first connection, not while reconnecting). */
   isConnected(): boolean {
     return this.up && !this.closed;

@@ -79,6 +79,10 @@ export interface NatsTransport extends Transport {
   readonly url: string;
   /** True while connected to the server. */
   isConnected(): boolean;
+  /** True while the first connection attempt is under way (neither connected nor failed yet). */
+  connecting(): boolean;
+  /** Called with nothing on the first connection and every reconnection; returns the unsubscribe function. */
+  onConnect(handler: () => void): () => void;
   /** The connection, waiting at most `waitMs` for the first one (NatsUnavailableError otherwise). */
   connection(waitMs?: number): Promise<NatsConnection>;
   /**
@@ -282,6 +286,8 @@ export function createNatsTransport(options: NatsTransportOptions): NatsTranspor
   const transport: NatsTransport = {
     url,
     isConnected: () => connector.isConnected(),
+    onConnect: (handler) => connector.onConnect(() => handler()),
+    connecting: () => connector.isConnecting(),
     connection: (waitMs = NATS_SIGNAL_WAIT_MS) => connector.connection(waitMs),
 
     wake: (sessionId) => sendSignal(sessionId, 'wake'),
