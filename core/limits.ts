@@ -420,7 +420,8 @@ export const NATS_HEADERS_RESERVE_BYTES = 1024; // 1 KiB
 /** Messages one `subscribe` consumer may have delivered but not yet handled. */
 export const NATS_SUBSCRIBE_PENDING_MAX = 256;
 
-/** Cap of the backoff before a failed subscription consumer is created again. */
+/** Backoff before a failed subscription consumer is created again: doubles from MIN up to MAX. */
+export const NATS_SUBSCRIBE_BACKOFF_MIN_MS = 50;
 export const NATS_SUBSCRIBE_BACKOFF_MAX_MS = 2_000; // 2 seconds
 
 /** Events read from SQLite per outbox page (the page is held in memory while it is published). */

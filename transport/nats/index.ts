@@ -8,6 +8,7 @@ import {
   NATS_STREAM_MAX_AGE_MS,
   NATS_STREAM_MAX_BYTES,
   NATS_SUBSCRIBE_BACKOFF_MAX_MS,
+  NATS_SUBSCRIBE_BACKOFF_MIN_MS,
   NATS_SUBSCRIBE_PENDING_MAX,
   NATS_CONSUMER_EXPIRES_MS,
   OUTBOX_INFLIGHT_MAX,
@@ -249,7 +250,7 @@ export function createNatsTransport(options: NatsTransportOptions): NatsTranspor
     };
     const subject = filterSubject(filter);
     void (async () => {
-      let backoff = 50;
+      let backoff = NATS_SUBSCRIBE_BACKOFF_MIN_MS;
       while (!stopped && !closed) {
         try {
           const nc = await connector.connection(NATS_SUBSCRIBE_BACKOFF_MAX_MS);
@@ -264,7 +265,7 @@ export function createNatsTransport(options: NatsTransportOptions): NatsTranspor
           if (stopped) return;
           messages = await consumer.consume({ max_messages: NATS_SUBSCRIBE_PENDING_MAX, expires: NATS_CONSUMER_EXPIRES_MS });
           ready();
-          backoff = 50;
+          backoff = NATS_SUBSCRIBE_BACKOFF_MIN_MS;
           for await (const m of messages) {
             lastStreamSeq = m.seq;
             const event = decodeEnvelope(m.data);
