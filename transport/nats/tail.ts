@@ -1,4 +1,7 @@
 import { CHANGE_POLL_INTERVAL_MS, NATS_SIGNAL_WAIT_MS, NATS_TAIL_BUFFER_EVENTS_MAX, NATS_TAIL_FALLBACK_POLL_MS } from '../../core/limits.js';
+
+/** How often the wait for the consumer looks whether the connection failed meanwhile. */
+const NATS_TAIL_READY_POLL_MS = 20;
 import type { Store } from '../../store/index.js';
 import type { AnyEnvelope } from '../../store/schemas.js';
 import type { NatsTransport } from './index.js';
@@ -73,7 +76,14 @@ export async function* natsTail(
   options.signal?.addEventListener('abort', poke);
 
   try {
-    await Promise.race([readyOnce, sleep(options.readyWaitMs ?? NATS_SIGNAL_WAIT_MS, options.signal)]);
+    // Wait (bounded) for the consumer, so events committed from here on come through NATS; not at
+    // all when the server is known to be down (the poll covers it).
+    let isReady = false;
+    void readyOnce.then(() => (isReady = true));
+    const deadline = performance.now() + (options.readyWaitMs ?? NATS_SIGNAL_WAIT_MS);
+    while (!isReady && !options.signal?.aborted && performance.now() < deadline && (transport.isConnected() || transport.connecting())) {
+      await Promise.race([readyOnce, sleep(NATS_TAIL_READY_POLL_MS, options.signal)]);
+    }
     while (!options.signal?.aborted) {
       // Events from NATS, while each is the next one.
       while (buffer.length > 0 && !dirty) {
@@ -113,10 +123,12 @@ export async function* natsTail(
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+    const done = () => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
       resolve();
-    });
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done);
   });
 }
