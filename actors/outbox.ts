@@ -150,11 +150,22 @@ export class OutboxPublisher {
     return this;
   }
 
-  /** Something may be waiting: look now (coalesced). */
+  /**
+   * Something may be waiting: look soon (coalesced). The look runs in a later turn of the event
+   * loop (setImmediate), so work already queued by the commit that kicked — a session's next
+   * step, its provider dispatch — goes first: publishing a copy never delays the original.
+   */
   kick(): void {
     this.dirty = true;
-    this.wakeLoop?.();
+    if (this.kickQueued) return;
+    this.kickQueued = true;
+    setImmediate(() => {
+      this.kickQueued = false;
+      this.wakeLoop?.();
+    });
   }
+
+  private kickQueued = false;
 
   status(): OutboxStatus {
     return { holder: this.lease !== undefined, cursor: this.cursor, published: this.published, lastError: this.lastError };

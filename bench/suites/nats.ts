@@ -55,6 +55,8 @@ const WAKE_RUNS = 200;
 /** Part 4: cancels timed (after a warm-up); each cancels a slow stream. */
 const CANCEL_WARMUP = 3;
 const CANCEL_RUNS = 40;
+/** Sessions the owner holds; runs rotate over them, so no conversation grows past a few turns. */
+const OWNER_SESSIONS = 20;
 /** The target of issue 6: a wake or cancel p99 within raw one-way p99 + barrier p99 + this. */
 const TARGET_SLACK_MS = 1;
 /** How long one measured run may take before the suite gives up. */
@@ -73,6 +75,8 @@ interface Child {
   process: ChildProcess;
   /** The next line of the child's stdout (JSON), in order. */
   next(): Promise<Record<string, unknown>>;
+  /** Drops the lines already received and not read. */
+  drain(): void;
   stop(): void;
 }
 
@@ -102,6 +106,7 @@ function spawnChild(role: string, env: Record<string, string>): Child {
         });
       });
     },
+    drain: () => void lines.splice(0),
     stop: () => void child.kill('SIGTERM'),
   };
 }
@@ -131,14 +136,15 @@ async function childSubscriber(): Promise<void> {
 /** The owner: a Coordinator over NATS owning one session; reports when things happen to it. */
 async function childOwner(): Promise<void> {
   const store = Store.open(process.env.BENCH_DB!);
-  const sessionId = process.env.BENCH_SESSION!;
+  const sessionIds = process.env.BENCH_SESSIONS!.split(',');
   const location = process.env.BENCH_LOCATION!;
-  const nats = startNats({ store, url: process.env.BENCH_NATS_URL!, name: 'bench owner' });
+  const nats = startNats({ store, url: process.env.BENCH_NATS_URL!, name: 'bench owner', outbox: process.env.BENCH_OUTBOX !== '0' });
   // Registered before the coordinator's own handler, so the mark is the arrival, not after the step.
   nats.transport.onSignal((s) => say({ k: 'signal', kind: s.kind, t: hr() }));
   store.onAppended((events) => {
     const t = hr();
     for (const e of events) {
+      if (e.type === 'turn.started') say({ k: 'turn', t });
       if (e.type === 'attempt.dispatched') say({ k: 'barrier', t });
       if (e.type === 'activity.settled') say({ k: 'settled', status: e.data.status, t });
     }
@@ -171,8 +177,10 @@ async function childOwner(): Promise<void> {
     transport: nats.transport,
     deps: () => ({ config, home: tmpdir(), tools, resolveProvider, systemPrompt }),
   });
-  if (!coordinator.own(sessionId)) throw new Error('bench owner: could not own the session');
-  await coordinator.runUntilQuiet(sessionId);
+  for (const sessionId of sessionIds) {
+    if (!coordinator.own(sessionId)) throw new Error(`bench owner: could not own ${sessionId}`);
+    await coordinator.runUntilQuiet(sessionId);
+  }
   await nats.transport.connection(10_000);
   await (await nats.transport.connection()).flush();
   say({ ready: true });
@@ -240,6 +248,10 @@ async function benchBarrier(log: (l: string) => void): Promise<{ loom: number[];
 
 interface WakeRun {
   signal: number;
+  /** The owner's step that opened the activity and started the turn committed. */
+  turn: number;
+  /** The owner called the provider adapter (after the barrier): the dispatch. */
+  dispatch: number;
   barrier: number;
   request: number;
   /** The owner's data_version poll noticed the admission before the signal arrived. */
@@ -252,7 +264,7 @@ interface CancelRun {
   pollFirst: boolean;
 }
 
-async function benchOwner(server: NatsServer, log: (l: string) => void): Promise<{ wakes: WakeRun[]; cancels: CancelRun[] }> {
+async function benchOwner(server: NatsServer, log: (l: string) => void, options: { outbox: boolean; cancels: boolean }): Promise<{ wakes: WakeRun[]; cancels: CancelRun[] }> {
   const t = tempDir('loom-bench-nats-owner-');
   let requestAt: bigint | undefined;
   let nextTurn: ScriptedTurn = ANSWER;
@@ -266,14 +278,15 @@ async function benchOwner(server: NatsServer, log: (l: string) => void): Promise
   const location = join(t.dir, 'project');
   mkdirSync(location, { recursive: true });
   writeFileSync(join(location, 'notes.txt'), 'bench\n');
-  const sessionId = store.ids.next('ses');
-  store.append({ sessionId, type: 'session.created', data: { location, model: 'openai/test' } });
+  const sessionIds = Array.from({ length: OWNER_SESSIONS }, () => store.ids.next('ses'));
+  for (const id of sessionIds) store.append({ sessionId: id, type: 'session.created', data: { location, model: 'openai/test' } });
   const transport = createNatsTransport({ url: server.url, name: 'bench requester' });
   await transport.connection(10_000);
   const owner = spawnChild('owner', {
     BENCH_NATS_URL: server.url,
     BENCH_DB: store.path,
-    BENCH_SESSION: sessionId,
+    BENCH_SESSIONS: sessionIds.join(','),
+    BENCH_OUTBOX: options.outbox ? '1' : '0',
     BENCH_LOCATION: location,
     BENCH_OPENAI_URL: openai.url,
   });
@@ -285,27 +298,43 @@ async function benchOwner(server: NatsServer, log: (l: string) => void): Promise
       if (pred(l)) return seen;
     }
   };
+  /** The time of the first line of kind `k` (and signal kind), if any. */
+  const mark = (lines: Record<string, unknown>[], k: string, kind?: string): bigint | undefined => {
+    const l = lines.find((x) => x.k === k && (kind === undefined || x.kind === kind));
+    return l ? BigInt(l.t as string) : undefined;
+  };
+  /** Lets the last run's late lines (a signal that lost to the poll, a stream's cleanup) arrive, and drops them. */
+  const settleDown = async () => {
+    await sleep(20);
+    owner.drain();
+  };
   try {
     await until((l) => l.ready === true);
     const wakes: WakeRun[] = [];
     nextTurn = ANSWER;
     for (let i = 0; i < WAKE_WARMUP + WAKE_RUNS; i++) {
+      await settleDown();
+      const sessionId = sessionIds[i % sessionIds.length]!;
       requestAt = undefined;
       store.admitInput(sessionId, { mode: 'queue', text: `wake ${i}` });
       const t0 = hr();
       await transport.wake(sessionId);
       const lines = await until((l) => l.k === 'settled');
-      const at = (k: string) => BigInt(lines.find((l) => l.k === k)!.t as string);
       if (requestAt === undefined) throw new Error('bench: the provider request was not seen');
-      const signal = at('signal');
-      const barrier = at('barrier');
-      if (i >= WAKE_WARMUP) wakes.push({ signal: ms(t0, signal), barrier: ms(t0, barrier), request: ms(t0, requestAt), pollFirst: signal > barrier });
+      const barrier = mark(lines, 'barrier')!;
+      // A signal that arrives after the barrier (or after the run) lost the race to the owner's poll.
+      const signal = mark(lines, 'signal', 'wake');
+      if (i >= WAKE_WARMUP) {
+        wakes.push({ signal: signal === undefined ? NaN : ms(t0, signal), turn: ms(t0, mark(lines, 'turn')!), dispatch: ms(t0, mark(lines, 'dispatch')!), barrier: ms(t0, barrier), request: ms(t0, requestAt), pollFirst: signal === undefined || signal > barrier });
+      }
     }
-    log(`wake → dispatch: ${wakes.length} runs`);
+    log(`wake → dispatch${options.outbox ? '' : ' (no outbox in the owner)'}: ${wakes.length} runs`);
 
     const cancels: CancelRun[] = [];
     nextTurn = SLOW;
-    for (let i = 0; i < CANCEL_WARMUP + CANCEL_RUNS; i++) {
+    for (let i = 0; options.cancels && i < CANCEL_WARMUP + CANCEL_RUNS; i++) {
+      await settleDown();
+      const sessionId = sessionIds[i % sessionIds.length]!;
       store.admitInput(sessionId, { mode: 'queue', text: `slow ${i}` });
       await transport.wake(sessionId);
       await until((l) => l.k === 'dispatch');
@@ -315,12 +344,12 @@ async function benchOwner(server: NatsServer, log: (l: string) => void): Promise
       const t0 = hr();
       await transport.cancel(sessionId);
       const lines = await until((l) => l.k === 'settled');
-      const signal = BigInt(lines.find((l) => l.k === 'signal' && l.kind === 'cancel')!.t as string);
-      const abort = BigInt(lines.find((l) => l.k === 'abort')!.t as string);
       if (lines.find((l) => l.k === 'settled')!.status !== 'cancelled') throw new Error('bench: the slow activity was not cancelled');
-      if (i >= CANCEL_WARMUP) cancels.push({ signal: ms(t0, signal), abort: ms(t0, abort), pollFirst: signal > abort });
+      const abort = mark(lines, 'abort')!;
+      const signal = mark(lines, 'signal', 'cancel');
+      if (i >= CANCEL_WARMUP) cancels.push({ signal: signal === undefined ? NaN : ms(t0, signal), abort: ms(t0, abort), pollFirst: signal === undefined || signal > abort });
     }
-    log(`cancel → abort: ${cancels.length} runs`);
+    if (options.cancels) log(`cancel → abort: ${cancels.length} runs`);
     return { wakes, cancels };
   } finally {
     owner.stop();
@@ -342,7 +371,8 @@ async function run(log: (line: string) => void): Promise<SuiteReport> {
   try {
     const oneWay = await benchOneWay(server, log);
     const barrier = await benchBarrier(log);
-    const { wakes, cancels } = await benchOwner(server, log);
+    const { wakes, cancels } = await benchOwner(server, log, { outbox: true, cancels: true });
+    const bare = (await benchOwner(server, log, { outbox: false, cancels: false })).wakes.filter((w) => !w.pollFirst);
     const viaSignal = wakes.filter((w) => !w.pollFirst);
     const cancelViaSignal = cancels.filter((c) => !c.pollFirst);
 
@@ -357,10 +387,15 @@ async function run(log: (line: string) => void): Promise<SuiteReport> {
         columns: ['milestone', 'n', 'p50', 'p90', 'p99', 'max'],
         rows: [
           row('owner receives the signal', viaSignal.map((w) => w.signal)),
+          row('owner commits `turn.started` (caught up, activity opened, turn started)', viaSignal.map((w) => w.turn)),
           row('owner commits the barrier `attempt.dispatched`', viaSignal.map((w) => w.barrier)),
-          row('the provider receives the request (total)', viaSignal.map((w) => w.request)),
-          row('  of which: signal → barrier committed', viaSignal.map((w) => w.barrier - w.signal)),
-          row('  of which: barrier → request received', viaSignal.map((w) => w.request - w.barrier)),
+          row('owner calls the provider: the dispatch (total)', viaSignal.map((w) => w.dispatch)),
+          row('the scripted provider has read the request (HTTP, in this process)', viaSignal.map((w) => w.request)),
+          row('  step: signal → `turn.started` committed', viaSignal.map((w) => w.turn - w.signal)),
+          row('  step: `turn.started` → barrier committed (history, request body, FULL commit)', viaSignal.map((w) => w.barrier - w.turn)),
+          row('  step: barrier → provider called', viaSignal.map((w) => w.dispatch - w.barrier)),
+          row('  step: provider called → request read by the server', viaSignal.map((w) => w.request - w.dispatch)),
+          row('the dispatch (total) with no outbox in the owner process (a second owner, same runs)', bare.map((w) => w.dispatch)),
         ],
       },
       {
@@ -374,7 +409,7 @@ async function run(log: (line: string) => void): Promise<SuiteReport> {
       },
     ];
     const budget = quantile(oneWay, 0.99) + quantile(barrier.loom, 0.99) + TARGET_SLACK_MS;
-    const wakeP99 = quantile(viaSignal.map((w) => w.request), 0.99);
+    const wakeP99 = quantile(viaSignal.map((w) => w.dispatch), 0.99);
     const cancelP99 = quantile(cancelViaSignal.map((c) => c.abort), 0.99);
     const targets: TargetResult[] = [
       { name: 'wake → provider dispatch p99', measured: fmtMs(wakeP99), target: `≤ ${fmtMs(budget)} (one-way p99 + barrier p99 + ${TARGET_SLACK_MS} ms)`, pass: wakeP99 <= budget },
@@ -384,7 +419,7 @@ async function run(log: (line: string) => void): Promise<SuiteReport> {
       'Clock: `process.hrtime.bigint()` (CLOCK_MONOTONIC) in every process, so times taken in different processes of this machine compare directly.',
       `Raw one-way: ${ONEWAY_WARMUP} warm-up then ${ONEWAY_MESSAGES} core messages, one every ~${ONEWAY_GAP_MS} ms, from this process to a subscriber child on the same nats-server (loopback).`,
       `Barrier: ${BARRIER_COMMITS} commits each (after ${BARRIER_WARMUP} warm-up), alternating a Loom barrier append (one request event, synchronous=FULL switched around the commit) and a raw one-row INSERT in a WAL file kept at synchronous=FULL, on the machine's temp disk.`,
-      `Wake: the owner child (Store, startNats: transport + outbox, Coordinator, the real openai provider) owns one idle session; per run this process admits a queued input through its own connection, then publishes the wake; the scripted server (in this process) answers "${ANSWER.text}" and the run ends when the owner commits \`activity.settled\`. ${WAKE_RUNS} runs after ${WAKE_WARMUP} warm-up. ${wakes.length - viaSignal.length} run(s) were left out because the owner's data_version poll (every 100 ms) noticed the admission before the signal arrived.`,
+      `Wake: the owner child (Store, startNats: transport + outbox, Coordinator, the real openai provider) owns ${OWNER_SESSIONS} idle sessions (runs rotate over them, so conversations stay short); per run this process admits a queued input through its own connection, then publishes the wake; the scripted server (in this process) answers "${ANSWER.text}" and the run ends when the owner commits \`activity.settled\`. ${WAKE_RUNS} runs after ${WAKE_WARMUP} warm-up. ${wakes.length - viaSignal.length} run(s) were left out because the owner's data_version poll (every 100 ms) noticed the admission before the signal arrived.`,
       `Cancel: per run a slow stream (${SLOW.text!.length} characters, ${SLOW.chunkSize} per chunk, ${SLOW.delayMs} ms apart) is dispatched; 20 ms into it this process records \`cancel.requested\` and publishes the cancel; the run ends when the owner commits \`activity.settled\` (cancelled). ${CANCEL_RUNS} runs after ${CANCEL_WARMUP} warm-up; ${cancels.length - cancelViaSignal.length} left out as above.`,
       'Load: this machine (2 cores) is shared with other test runs; the 1-minute load average is above. Tails (p99, max) then include the owner process waiting for a CPU: in a debug run, the slow wake runs spent their time between `turn.started` and the start of the barrier commit (which itself took ~2 ms), not in NATS or in the fsync. Re-run on a quiet machine before reading the targets.',
       'TODO (needs `loom worker`): throughput of many short sessions on two workers against one.',
