@@ -20,7 +20,12 @@ export async function main(argv: string[]): Promise<number> {
     .version(VERSION)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
-    .option('--server <url>', 'talk to a running loom serve at URL (session ls, prompt, tail, cancel, permit); token from LOOM_SERVER_TOKEN or $LOOM_HOME/server-token');
+    .option('--server <url>', 'talk to a running loom serve at URL (session ls, prompt, tail, cancel, permit); token from LOOM_SERVER_TOKEN or $LOOM_HOME/server-token')
+    .option('--nats <url>', 'carry wakes, cancels and events over the NATS server at URL (default: $LOOM_NATS_URL; unset: in-process only)')
+    .hook('preAction', () => {
+      const nats = program.opts().nats as string | undefined;
+      if (nats !== undefined) process.env.LOOM_NATS_URL = nats;
+    });
   /** The --server URL, given before or after the command name. */
   const server = (cmd: Command): string | undefined => cmd.optsWithGlobals().server as string | undefined;
   const remote = () => import('./commands/remote.js');

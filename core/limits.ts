@@ -546,3 +546,99 @@ export const INSPECTOR_EVENT_PREVIEW_CHARS_MAX = 240;
 
 /** Bytes of one inspector asset served from disk (the bundle is far smaller; a bigger file is a build mistake). */
 export const INSPECTOR_ASSET_BYTES_MAX = 4 * 1024 * 1024; // 4 MiB
+
+// ---- NATS transport, outbox, owner mirror (issue 6) --------------------------------------------
+
+/** One attempt to open a NATS connection; a refused loopback connection fails far sooner. */
+export const NATS_CONNECT_TIMEOUT_MS = 2_000; // 2 seconds
+
+/**
+ * Wait between reconnect attempts once connected (the client reconnects forever), and the first
+ * step of the backoff between initial connect attempts. Short: the server is usually on loopback.
+ */
+export const NATS_RECONNECT_WAIT_MS = 250;
+
+/** Cap of the backoff between initial connect attempts while the server has never answered. */
+export const NATS_CONNECT_BACKOFF_MAX_MS = 5_000; // 5 seconds
+
+/** Client pings: a server that stops answering is noticed after interval × outstanding. */
+export const NATS_PING_INTERVAL_MS = 10_000; // 10 seconds
+export const NATS_PINGS_OUTSTANDING_MAX = 2;
+
+/** A JetStream publish ack, a stream or KV API call: how long one request may take. */
+export const NATS_REQUEST_TIMEOUT_MS = 5_000; // 5 seconds
+
+/**
+ * How long `wake`/`cancel` wait for a first connection before failing with NatsUnavailableError.
+ * Signals are advisory (the log is the truth, owners also poll), so a CLI never waits long.
+ */
+export const NATS_SIGNAL_WAIT_MS = 1_000; // 1 second
+
+/** JetStream stream LOOM_EVENTS: events older than this are removed (replay from SQLite instead). */
+export const NATS_STREAM_MAX_AGE_MS = 7 * 24 * 60 * 60_000; // 7 days
+
+/** JetStream stream LOOM_EVENTS: the oldest events are discarded beyond this size. */
+export const NATS_STREAM_MAX_BYTES = 1024 * 1024 * 1024; // 1 GiB
+
+/**
+ * The stream's Nats-Msg-Id de-duplication window: a republish after a crash between the ack and
+ * the cursor update is dropped within it (and the publisher reconciles its cursor with the
+ * stream's last message when it takes the lease, which covers longer gaps).
+ */
+export const NATS_STREAM_DUPLICATE_WINDOW_MS = 10 * 60_000; // 10 minutes
+
+/**
+ * Bytes kept free for headers below the server's max_payload. An envelope larger than what is
+ * left is published as a stub with `data: null` and `dataOmitted` (read it from SQLite).
+ */
+export const NATS_HEADERS_RESERVE_BYTES = 1024; // 1 KiB
+
+/** Messages one `subscribe` consumer may have delivered but not yet handled. */
+export const NATS_SUBSCRIBE_PENDING_MAX = 256;
+
+/** Backoff before a failed subscription consumer is created again: doubles from MIN up to MAX. */
+export const NATS_SUBSCRIBE_BACKOFF_MIN_MS = 50;
+export const NATS_SUBSCRIBE_BACKOFF_MAX_MS = 2_000; // 2 seconds
+
+/** Events read from SQLite per outbox page (the page is held in memory while it is published). */
+export const OUTBOX_PAGE_EVENTS = 256;
+
+/** Outbox publishes sent and not yet acknowledged by JetStream. */
+export const OUTBOX_INFLIGHT_MAX = 64;
+
+/** The outbox publisher lease (one publisher per database); renewed every OUTBOX_RENEW_INTERVAL_MS. */
+export const OUTBOX_LEASE_TTL_MS = 10_000; // 10 seconds
+export const OUTBOX_RENEW_INTERVAL_MS = 3_000; // 3 seconds
+
+/** Retry backoff of the outbox while NATS is down or refuses: doubles from MIN up to MAX. */
+export const OUTBOX_RETRY_BACKOFF_MIN_MS = 100;
+export const OUTBOX_RETRY_BACKOFF_MAX_MS = 5_000; // 5 seconds
+
+/** How long a closing process keeps publishing what it committed before it leaves the rest to the next publisher. */
+export const OUTBOX_DRAIN_TIMEOUT_MS = 5_000; // 5 seconds
+
+/**
+ * KV bucket loom_owners: an entry not written for this long expires (an owner renews every few
+ * seconds, so only abandoned entries expire). nats-server 2.9 sends no watch event on expiry.
+ */
+export const OWNERS_KV_TTL_MS = 60_000; // 1 minute
+
+/** Entries `OwnerMirror.list` returns at most. */
+export const OWNERS_KV_LIST_MAX = 10_000;
+
+/** Events a NATS-fed tail holds before yielding them; beyond it, it drops them and reads SQLite. */
+export const NATS_TAIL_BUFFER_EVENTS_MAX = 1_000;
+
+/**
+ * How often a NATS-fed tail still polls SQLite while NATS is connected (it polls every
+ * CHANGE_POLL_INTERVAL_MS while it is not): events from a process that publishes to no NATS
+ * still arrive, this much later.
+ */
+export const NATS_TAIL_FALLBACK_POLL_MS = 1_000; // 1 second
+
+/**
+ * Lifetime of one pull request of a `subscribe` consumer (heartbeats come every half of it): after
+ * a server restart the consumer notices it is gone within about this long and is made again.
+ * nats.js's minimum is 1 second.
+ */
+export const NATS_CONSUMER_EXPIRES_MS = 2_000; // 2 seconds

@@ -10,3 +10,4 @@ export * from './admission.js';
 export * from './remove.js';
 export * from './exchange.js';
 export * from './maintenance.js';
+export * from './outbox.js';

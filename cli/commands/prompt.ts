@@ -50,6 +50,8 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
     const { input, admitted, policy, interrupted } = admission;
     const how = policy ? ` (busy: double-texting policy ${policy}${interrupted ? `, cancelled ${interrupted}` : ''})` : '';
     process.stderr.write(`${admitted ? 'admitted' : 'already admitted'} ${input.mode} ${input.inputId} into ${sessionId}${how}\n`);
+    if (interrupted) await rt.signal('cancel', sessionId);
+    if (admitted) await rt.signal('wake', sessionId);
     const code = await driveSession(rt, sessionId, { json: opts.json, after, jobs: opts.detachJobs ? 'detach' : 'wait' });
     if (code !== null) return code;
     if (!opts.follow) return EXIT.ok;
