@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Setup on a fresh Debian/Ubuntu machine: the system packages Loom runs (ripgrep for the grep
-# tool, nats-server for the NATS transport), installed only when their commands are missing,
-# then the npm dependencies exactly as locked. Works as `sh scripts/setup.sh` too.
+# tool, nats-server for the NATS transport, chromium for the inspector's browser test), installed
+# only when their commands are missing, then the npm dependencies exactly as locked. Works as `sh scripts/setup.sh` too.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v rg >/dev/null 2>&1 || need_apt+=(ripgrep)
 command -v nats-server >/dev/null 2>&1 || need_apt+=(nats-server)
+# The inspector's browser test (npm test) drives Debian's Chromium through playwright-core.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
