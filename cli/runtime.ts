@@ -86,7 +86,17 @@ export function defaultPermissionMode(): PermissionMode {
   return process.stdin.isTTY && process.stderr.isTTY ? 'ask' : 'deny';
 }
 
-export async function openRuntime(options: { permission?: PermissionMode } = {}): Promise<CliRuntime> {
+export interface RuntimeOptions {
+  permission?: PermissionMode;
+  /** No asker at all (`loom worker`, `serve`): every ask waits durably for `loom permit`. */
+  durableAsks?: boolean;
+  /** The coordinator's lease TTL (default OWNER_LEASE_TTL_MS). */
+  leaseTtlMs?: number;
+  /** Told when a live session stops on an operating failure (a lost lease, a broken store). */
+  onSessionFailure?: (sessionId: string, error: unknown) => void;
+}
+
+export async function openRuntime(options: RuntimeOptions = {}): Promise<CliRuntime> {
   const { home, store } = openStore();
   const configs = new Map<string, ResolvedConfig>();
   const configFor = async (location: string) => {
@@ -99,9 +109,11 @@ export async function openRuntime(options: { permission?: PermissionMode } = {})
   };
   const tools = createDefaultRegistry();
   for (const tool of testToolsFromEnv()) tools.register(tool);
-  const asker = createAsker(options.permission ?? defaultPermissionMode());
+  const asker = options.durableAsks ? undefined : createAsker(options.permission ?? defaultPermissionMode());
   const coordinator = new Coordinator({
     store,
+    leaseTtlMs: options.leaseTtlMs,
+    onSessionFailure: options.onSessionFailure,
     deps: (sessionId) => {
       const session = store.queries.session(sessionId)!;
       const config = configs.get(session.location);
