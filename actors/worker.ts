@@ -16,7 +16,11 @@ import type { SessionActor } from './session.js';
 /** What a worker reports, one line each (NDJSON with `loom worker --json`). */
 export type WorkerEvent =
   | { event: 'started'; workerId: string; pid: number; capacity: number }
-  /** Took the lease: `how` is `discovery` (startup), `free`, `expired` (its holder let it lapse) or `dead-owner` (its holder's process is gone). */
+  /**
+   * Took the lease: `how` is `free` (nobody held it; `discovery` when found unsettled at startup),
+   * `expired` (its holder let it lapse: stopped, paused, on another host) or `dead-owner` (its
+   * holder was a process on this host that is gone: taken at once, before expiry).
+   */
   | { event: 'taken'; sessionId: string; epoch: number; how: 'discovery' | 'free' | 'expired' | 'dead-owner'; from?: string }
   | { event: 'settled'; sessionId: string; activityId: string; status: string }
   /** Quiet but kept: waiting for a recovery decision, a permission reply, or (parked after a cancel) new input. */
@@ -98,11 +102,17 @@ export class Worker {
     );
     // The worker lives until drained: this timer keeps the process running.
     this.timer = setInterval(() => this.kick(), this.options.scanIntervalMs ?? WORKER_SCAN_INTERVAL_MS);
-    const report = await discoverUnsettled(this.coordinator, { prepare: this.options.prepare, max: this.options.capacity });
+    // The lease each session had just before discovery owned it, to say how it was taken.
+    const before = new Map<string, ReturnType<typeof store.owners.get>>();
+    const prepare = async (sessionId: string) => {
+      await this.options.prepare(sessionId);
+      before.set(sessionId, store.owners.get(sessionId, store.clock.now()));
+    };
+    const report = await discoverUnsettled(this.coordinator, { prepare, max: this.options.capacity });
     for (const id of report.owned) {
       const actor = this.coordinator.get(id);
       if (!actor || this.state !== 'running') continue;
-      this.options.log({ event: 'taken', sessionId: id, epoch: actor.lease.epoch, how: 'discovery' });
+      this.options.log(takenEvent(id, actor, before.get(id) ?? null, 'discovery'));
       this.supervise(id);
     }
     for (const f of report.failed) this.restoreFailed(f.sessionId, f.error);
@@ -164,8 +174,7 @@ export class Worker {
       const before = store.owners.get(c.sessionId, store.clock.now());
       const actor = this.coordinator.own(c.sessionId);
       if (!actor) return; // another worker won the race
-      const how = !before?.held ? 'free' : before.live ? 'dead-owner' : 'expired';
-      this.options.log({ event: 'taken', sessionId: c.sessionId, epoch: actor.lease.epoch, how, ...(before?.held ? { from: before.ownerId } : {}) });
+      this.options.log(takenEvent(c.sessionId, actor, before, 'free'));
       this.failedAt.delete(c.sessionId);
       this.supervise(c.sessionId);
     } catch (error) {
@@ -253,8 +262,15 @@ export class Worker {
   /** A session stopped on an operating failure (told by the coordinator). */
   lost(sessionId: string, error: unknown): void {
     this.holding.delete(sessionId);
+    // A failed step is reported by the actor and again by whoever called the step: once is enough.
+    if (typeof error === 'object' && error !== null) {
+      if (this.reported.has(error)) return;
+      this.reported.add(error);
+    }
     this.options.log({ event: 'lost', sessionId, error: message(error) });
   }
+
+  private readonly reported = new WeakSet<object>();
 
   /**
    * Stops taking sessions, lets each owned session reach a safe point (`SessionActor.drain`: streams
@@ -292,6 +308,12 @@ export class Worker {
     this.state = 'stopped';
     this.options.log({ event: 'stopped', released });
   }
+}
+
+/** How a lease was taken, from the row just before: free (or `discovery` at startup), expired, or a dead holder's. */
+function takenEvent(sessionId: string, actor: SessionActor, before: { held: boolean; live: boolean; ownerId: string } | null, free: 'free' | 'discovery'): WorkerEvent {
+  const how = !before?.held ? free : before.live ? 'dead-owner' : 'expired';
+  return { event: 'taken', sessionId, epoch: actor.lease.epoch, how, ...(before?.held ? { from: before.ownerId } : {}) };
 }
 
 /** Why a quiet session is kept rather than released; undefined when it is idle with nothing pending. */

@@ -53,6 +53,8 @@ export async function createHarness(options: {
   config?: Partial<ConfigV1>;
   askPermission?: PermissionAsker;
   store?: Store;
+  /** Told when a live session stops on an operating failure (see CoordinatorOptions). */
+  onSessionFailure?: (sessionId: string, error: unknown) => void;
 } = {}): Promise<Harness> {
   const server = await startScriptedOpenAIServer({ script: options.script ?? [], respond: options.respond });
   onCleanup(() => void server.close());
@@ -69,7 +71,7 @@ export async function createHarness(options: {
     resolveProvider: createProviderResolver(config, { OPENAI_BASE_URL: server.url }),
     askPermission: options.askPermission,
   });
-  const coordinator = new Coordinator({ store, deps });
+  const coordinator = new Coordinator({ store, deps, onSessionFailure: options.onSessionFailure });
   onCleanup(() => coordinator.shutdown());
   const location = tempDir();
   const sessionId = store.ids.next('ses');
