@@ -268,6 +268,13 @@ describe('loom worker - sessions spread over several workers', () => {
     const events = t.events(id);
     expect(events.some((e) => e.type === 'text.done')).toBe(false); // the stream was cut, not finished
     expect(events.find((e) => e.type === 'cancel.requested')?.data).toMatchObject({ reason: 'loom cancel' });
+    // prompt --detach admits and returns without running anything; the worker takes the session again.
+    const again = await t.loom(['prompt', '--detach', id, directiveText('again', { text: 10 })]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/^admitted queue in_\S+ into ses_/);
+    expect(again.stdout).toBe('');
+    await a.until((l) => l.event === 'settled' && l.sessionId === id && l.status === 'completed');
+    expect(taken(a, id).map((l) => l.epoch)).toEqual([1, 2]);
     await stop(a);
     expect(t.invariants()).toEqual([]);
   });
