@@ -63,6 +63,8 @@ export class Worker {
   /** Sessions that failed to restore, with the last seq seen then (skipped until it moves). */
   private readonly failedAt = new Map<string, number>();
   private readonly detach: (() => void)[] = [];
+  /** Unowned sessions named by wakes since the last pass (at most WORKER_CLAIM_BATCH_MAX; the scan finds the rest). */
+  private readonly woken = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private pass: Promise<void> | null = null;
   private again = false;
@@ -97,7 +99,9 @@ export class Worker {
       store.changes.subscribeExternal(() => this.kick()),
       // A wake for a session nobody here owns (an admission elsewhere, over NATS): look now.
       transport.onSignal((signal) => {
-        if (signal.kind === 'wake' && !this.coordinator.get(signal.sessionId)) this.kick();
+        if (signal.kind !== 'wake' || this.coordinator.get(signal.sessionId)) return;
+        if (this.woken.size < WORKER_CLAIM_BATCH_MAX) this.woken.add(signal.sessionId);
+        this.kick();
       }),
     );
     // The worker lives until drained: this timer keeps the process running.
@@ -142,7 +146,10 @@ export class Worker {
     this.refreshHeld();
     if (this.options.capacity - this.running.size <= 0) return;
     const now = this.coordinator.store.clock.now();
-    const candidates = [...this.claims.unowned(now, WORKER_CLAIM_BATCH_MAX), ...this.deadLocalCandidates(now)];
+    // Sessions a wake named come first (an admission elsewhere, over NATS), then the oldest others.
+    const woken = [...this.woken].flatMap((id) => this.claims.one(id, now) ?? []);
+    this.woken.clear();
+    const candidates = [...woken, ...this.claims.unowned(now, WORKER_CLAIM_BATCH_MAX), ...this.deadLocalCandidates(now)];
     for (const c of candidates) {
       if (this.state !== 'running' || this.running.size >= this.options.capacity) return;
       if (this.coordinator.get(c.sessionId) || this.failedAt.get(c.sessionId) === c.lastSeq) continue;

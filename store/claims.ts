@@ -23,6 +23,7 @@ export class Claims {
   private readonly unowned$;
   private readonly owners$;
   private readonly ownedBy$;
+  private readonly one$;
 
   constructor(db: Db) {
     this.unowned$ = db.prepare(`
@@ -33,6 +34,10 @@ export class Claims {
     this.owners$ = db.prepare(`
       SELECT DISTINCT owner_id AS ownerId FROM session_owner
       WHERE owner_id IS NOT NULL AND substr(owner_id, 1, length(?)) = ? AND expires_at > ? LIMIT ?`);
+    this.one$ = db.prepare(`
+      SELECT s.session_id AS sessionId, s.last_seq AS lastSeq, o.owner_id AS ownerId
+      FROM sessions s LEFT JOIN session_owner o ON o.session_id = s.session_id
+      WHERE s.session_id = ? AND (o.owner_id IS NULL OR o.expires_at <= ?) AND ${WANTS_WORK}`);
     this.ownedBy$ = db.prepare(`
       SELECT s.session_id AS sessionId, s.last_seq AS lastSeq, o.owner_id AS ownerId
       FROM session_owner o JOIN sessions s ON s.session_id = o.session_id
@@ -43,6 +48,11 @@ export class Claims {
   /** Sessions that want work and whose lease is free or expired, least recently updated first. */
   unowned(now: number, limit: number): ClaimCandidate[] {
     return this.unowned$.all(now, limit) as ClaimCandidate[];
+  }
+
+  /** One session, when it wants work and its lease is free or expired (a wake named it). */
+  one(sessionId: string, now: number): ClaimCandidate | undefined {
+    return this.one$.get(sessionId, now) as ClaimCandidate | undefined;
   }
 
   /** Distinct owners holding live leases whose id starts with `prefix` (for example `host:`). */
