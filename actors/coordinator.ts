@@ -98,7 +98,8 @@ export class Coordinator {
       const deps = this.options.deps(sessionId);
       actor = new SessionActor({
         ...deps,
-        toolServices: { subagents: this.subagents, ...deps.toolServices },
+        // Background jobs and subagents are children of the session actor: this coordinator's runtime starts them.
+        toolServices: { subagents: this.subagents, jobs: this.logic.jobs, ...deps.toolServices },
         store,
         lease,
         sessionId,
@@ -132,13 +133,15 @@ export class Coordinator {
    * Runs a session until it is quiet (idle with nothing eligible, parked, or waiting for a
    * recovery decision). Concurrent calls for one session join the same run.
    */
-  runUntilQuiet(sessionId: string): Promise<void> {
-    const running = this.runs.get(sessionId);
+  runUntilQuiet(sessionId: string, options: { jobs?: boolean } = {}): Promise<void> {
+    // With `jobs`: also until its background jobs have settled and their results were answered.
+    const key = options.jobs ? `${sessionId}\u0000jobs` : sessionId;
+    const running = this.runs.get(key);
     if (running) return running;
     const actor = this.get(sessionId);
     if (!actor) return Promise.reject(new Error(`session ${sessionId} is not owned by this process`));
-    const run = actor.whenQuiet().finally(() => this.runs.delete(sessionId));
-    this.runs.set(sessionId, run);
+    const run = actor.whenQuiet(options).finally(() => this.runs.delete(key));
+    this.runs.set(key, run);
     return run;
   }
 

@@ -2,7 +2,7 @@ import { DISCOVERY_BATCH_SESSIONS, DISCOVERY_SESSIONS_MAX, DISCOVERY_SLICE_MS } 
 import type { Coordinator } from './coordinator.js';
 
 export interface DiscoveryReport {
-  /** Unsettled sessions found in the log (active or recovering). */
+  /** Unsettled sessions found in the log (active or recovering, or with a background job not settled). */
   found: number;
   /** Restored and classified here. */
   owned: string[];

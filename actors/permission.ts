@@ -123,6 +123,8 @@ export async function decidePermission(
   const permissions = store.queries.permissions;
   const earlier = permissions.requestForCall(call.callId);
   if (earlier && earlier.status !== 'closed') return awaitReply(session, earlier, input, signal, true);
+  // A tool that does not exist runs nothing: no one is asked, and the call settles with an error naming the tools that exist.
+  if (!session.deps.tools.get(call.tool)) return { allow: true };
   const action = evaluatePermission(config.permission.rules, call.tool, input, { action: config.permission.default, location: session.location });
   if (action === 'allow') return { allow: true };
   if (action === 'deny') return { allow: false, message: 'denied by a permission rule' };

@@ -7,12 +7,14 @@ import {
 } from '../core/limits.js';
 import type { Provider } from '../llm/types.js';
 import { SESSION_MACHINE_VERSION, sessionMachine, type SessionContext, type SessionEvent, type SessionInput } from '../machines/session.machine.js';
+import { jobMachine } from '../machines/job.machine.js';
 import { toolCallMachine } from '../machines/toolCall.machine.js';
 import { stateName } from '../machines/stateName.js';
 import type { ResolvedConfig } from '../services/config.js';
 import type { AnyEnvelope, AppendRequest, Lease, Store } from '../store/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { ToolServices } from '../tools/types.js';
+import { JobRuntime } from './job.js';
 import { runProviderTurn } from './providerTurn.js';
 import { PermissionWaits, type PermissionAsker } from './permission.js';
 import { createToolCallImplementations } from './toolCall.js';
@@ -206,17 +208,38 @@ export class SessionActor {
     );
   }
 
-  /** Resolves once the session is quiet (see isQuiet). */
-  whenQuiet(): Promise<void> {
-    if (this.isQuiet()) return Promise.resolve();
-    return new Promise((resolve) => {
-      const check = () => {
-        if (!this.isQuiet()) return;
-        this.idleWaiters.delete(check);
-        resolve();
-      };
-      this.idleWaiters.add(check);
-    });
+  /** Background jobs of the session not settled yet (running, or waiting for a new owner to look at them). */
+  unsettledJobs(): string[] {
+    return Object.keys(this.context().jobs);
+  }
+
+  /** Resolves once job `jobId` is no longer unsettled in this session (or the actor stopped). */
+  whenJobSettled(jobId: string): Promise<void> {
+    return this.until(() => this.stopped || this.failed !== undefined || this.context().jobs[jobId] === undefined);
+  }
+
+  /**
+   * Resolves once the session is quiet (see isQuiet); with `jobs`, once it is also left with no
+   * unsettled background job (their results delivered and answered). A stopped or failed actor is
+   * quiet. Checked again after each change settles, so a state passed through inside one step
+   * (a job settling just before its result opens an activity) does not count.
+   */
+  whenQuiet(options: { jobs?: boolean } = {}): Promise<void> {
+    return this.until(() => this.isQuiet() && (!options.jobs || this.stopped || this.failed !== undefined || this.unsettledJobs().length === 0));
+  }
+
+  /** Resolves once `done()` holds when a change has settled (checked on every machine change). */
+  private async until(done: () => boolean): Promise<void> {
+    while (!done()) {
+      await new Promise<void>((resolve) => {
+        const check = () => {
+          if (!done()) return;
+          this.idleWaiters.delete(check);
+          resolve();
+        };
+        this.idleWaiters.add(check);
+      });
+    }
   }
 
   get failure(): unknown {
@@ -447,7 +470,9 @@ export class SessionActor {
     }
     this.restoredValue = value;
     // Limits come from the current config, not from the one the snapshot was taken under.
-    context = { ...context, ...this.input(), sessionId: this.sessionId };
+    // No job has a child yet: CHECK gives each one that inspects what its process left.
+    const jobs = Object.fromEntries(Object.entries(context.jobs ?? {}).map(([id, job]) => [id, { ...job, live: false }]));
+    context = { ...context, ...this.input(), sessionId: this.sessionId, jobs };
     const state = context.activity === null ? 'idle' : value === 'idle' ? 'idle' : 'recovering';
     return sessionMachine.resolveState({ value: state, context });
   }
@@ -506,14 +531,16 @@ export class SessionActor {
  */
 export class SessionLogic {
   readonly actors = new Map<string, SessionActor>();
+  /** Starts background jobs for these sessions' tools and implements their job children. */
+  readonly jobs = new JobRuntime((sessionId) => this.actors.get(sessionId));
   readonly machine = provideSessionMachine((sessionId) => {
     const actor = this.actors.get(sessionId);
     if (!actor) throw new Error(`no live session actor for ${sessionId}`);
     return actor;
-  });
+  }, this.jobs);
 }
 
-function provideSessionMachine(lookup: (sessionId: string) => SessionActor) {
+function provideSessionMachine(lookup: (sessionId: string) => SessionActor, jobs: JobRuntime) {
   const owner = (s: SessionActor, r: Omit<AppendRequest, 'sessionId' | 'epoch'>) => ({ ...r, sessionId: s.sessionId, epoch: s.lease.epoch }) as AppendRequest;
   const tools = createToolCallImplementations(lookup);
   return sessionMachine.provide({
@@ -523,6 +550,7 @@ function provideSessionMachine(lookup: (sessionId: string) => SessionActor) {
         await runProviderTurn(lookup(input.sessionId), signal);
       }),
       toolCall: toolCallMachine.provide(tools),
+      job: jobMachine.provide(jobs.implementations()),
     },
     actions: {
       openActivity: ({ context }) => {

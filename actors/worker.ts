@@ -23,8 +23,8 @@ export type WorkerEvent =
    */
   | { event: 'taken'; sessionId: string; epoch: number; how: 'discovery' | 'free' | 'expired' | 'dead-owner'; from?: string }
   | { event: 'settled'; sessionId: string; activityId: string; status: string }
-  /** Quiet but kept: waiting for a recovery decision, a permission reply, or (parked after a cancel) new input. */
-  | { event: 'holding'; sessionId: string; for: 'recovery' | 'permission' | 'input' }
+  /** Quiet but kept: waiting for a recovery decision, a permission reply, its background jobs, or (parked after a cancel) new input. */
+  | { event: 'holding'; sessionId: string; for: 'recovery' | 'permission' | 'jobs' | 'input' }
   | { event: 'released'; sessionId: string; epoch: number }
   /** Stopped on an operating failure: a lost lease, a stale epoch, a broken store. */
   | { event: 'lost'; sessionId: string; error: string }
@@ -46,8 +46,8 @@ export interface WorkerOptions {
 /**
  * Claims sessions that want work (an unsettled activity, or pending input) and have no live owner,
  * runs each until quiet, and releases it when it is idle with nothing pending. Quiet sessions that
- * still want something (a recovery decision, a permission reply, new input after a cancel) stay
- * owned, so the reply or input reaches their actor through the coordinator's catch-up.
+ * still want something (a recovery decision, a permission reply, their background jobs, new input
+ * after a cancel) stay owned, so the reply, result or input reaches their actor.
  *
  * Claims happen in passes, one at a time: at start (after startup discovery), whenever another
  * process commits (the store's change detector, polling `data_version`), when a signal arrives on
@@ -93,8 +93,14 @@ export class Worker {
     this.options.log({ event: 'started', workerId: this.coordinator.ownerId, pid: process.pid, capacity: this.options.capacity });
     this.detach.push(
       store.onAppended((events) => {
-        // Only the owner writes `activity.settled`: every one this store commits is ours.
-        for (const e of events) if (e.type === 'activity.settled') this.options.log({ event: 'settled', sessionId: e.sessionId!, activityId: e.data.activityId, status: e.data.status });
+        let heldMoved = false;
+        for (const e of events) {
+          // Only the owner writes `activity.settled`: every one this store commits is ours.
+          if (e.type === 'activity.settled') this.options.log({ event: 'settled', sessionId: e.sessionId!, activityId: e.data.activityId, status: e.data.status });
+          if (e.sessionId !== null && this.holding.has(e.sessionId)) heldMoved = true;
+        }
+        // A held session wrote something here (a background job settled): run it again if busy.
+        if (heldMoved) this.kick();
       }),
       store.changes.subscribeExternal(() => this.kick()),
       // A wake for a session nobody here owns (an admission elsewhere, over NATS): look now.
@@ -324,10 +330,12 @@ function takenEvent(sessionId: string, actor: SessionActor, before: { held: bool
 }
 
 /** Why a quiet session is kept rather than released; undefined when it is idle with nothing pending. */
-function holdReason(actor: SessionActor): 'recovery' | 'permission' | 'input' | undefined {
+function holdReason(actor: SessionActor): 'recovery' | 'permission' | 'jobs' | 'input' | undefined {
   const snap = actor.snapshot();
   if (snap.value === 'recovering') return 'recovery';
   if (actor.waitingForPermission()) return 'permission';
+  // A background job's completion comes back as the session's input: stay its owner meanwhile.
+  if (actor.unsettledJobs().length > 0) return 'jobs';
   if (stateName(snap.value) === 'idle' && snap.context.parked && (snap.context.steers.length > 0 || snap.context.queued.length > 0)) return 'input';
   return undefined;
 }

@@ -8,6 +8,12 @@ export interface DriveOptions {
   json?: boolean;
   /** Render events after this seq. */
   after: number;
+  /**
+   * Background jobs (DESIGN §6): `wait` (run, prompt) keeps the session until its jobs have
+   * settled and their results were answered; `detach` (the default) releases the session with its
+   * jobs still running, their process groups recorded for the next owner to re-attach.
+   */
+  jobs?: 'wait' | 'detach';
 }
 
 /**
@@ -41,6 +47,8 @@ export async function driveSession(rt: CliRuntime, sessionId: string, options: D
     if (++interrupts > 1) process.exit(EXIT.cancelled);
     const activityId = actor.context().activity?.id;
     if (activityId) store.append({ sessionId, type: 'cancel.requested', data: { activityId, reason: 'Ctrl-C' } });
+    // Waiting for background jobs with no activity running: Ctrl-C cancels the jobs.
+    else for (const jobId of actor.unsettledJobs()) store.append({ sessionId, type: 'cancel.requested', data: { jobId, reason: 'Ctrl-C' } });
   };
   const onTerm = () => {
     // Drain: let in-flight work finish, send nothing new, then release the lease (bounded wait).
@@ -56,6 +64,11 @@ export async function driveSession(rt: CliRuntime, sessionId: string, options: D
   process.on('SIGTERM', onTerm);
   try {
     await coordinator.runUntilQuiet(sessionId);
+    const jobs = actor.unsettledJobs();
+    if (options.jobs === 'wait' && jobs.length > 0 && actor.failure === undefined) {
+      process.stderr.write(`loom: waiting for ${jobs.length} background job${jobs.length === 1 ? '' : 's'} (${jobs.join(', ')}); Ctrl-C cancels them, --detach-jobs leaves them running\n`);
+      await coordinator.runUntilQuiet(sessionId, { jobs: true });
+    }
   } finally {
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
@@ -69,7 +82,11 @@ export async function driveSession(rt: CliRuntime, sessionId: string, options: D
   const recovering = actor.snapshot().value === 'recovering';
   const asking = actor.waitingForPermission();
   // Releasing stops the waiting calls without recording anything: their asks stay pending in the log.
+  const detached = actor.unsettledJobs();
   coordinator.release(sessionId);
+  if (detached.length > 0 && failure === undefined) {
+    process.stderr.write(`loom: ${detached.length} background job${detached.length === 1 ? '' : 's'} left running (${detached.join(', ')}); the next owner of ${sessionId} re-attaches them; see loom jobs ${sessionId}\n`);
+  }
   if (failure !== undefined) throw failure;
   if (recovering) {
     process.stderr.write(`loom: session ${sessionId} is waiting for a recovery decision: loom recover ${sessionId} --retry|--abandon\n`);

@@ -42,6 +42,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--detach', 'create the session and admit TEXT, then return: a `loom worker` runs it')
     .addOption(permission())
     .addOption(attach())
+    .option('--detach-jobs', 'do not wait for background jobs: leave them running for the next owner')
     .action(async (text: string[], opts) => set(await (await import('./commands/run.js')).runCommand(text.join(' '), opts)));
 
   program
@@ -57,6 +58,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--detach', 'admit and return without running the session here: a `loom worker` (or its live owner) runs it')
     .addOption(permission())
     .addOption(attach())
+    .option('--detach-jobs', 'when running the session here, do not wait for its background jobs')
     .action(async (id: string, text: string[], opts) => set(await (await import('./commands/prompt.js')).promptCommand(id, text.join(' '), opts)));
 
   const session = program.command('session').description('list and show sessions');
@@ -126,6 +128,18 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (id: string, request: string | undefined, reply: string | undefined, opts) =>
       set(await (await import('./commands/permit.js')).permitCommand(id, request, reply, opts)),
     );
+  const jobs = program
+    .command('jobs')
+    .description('list background jobs (of session ID, or of every session), with their status')
+    .argument('[id]', 'session id (or a unique prefix)')
+    .option('--json', 'one JSON object per line')
+    .action(async (id: string | undefined, opts) => set(await (await import('./commands/jobs.js')).jobsList(id, opts)));
+  jobs
+    .command('cancel')
+    .description('stop background job JOB (its whole process group); its owner, or this process when there is none, settles it cancelled')
+    .argument('<job>', 'job id (or a unique prefix)')
+    .addOption(permission())
+    .action(async (job: string, opts) => set(await (await import('./commands/jobs.js')).jobsCancel(job, opts)));
 
   program
     .command('worker')

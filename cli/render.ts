@@ -56,6 +56,12 @@ export function createHumanRenderer(out: NodeJS.WritableStream, info: NodeJS.Wri
         case 'activity.settled':
           line(`■ activity ${e.data.status}${e.data.reason ? `: ${e.data.reason}` : ''} (${e.data.turns} turn${e.data.turns === 1 ? '' : 's'})`);
           break;
+        case 'job.started':
+          line(`⚙ job ${e.data.jobId} started: ${short(e.data.summary, 100)}`);
+          break;
+        case 'job.settled':
+          line(`⚙ job ${e.data.jobId} ${e.data.status}${e.data.exitCode === undefined ? '' : ` (exit ${e.data.exitCode})`}${e.data.status === 'ok' || !e.data.reason ? '' : `: ${short(e.data.reason, 120)}`}`);
+          break;
         case 'recovery.detected':
           line(`! recovering: ${e.data.reason}`);
           break;

@@ -371,6 +371,66 @@ export const GREP_STDERR_BYTES_MAX = 4 * 1024; // 4 KiB
  */
 export const GREP_BATCH_FILES = 128;
 
+// ---- bash and background jobs (issue 5) --------------------------------------------------------
+
+/** Default running time of a foreground `bash` command. */
+export const BASH_TIMEOUT_DEFAULT_MS = 2 * 60_000; // 2 minutes
+
+/** Longest running time a foreground `bash` call may ask for; longer work belongs in a background job. */
+export const BASH_TIMEOUT_MAX_MS = 10 * 60_000; // 10 minutes
+
+/** Bytes of a `bash` command line; a longer one is a script and belongs in a file. */
+export const BASH_COMMAND_BYTES_MAX = 64 * 1024; // 64 KiB
+
+/**
+ * Output bytes (stdout and stderr interleaved) a foreground `bash` call keeps: the first and the
+ * last half of this; the middle is dropped as it streams and the result says how much. Below
+ * TOOL_OUTPUT_BYTES_MAX so the registry never cuts the exit status line off.
+ */
+export const BASH_OUTPUT_BYTES_MAX = 40 * 1024; // 40 KiB
+
+/** Between SIGTERM and SIGKILL when a process group is stopped: time to exit cleanly. */
+export const PROCESS_KILL_GRACE_MS = 2_000; // 2 seconds
+
+/** After SIGKILL, longest wait for every process of the group to be gone before giving up. */
+export const PROCESS_EXIT_WAIT_MS = 2_000; // 2 seconds
+
+/** How often a stopping process group is checked for members still alive. */
+export const PROCESS_GROUP_POLL_INTERVAL_MS = 25;
+
+/** Entries of /proc scanned to find a process group's members (bounds one scan on a huge host). */
+export const PROC_SCAN_ENTRIES_MAX = 100_000;
+
+/** Default running time of a background job (`bash` or `task` with `background: true`). */
+export const JOB_TIMEOUT_DEFAULT_MS = 30 * 60_000; // 30 minutes
+
+/** Longest running time a background job may ask for; every job has a deadline. */
+export const JOB_TIMEOUT_MAX_MS = 4 * 60 * 60_000; // 4 hours
+
+/** Background jobs running at once per session; a start beyond it fails with a clear error. */
+export const JOBS_RUNNING_PER_SESSION_MAX = 8;
+
+/** How often a job's watcher checks its process and its output file. */
+export const JOB_POLL_INTERVAL_MS = 250;
+
+/** At most one `job.output` event per job per this interval (new output is batched meanwhile). */
+export const JOB_OUTPUT_INTERVAL_MS = 1_000; // 1 second
+
+/** Bytes of output in one `job.output` event; when more arrived, the newest bytes are kept. */
+export const JOB_OUTPUT_EVENT_BYTES_MAX = 4 * 1024; // 4 KiB
+
+/** Bytes of output one job reports in `job.output` events in all; the file keeps everything. */
+export const JOB_OUTPUT_EVENTS_BYTES_MAX = 64 * 1024; // 64 KiB
+
+/** Bytes of a job's output tail in `job.settled` and in the result delivered to the session. */
+export const JOB_OUTPUT_TAIL_BYTES_MAX = 8 * 1024; // 8 KiB
+
+/** Characters of a job's command or prompt summary in `job.started` and in listings. */
+export const JOB_SUMMARY_CHARS_MAX = 500;
+
+/** Jobs `loom jobs` lists at once (newest first). */
+export const JOBS_LIST_MAX = 1_000;
+
 // ---- workers (loom worker) ---------------------------------------------------------------------
 
 /**

@@ -1,5 +1,6 @@
 import { and, assign, enqueueActions, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import type { ActivityStatus, AnyEnvelope, EventData } from '../store/schemas.js';
+import { jobMachine, type JobInput, type JobKind } from './job.machine.js';
 import { toolCallMachine, type ToolCallInput } from './toolCall.machine.js';
 
 /**
@@ -12,7 +13,7 @@ import { toolCallMachine, type ToolCallInput } from './toolCall.machine.js';
  *
  * Pure: no I/O, clock or randomness. Ids are minted by the actions' implementations (actors/).
  */
-export const SESSION_MACHINE_VERSION = 'session@1';
+export const SESSION_MACHINE_VERSION = 'session@2';
 
 export interface CallState {
   tool: string;
@@ -61,6 +62,15 @@ export interface SessionInput {
   idempotentTools: string[];
 }
 
+/** A background job of the session that has not settled (DESIGN §1 "job"). */
+export interface JobRef {
+  kind: JobKind;
+  /** A child actor watches it in this process (false after a restore, until CHECK gives it one). */
+  live: boolean;
+  /** A cancel was recorded; a child spawned later starts by stopping the job. */
+  cancelRequested: boolean;
+}
+
 export interface SessionContext extends SessionInput {
   /** Pending steers and queued inputs, in admission order. */
   steers: string[];
@@ -72,6 +82,8 @@ export interface SessionContext extends SessionInput {
   lastStatus: ActivityStatus | null;
   /** Activities settled so far (an invariant checked by tests: each settles exactly once). */
   settledCount: number;
+  /** Background jobs started and not settled, by job id. They outlive activities; a cancel of an activity leaves them running. */
+  jobs: Record<string, JobRef>;
 }
 
 export type SessionEvent = AnyEnvelope | { type: 'WAKE' } | { type: 'CHECK' };
@@ -92,6 +104,8 @@ const session = setup({
     /** Streams one provider attempt; records everything it observes. Aborted when the state is left. */
     providerTurn: fromPromise<void, { sessionId: string }>(async () => {}),
     toolCall: toolCallMachine,
+    /** One background job; spawned on `job.started` (or after a restore, on CHECK) with the job id as its id. */
+    job: jobMachine,
   },
   actions: {
     /** Records activity.opened, input.assigned for the inputs it takes, and turn.started. */
@@ -243,6 +257,45 @@ const settleToolCall = session.enqueueActions(({ context, event, enqueue }) => {
   if (next) enqueue.sendTo(next, { type: 'START' });
 });
 
+/** A job recorded as started gets its child at once; it is not tied to the activity. */
+const spawnJob = session.enqueueActions(({ context, event, enqueue }) => {
+  const d = data<'job.started'>(event);
+  if (context.jobs[d.jobId]) return;
+  enqueue.assign({ jobs: { ...context.jobs, [d.jobId]: { kind: d.kind, live: true, cancelRequested: false } } });
+  enqueue.spawnChild('job', {
+    id: d.jobId,
+    input: { sessionId: context.sessionId, jobId: d.jobId, kind: d.kind, resumed: false, cancelRequested: false } satisfies JobInput,
+  });
+});
+/** After a restore (CHECK): every unsettled job without a child gets one that inspects what is left (never re-runs it). */
+const resumeJobs = session.enqueueActions(({ context, enqueue }) => {
+  const waiting = Object.entries(context.jobs).filter(([, job]) => !job.live);
+  if (waiting.length === 0) return;
+  const jobs = { ...context.jobs };
+  for (const [jobId, job] of waiting) {
+    jobs[jobId] = { ...job, live: true };
+    enqueue.spawnChild('job', {
+      id: jobId,
+      input: { sessionId: context.sessionId, jobId, kind: job.kind, resumed: true, cancelRequested: job.cancelRequested } satisfies JobInput,
+    });
+  }
+  enqueue.assign({ jobs });
+});
+const cancelJob = session.enqueueActions(({ context, event, enqueue }) => {
+  const jobId = data<'cancel.requested'>(event).jobId!;
+  const job = context.jobs[jobId]!;
+  enqueue.assign({ jobs: { ...context.jobs, [jobId]: { ...job, cancelRequested: true } } });
+  if (job.live) enqueue.sendTo(jobId, { type: 'CANCEL' });
+});
+const settleJob = session.enqueueActions(({ context, event, enqueue }) => {
+  const jobId = data<'job.settled'>(event).jobId;
+  const job = context.jobs[jobId];
+  if (!job) return;
+  const { [jobId]: _settled, ...jobs } = context.jobs;
+  enqueue.assign({ jobs });
+  if (job.live) enqueue.stopChild(jobId);
+});
+
 export const sessionMachine = session.createMachine({
   id: 'session',
   context: ({ input }) => ({
@@ -254,6 +307,7 @@ export const sessionMachine = session.createMachine({
     activity: null,
     lastStatus: null,
     settledCount: 0,
+    jobs: {},
   }),
   initial: 'idle',
   on: {
@@ -299,6 +353,18 @@ export const sessionMachine = session.createMachine({
       })),
     },
     'run.requested': { actions: assign({ runRequested: true, parked: false }) },
+    // Background jobs live beside activities: tracked in every state, never stopped by an activity's end.
+    'job.started': { actions: spawnJob },
+    'job.settled': { actions: settleJob },
+    // A cancel naming a job (an activity cancel is taken by the active state first).
+    'cancel.requested': {
+      guard: ({ context, event }) => {
+        const jobId = data<'cancel.requested'>(event).jobId;
+        return jobId !== undefined && context.jobs[jobId] !== undefined;
+      },
+      actions: cancelJob,
+    },
+    CHECK: { actions: resumeJobs },
     WAKE: { actions: assign({ parked: false }) },
     'activity.settled': {
       target: '.idle',
@@ -371,7 +437,11 @@ export const sessionMachine = session.createMachine({
           {
             guard: 'isCurrentAttempt',
             target: 'settling',
-            actions: ['interruptCalls', stopCalls, {
+            actions: ['interruptCalls', stopCalls,
+              // Inputs the failed activity never sent return to pending (once); the session parks so
+              // they wait for a new input, run or wake instead of failing the same way again at once.
+              assign(({ context }) => ({ parked: context.parked || (context.activity?.unconsumed.length ?? 0) > 0 })),
+              {
               type: 'settleActivity',
               params: ({ event }) => ({ status: 'failed' as const, reason: `${data<'attempt.failed'>(event).error.kind}: ${data<'attempt.failed'>(event).error.message}` }),
             }],

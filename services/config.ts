@@ -115,6 +115,14 @@ export const configV1Schema = z.strictObject({
       restartsMax: z.number().int().min(1).max(CONFIG_RECOVERY_RESTARTS_MAX).optional(),
     })
     .optional(),
+  jobs: z
+    .strictObject({
+      /** How a finished background job's result enters the session: queued (default) or as a steer. */
+      deliver: z.enum(['queue', 'steer']).optional(),
+      /** A job still running when a new owner restores its session: watch it again (default) or stop it. */
+      onRestart: z.enum(['reattach', 'kill']).optional(),
+    })
+    .optional(),
 });
 
 export type ConfigV1 = z.infer<typeof configV1Schema>;
@@ -136,6 +144,7 @@ export interface ResolvedConfig {
   permission: { default?: PermissionAction; rules: PermissionRule[] };
   providers: NonNullable<ConfigV1['providers']>;
   recovery: { autoResume: boolean; retryBudget: number; restartsMax: number };
+  jobs: { deliver: 'queue' | 'steer'; onRestart: 'reattach' | 'kill' };
 }
 
 // ---- migrations --------------------------------------------------------------------------------
@@ -359,6 +368,10 @@ export function resolveConfig(config: ConfigV1): ResolvedConfig {
       autoResume: config.recovery?.autoResume ?? true,
       retryBudget: config.recovery?.retryBudget ?? RECOVERY_RETRY_BUDGET_DEFAULT,
       restartsMax: config.recovery?.restartsMax ?? ACTIVITY_RESTARTS_MAX,
+    },
+    jobs: {
+      deliver: config.jobs?.deliver ?? 'queue',
+      onRestart: config.jobs?.onRestart ?? 'reattach',
     },
   };
 }

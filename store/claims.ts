@@ -10,10 +10,14 @@ export interface ClaimCandidate {
 }
 
 /**
- * "Wants work": an unsettled activity (active or recovering), or an input still pending. A parked
- * session (cancelled, inputs left pending) matches too; the worker remembers those it released.
+ * "Wants work": an unsettled activity (active or recovering), an input still pending, or a
+ * background job still running (left by `--detach-jobs` or a lost owner: its next owner re-attaches
+ * it and delivers its result). A parked session (cancelled, inputs left pending) matches too; a
+ * worker holds those rather than release them.
  */
-const WANTS_WORK = `(s.status != 'idle' OR EXISTS (SELECT 1 FROM session_input i WHERE i.session_id = s.session_id AND i.status = 'pending'))`;
+const WANTS_WORK = `(s.status != 'idle'
+  OR EXISTS (SELECT 1 FROM session_input i WHERE i.session_id = s.session_id AND i.status = 'pending')
+  OR EXISTS (SELECT 1 FROM jobs j WHERE j.status = 'running' AND j.session_id = s.session_id))`;
 
 /**
  * The queries a worker claims sessions with (DESIGN §6). They only find candidates: taking one is

@@ -101,6 +101,8 @@ class OpenWork {
   readonly calls = new Set<string>();
   readonly assigned = new Map<string, string>(); // inputId -> activityId
   readonly modes = new Map<string, 'steer' | 'queue'>();
+  /** Background jobs started and not settled: their processes belong to the source session. */
+  readonly jobs = new Set<string>();
 
   track(e: AnyEnvelope): void {
     switch (e.type) {
@@ -139,6 +141,12 @@ class OpenWork {
       case 'tool.settled':
         this.calls.delete(e.data.callId);
         return;
+      case 'job.started':
+        this.jobs.add(e.data.jobId);
+        return;
+      case 'job.settled':
+        this.jobs.delete(e.data.jobId);
+        return;
       case 'activity.settled':
         if (this.activity?.id === e.data.activityId) this.activity = null;
         if (this.attempt?.activityId === e.data.activityId) this.attempt = null;
@@ -149,11 +157,21 @@ class OpenWork {
   }
 
   /** The events that close the open activity (the same shape the runtime records for a stop). */
-  closing(sessionId: string, epoch: number, atSeq: number): AppendRequest[] {
+  closing(sessionId: string, epoch: number, atSeq: number, sourceId: string): AppendRequest[] {
+    // A job running at the fork point stays with the source (its process is the source's): the fork
+    // records it lost, so no owner of the fork ever watches or stops that process.
+    const out: AppendRequest[] = [...this.jobs].map(
+      (jobId) =>
+        ({
+          sessionId,
+          epoch,
+          type: 'job.settled',
+          data: { jobId, status: 'lost', outputTail: '', outputBytes: 0, reason: `forked at seq ${atSeq}; the job belongs to session ${sourceId}` },
+        }) as AppendRequest,
+    );
     const a = this.activity;
-    if (!a) return [];
+    if (!a) return out;
     const reason = `forked at seq ${atSeq}`;
-    const out: AppendRequest[] = [];
     for (const callId of this.calls) {
       out.push({ sessionId, epoch, type: 'tool.settled', data: { callId, status: 'interrupted', output: 'The tool call was interrupted before it finished: the session was forked at this point.' } });
     }
@@ -239,7 +257,7 @@ export function forkSession(store: Store, sourceId: string, atSeq: number): Fork
       after = page[page.length - 1]!.seq;
     }
     flush();
-    const closing = open.closing(sessionId, epoch, atSeq);
+    const closing = open.closing(sessionId, epoch, atSeq, sourceId);
     const abandonedActivityId = open.activity?.id ?? null;
     if (closing.length > 0) store.append(closing);
     store.owners.release(lease);

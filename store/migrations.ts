@@ -165,6 +165,38 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE session_input ADD COLUMN attachments TEXT;
   `,
+  // 5: the jobs projection (background jobs: bash and task with background: true).
+  `
+  CREATE TABLE jobs (
+    job_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    activity_id TEXT,
+    call_id TEXT,
+    summary TEXT NOT NULL,
+    description TEXT,
+    pid INTEGER,
+    pgid INTEGER,
+    process_start_time INTEGER,
+    output_path TEXT NOT NULL,
+    timeout_ms INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    cancel_requested INTEGER NOT NULL,
+    output_offset INTEGER NOT NULL,
+    output_reported INTEGER NOT NULL,
+    exit_code INTEGER,
+    signal TEXT,
+    reason TEXT,
+    output_tail TEXT,
+    output_bytes INTEGER,
+    settled_at TEXT,
+    started_seq INTEGER NOT NULL,
+    settled_seq INTEGER
+  );
+  CREATE INDEX jobs_session ON jobs (session_id, started_seq);
+  CREATE INDEX jobs_status ON jobs (status, session_id);
+  `,
 ];
 
 /** Tables written only from events; `rebuildProjections` empties and refills exactly these. */
@@ -177,4 +209,5 @@ export const PROJECTION_TABLES = [
   'tool_calls',
   'permission_requests',
   'permission_grants',
+  'jobs',
 ] as const;

@@ -65,6 +65,14 @@ export class Projector {
       toolGet: p('SELECT state FROM tool_calls WHERE call_id = ?'),
       toolStarted: p(`UPDATE tool_calls SET state = 'started' WHERE call_id = ?`),
       toolSettled: p(`UPDATE tool_calls SET state = 'settled', status = ?, output = ?, truncated = ?, settled_seq = ? WHERE call_id = ?`),
+      jobInsert: p(`INSERT INTO jobs (job_id, session_id, kind, activity_id, call_id, summary, description, pid, pgid, process_start_time,
+        output_path, timeout_ms, started_at, status, cancel_requested, output_offset, output_reported, started_seq)
+        VALUES (@jobId, @sessionId, @kind, @activityId, @callId, @summary, @description, @pid, @pgid, @processStartTime,
+        @outputPath, @timeoutMs, @startedAt, 'running', 0, 0, 0, @seq)`),
+      jobGet: p('SELECT status, session_id FROM jobs WHERE job_id = ?'),
+      jobOutput: p('UPDATE jobs SET output_offset = ?, output_reported = output_reported + ? WHERE job_id = ?'),
+      jobSettled: p(`UPDATE jobs SET status = ?, exit_code = ?, signal = ?, reason = ?, output_tail = ?, output_bytes = ?, settled_at = ?, settled_seq = ? WHERE job_id = ?`),
+      jobCancel: p(`UPDATE jobs SET cancel_requested = 1 WHERE job_id = ? AND session_id = ? AND status = 'running'`),
     };
   }
 
@@ -172,6 +180,42 @@ export class Projector {
         s.activityRecovery!.run(e.data.restarts, e.data.activityId);
         s.sessionStatus!.run('recovering', sid);
         return;
+      case 'job.started': {
+        const d = e.data;
+        s.jobInsert!.run({
+          jobId: d.jobId,
+          sessionId: sid,
+          kind: d.kind,
+          activityId: d.activityId ?? null,
+          callId: d.callId ?? null,
+          summary: d.summary,
+          description: d.description ?? null,
+          pid: d.pid ?? null,
+          pgid: d.pgid ?? null,
+          processStartTime: d.processStartTime ?? null,
+          outputPath: d.outputPath,
+          timeoutMs: d.timeoutMs,
+          startedAt: d.startedAt,
+          seq: e.seq,
+        });
+        return;
+      }
+      case 'job.output': {
+        this.requireRunningJob(sid, e.data.jobId);
+        const bytes = Buffer.byteLength(e.data.chunk);
+        s.jobOutput!.run(e.data.offset + bytes, bytes, e.data.jobId);
+        return;
+      }
+      case 'job.settled': {
+        const d = e.data;
+        this.requireRunningJob(sid, d.jobId);
+        s.jobSettled!.run(d.status, d.exitCode ?? null, d.signal ?? null, d.reason ?? null, d.outputTail, d.outputBytes, e.at, e.seq, d.jobId);
+        return;
+      }
+      case 'cancel.requested':
+        // A cancel naming a job that is not running (settled, unknown) no longer matches: ignored.
+        if (e.data.jobId !== undefined) s.jobCancel!.run(e.data.jobId, sid);
+        return;
       case 'recovery.decided':
         // A retry or continue puts a recovering activity back to work; abandon settles it later.
         if (e.data.decision !== 'abandon' && (s.activityStatus!.get(e.data.activityId) as { status: string } | undefined)?.status === 'recovering') {
@@ -200,6 +244,11 @@ export class Projector {
     this.s.inputUpdate!.run(rule.to, activityId, attemptId, seq, inputId);
   }
 
+  private requireRunningJob(sid: string, jobId: string): void {
+    const row = this.s.jobGet!.get(jobId) as { status: string; session_id: string } | undefined;
+    if (!row || row.session_id !== sid || row.status !== 'running') throw new IllegalJobTransitionError(jobId, row?.status ?? null);
+  }
+
   private requireToolState(callId: string, allowed: string[]): void {
     const row = this.s.toolGet!.get(callId) as { state: string } | undefined;
     if (!row || !allowed.includes(row.state)) {
@@ -212,6 +261,14 @@ export class IllegalToolTransitionError extends Error {
   override name = 'IllegalToolTransitionError';
   constructor(readonly callId: string, readonly from: string | null) {
     super(`tool call ${callId} cannot change from ${from ?? 'nowhere (unknown call)'}`);
+  }
+}
+
+/** A job event for a job that is not running in this session (unknown, or settled already: a job settles once). */
+export class IllegalJobTransitionError extends Error {
+  override name = 'IllegalJobTransitionError';
+  constructor(readonly jobId: string, readonly from: string | null) {
+    super(`job ${jobId} cannot change from ${from ?? 'nowhere (unknown job)'}`);
   }
 }
 

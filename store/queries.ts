@@ -52,6 +52,36 @@ export interface ToolCallRow {
   providerMetadata: Record<string, unknown> | undefined;
 }
 
+export interface JobRow {
+  jobId: string;
+  sessionId: string;
+  kind: 'bash' | 'task';
+  activityId: string | null;
+  callId: string | null;
+  summary: string;
+  description: string | null;
+  pid: number | null;
+  pgid: number | null;
+  processStartTime: number | null;
+  outputPath: string;
+  timeoutMs: number;
+  startedAt: string;
+  status: 'running' | 'ok' | 'failed' | 'cancelled' | 'timed_out' | 'lost';
+  cancelRequested: boolean;
+  /** Offset in the output file up to which `job.output` events reported. */
+  outputOffset: number;
+  /** Bytes carried by `job.output` events so far (bounded per job). */
+  outputReported: number;
+  exitCode: number | null;
+  signal: string | null;
+  reason: string | null;
+  outputTail: string | null;
+  outputBytes: number | null;
+  settledAt: string | null;
+  startedSeq: number;
+  settledSeq: number | null;
+}
+
 export interface MessageView {
   messageId: string;
   role: 'user' | 'assistant';
@@ -180,10 +210,49 @@ export class Queries {
     return { exists: m !== undefined, discarded: m?.discarded === 1, finished: m?.finished === 1, partIds: parts.map((p) => p.part_id) };
   }
 
-  /** Sessions with an unsettled activity (active or recovering), oldest first, bounded. */
+  /**
+   * Sessions with unsettled work, oldest first, bounded: an unsettled activity (active or
+   * recovering), or a background job not settled (its owner is gone; a new one re-attaches it).
+   */
   unsettledSessions(limit: number): string[] {
-    const rows = this.prepare(`SELECT session_id FROM sessions WHERE status != 'idle' ORDER BY updated_at LIMIT ?`).all(limit) as { session_id: string }[];
+    const rows = this
+      .prepare(`SELECT session_id FROM sessions WHERE status != 'idle' OR session_id IN (SELECT session_id FROM jobs WHERE status = 'running') ORDER BY updated_at LIMIT ?`)
+      .all(limit) as { session_id: string }[];
     return rows.map((r) => r.session_id);
+  }
+
+  job(jobId: string): JobRow | undefined {
+    const row = this.prepare('SELECT * FROM jobs WHERE job_id = ?').get(jobId) as Record<string, unknown> | undefined;
+    return row && toJob(row);
+  }
+
+  /** Jobs of one session (oldest first), or of every session (newest first); bounded by `limit`. */
+  jobs(sessionId: string | undefined, options: { limit: number; status?: JobRow['status'] }): JobRow[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (sessionId !== undefined) {
+      where.push('session_id = ?');
+      args.push(sessionId);
+    }
+    if (options.status !== undefined) {
+      where.push('status = ?');
+      args.push(options.status);
+    }
+    const order = sessionId !== undefined ? 'started_seq' : 'started_at DESC, job_id DESC';
+    const sql = `SELECT * FROM jobs ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order} LIMIT ?`;
+    return (this.prepare(sql).all(...args, options.limit) as Record<string, unknown>[]).map(toJob);
+  }
+
+  /** Jobs of a session still running (not settled), counted. */
+  runningJobCount(sessionId: string): number {
+    return (this.prepare(`SELECT count(*) AS n FROM jobs WHERE session_id = ? AND status = 'running'`).get(sessionId) as { n: number }).n;
+  }
+
+  /** Finds a job by full id or unique prefix. */
+  resolveJobId(idOrPrefix: string): string | undefined {
+    if (this.job(idOrPrefix)) return idOrPrefix;
+    const rows = this.prepare(`SELECT job_id FROM jobs WHERE job_id LIKE ? || '%' LIMIT 2`).all(idOrPrefix) as { job_id: string }[];
+    return rows.length === 1 ? rows[0]!.job_id : undefined;
   }
 
   /** Every projection table's rows, sorted, for comparisons (rebuild equals live). */
@@ -203,6 +272,11 @@ function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
     else out.set(k, [item]);
   }
   return out;
+}
+
+function toJob(r: Record<string, unknown>): JobRow {
+  const row = mapRow<Omit<JobRow, 'cancelRequested'> & { cancelRequested: number }>(r);
+  return { ...row, cancelRequested: row.cancelRequested === 1 };
 }
 
 function toToolCall(r: Record<string, unknown>): ToolCallRow {

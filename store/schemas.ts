@@ -34,6 +34,10 @@ export type ActivityStatus = z.infer<typeof activityStatus>;
 export const toolStatus = z.enum(['ok', 'error', 'denied', 'interrupted']);
 export type ToolStatus = z.infer<typeof toolStatus>;
 
+/** How a background job ended (DESIGN §1 "job"). `lost`: its process was gone after a restart and left no exit status. */
+export const jobStatus = z.enum(['ok', 'failed', 'cancelled', 'timed_out', 'lost']);
+export type JobStatus = z.infer<typeof jobStatus>;
+
 const usage = z.object({
   inputTokens: z.number().int().nonnegative(),
   outputTokens: z.number().int().nonnegative(),
@@ -249,6 +253,50 @@ export const eventDefinitions = {
       // ambiguous: a request may or may not have reached the provider; safe: nothing was in flight;
       // tools: the stream finished and tool calls were left unsettled; crash_loop: too many restarts.
       classification: z.enum(['ambiguous', 'safe', 'tools', 'crash_loop']).optional(),
+    }),
+  },
+  // ---- background jobs (owner events) ----
+  'job.started': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({
+      jobId: id,
+      kind: z.enum(['bash', 'task']),
+      /** The activity and tool call that started it (absent for jobs started outside a tool call). */
+      activityId: id.optional(),
+      callId: id.optional(),
+      /** The command (bash) or the prompt (task), cut to JOB_SUMMARY_CHARS_MAX characters. */
+      summary: z.string(),
+      description: z.string().optional(),
+      /** The process group leader (bash): its pid, its pgid (= pid) and its start time from /proc (field 22). */
+      pid: z.number().int().positive().optional(),
+      pgid: z.number().int().positive().optional(),
+      processStartTime: z.number().int().nonnegative().optional(),
+      /** Where the job's output goes (written by the process itself); `<jobId>.exit` beside it gets the exit code. */
+      outputPath: z.string().min(1),
+      /** Running-time bound; the deadline is `startedAt + timeoutMs`, re-armed after a restart. */
+      timeoutMs: z.number().int().positive(),
+      startedAt: z.string().min(1),
+    }),
+  },
+  'job.output': {
+    kind: 'owner',
+    version: 1,
+    // Bytes [offset, offset + chunk) of the output file; `skippedBytes` before `offset` were not reported.
+    schema: z.object({ jobId: id, offset: z.number().int().nonnegative(), chunk: z.string(), skippedBytes: z.number().int().nonnegative().optional() }),
+  },
+  'job.settled': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({
+      jobId: id,
+      status: jobStatus,
+      exitCode: z.number().int().optional(),
+      signal: z.string().optional(),
+      /** The last JOB_OUTPUT_TAIL_BYTES_MAX bytes of the output file, and its size. */
+      outputTail: z.string(),
+      outputBytes: z.number().int().nonnegative(),
+      reason: z.string().optional(),
     }),
   },
 

@@ -300,3 +300,27 @@ export class GrepFailedError extends ToolError {
     super(`ripgrep failed: ${detail}`);
   }
 }
+
+// ---- bash and background jobs ----
+
+/** A command could not be started at all (no shell, the directory is gone, out of processes). */
+export class CommandStartError extends ToolError {
+  override name = 'CommandStartError';
+  constructor(
+    readonly tool: string,
+    detail: string,
+  ) {
+    super(`tool "${tool}" could not start its command: ${detail}`);
+  }
+}
+
+/** A session already runs as many background jobs as it may (JOBS_RUNNING_PER_SESSION_MAX). */
+export class JobLimitError extends ToolError {
+  override name = 'JobLimitError';
+  constructor(
+    readonly sessionId: string,
+    readonly limit: number,
+  ) {
+    super(`session ${sessionId} already runs ${limit} background jobs (the limit); wait for one to finish or cancel one (loom jobs cancel JOB)`);
+  }
+}

@@ -32,8 +32,12 @@ export type JobSpec =
   | { kind: 'task'; prompt: string; description?: string; agent?: string; timeoutMs: number };
 
 export interface JobStarter {
-  /** Records `job.started` and starts the job; resolves once it is recorded (not when it ends). */
-  start(spec: JobSpec, ctx: ToolContext): Promise<{ jobId: string; outputPath?: string }>;
+  /**
+   * Starts the job and records `job.started`; resolves once it is recorded (not when it ends) with
+   * the job's id and the file its output goes to (under `$LOOM_HOME/jobs/`). The result reaches the
+   * session later as an input. Throws JobLimitError when the session runs too many jobs.
+   */
+  start(spec: JobSpec, ctx: ToolContext): Promise<{ jobId: string; outputPath: string }>;
 }
 
 export interface SubagentRequest {

@@ -1,3 +1,4 @@
+import { JOBS_RUNNING_PER_SESSION_MAX } from '../../core/limits.js';
 import type { SessionContext } from '../../machines/session.machine.js';
 import { stateName } from '../../machines/stateName.js';
 import { openStore } from '../runtime.js';
@@ -29,7 +30,11 @@ export async function inspectCommand(idArg: string, opts: { json?: boolean }): P
       activity: activity
         ? { activityId: activity.activityId, status: activity.status, turn: context?.activity?.turn ?? activity.turns, turnLimit: activity.turnLimit, turns: activity.turns, restarts: activity.restarts, attemptId: context?.activity?.attemptId ?? null }
         : null,
-      children: calls.filter((c) => c.state !== 'settled').map((c) => ({ id: c.callId, kind: 'toolCall', tool: c.tool, state: asks.some((p) => p.callId === c.callId) ? 'awaitingPermission' : c.state === 'called' ? (context?.activity?.calls[c.callId]?.state ?? 'queued') : 'running' })),
+      children: [
+        ...calls.filter((c) => c.state !== 'settled').map((c) => ({ id: c.callId, kind: 'toolCall', tool: c.tool, state: asks.some((p) => p.callId === c.callId) ? 'awaitingPermission' : c.state === 'called' ? (context?.activity?.calls[c.callId]?.state ?? 'queued') : 'running' })),
+        // Background jobs outlive activities: every unsettled one is a child of the session.
+        ...store.queries.jobs(s.sessionId, { limit: JOBS_RUNNING_PER_SESSION_MAX * 4, status: 'running' }).map((j) => ({ id: j.jobId, kind: 'job', tool: j.kind, state: j.cancelRequested ? 'cancelling' : 'running' })),
+      ],
       inbox: inbox.map((i) => ({ inputId: i.inputId, mode: i.mode, status: i.status, text: i.text })),
       permissions: {
         pending: asks.map((p) => ({ requestId: p.requestId, callId: p.callId, tool: p.tool, pattern: p.pattern, summary: p.summary, askedAt: p.askedAt })),

@@ -16,6 +16,8 @@ export interface PromptOptions {
   attach?: string[];
   /** Admit and return: never run the session here (a worker or the live owner runs it). */
   detach?: boolean;
+  /** Leave background jobs running instead of waiting for them (the next owner re-attaches them). */
+  detachJobs?: boolean;
 }
 
 /**
@@ -50,7 +52,7 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
       await rt.coordinator.transport.wake(sessionId);
       return opts.follow ? await followInput(rt, sessionId, input.inputId, after, opts.json) : EXIT.ok;
     }
-    const code = await driveSession(rt, sessionId, { json: opts.json, after });
+    const code = await driveSession(rt, sessionId, { json: opts.json, after, jobs: opts.detachJobs ? 'detach' : 'wait' });
     if (code !== null) return code;
     if (!opts.follow) return EXIT.ok;
     return await followInput(rt, sessionId, input.inputId, after, opts.json);

@@ -17,6 +17,8 @@ export interface RunOptions {
   attach?: string[];
   /** Create and admit, then return: a `loom worker` runs the session. */
   detach?: boolean;
+  /** Leave background jobs running instead of waiting for them (the next owner re-attaches them). */
+  detachJobs?: boolean;
 }
 
 /**
@@ -41,7 +43,7 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
       await rt.coordinator.transport.wake(sessionId);
       return EXIT.ok;
     }
-    const code = await driveSession(rt, sessionId, { json: opts.json, after: 0 });
+    const code = await driveSession(rt, sessionId, { json: opts.json, after: 0, jobs: opts.detachJobs ? 'detach' : 'wait' });
     if (code !== null) return code;
     // A worker took the new session before this process could: follow its run instead.
     const input = rt.store.inputs(sessionId)[0];

@@ -85,7 +85,9 @@ function describe(e: WorkerEvent): string {
         ? `holding ${e.sessionId}: waiting for a recovery decision (loom recover ${e.sessionId} --retry|--abandon)`
         : e.for === 'permission'
           ? `holding ${e.sessionId}: waiting for a permission reply (loom permit ${e.sessionId})`
-          : `holding ${e.sessionId}: parked after a cancel until new input arrives`;
+          : e.for === 'jobs'
+            ? `holding ${e.sessionId}: waiting for its background jobs (loom jobs ${e.sessionId})`
+            : `holding ${e.sessionId}: parked after a cancel until new input arrives`;
     case 'released':
       return `released ${e.sessionId}`;
     case 'lost':

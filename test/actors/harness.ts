@@ -5,6 +5,7 @@ import { createProviderResolver } from '../../llm/resolve.js';
 import { resolveConfig, type ConfigV1 } from '../../services/config.js';
 import type { AnyEnvelope, Store } from '../../store/index.js';
 import { createDefaultRegistry } from '../../tools/builtin/index.js';
+import type { ToolServices } from '../../tools/types.js';
 import { startScriptedOpenAIServer, type ScriptedTurn } from '../fixtures/scripted-openai-server.js';
 import { onCleanup, tempDir, tempStore } from '../helpers.js';
 
@@ -35,6 +36,8 @@ export interface Harness {
   coordinator: Coordinator;
   sessionId: string;
   location: string;
+  /** `$LOOM_HOME` of the session's tools (job output files live under it). */
+  home: string;
   server: Awaited<ReturnType<typeof startScriptedOpenAIServer>>;
   types(): string[];
   events(): AnyEnvelope[];
@@ -55,6 +58,10 @@ export async function createHarness(options: {
   store?: Store;
   /** Told when a live session stops on an operating failure (see CoordinatorOptions). */
   onSessionFailure?: (sessionId: string, error: unknown) => void;
+  /** Extra services for tools (subagents); background jobs are wired by the coordinator. */
+  toolServices?: ToolServices;
+  /** `$LOOM_HOME` (a fresh temp directory by default). */
+  home?: string;
 } = {}): Promise<Harness> {
   const server = await startScriptedOpenAIServer({ script: options.script ?? [], respond: options.respond });
   onCleanup(() => void server.close());
@@ -63,13 +70,14 @@ export async function createHarness(options: {
   const tools = createDefaultRegistry();
   tools.register(sleepTool);
   tools.register(slowReadTool);
-  const home = tempDir();
+  const home = options.home ?? tempDir();
   const deps = () => ({
     config,
     home,
     tools,
     resolveProvider: createProviderResolver(config, { OPENAI_BASE_URL: server.url }),
     askPermission: options.askPermission,
+    toolServices: options.toolServices,
   });
   const coordinator = new Coordinator({ store, deps, onSessionFailure: options.onSessionFailure });
   onCleanup(() => coordinator.shutdown());
@@ -87,6 +95,7 @@ export async function createHarness(options: {
     coordinator,
     sessionId,
     location,
+    home,
     server,
     events,
     types: () => events().map((e) => e.type).filter((t) => t !== 'text.delta' && t !== 'reasoning.delta'),

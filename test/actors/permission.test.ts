@@ -32,6 +32,16 @@ const pending = (h: Harness) => h.store.queries.permissions.pending(h.sessionId)
 const settled = async (h: Harness) => (await h.waitFor((e) => e.type === 'activity.settled')) as Extract<AnyEnvelope, { type: 'activity.settled' }>;
 
 describe('permissions - durable asks', () => {
+  it('a call to a tool that does not exist asks no one and settles as an error naming the tools there are', async () => {
+    const h = await createHarness({ script: [{ toolCalls: [{ name: 'no_such_tool', arguments: {} }] }, { text: 'done' }] });
+    h.admit('steer', 'go');
+    await h.run();
+    expect(h.types()).not.toContain('permission.asked');
+    const result = of(h.events(), 'tool.settled')[0]!.data;
+    expect(result.status).toBe('error');
+    expect(result.output).toMatch(/Unknown tool "no_such_tool"\. Available tools: read, /);
+  });
+
   it('an ask is recorded with its scope and a summary, and the call waits: the session is waiting for a decision', async () => {
     const h = await startWaiting({ script: [sleeps(5), { text: 'done' }] });
     const actor = h.coordinator.get(h.sessionId)!;

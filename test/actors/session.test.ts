@@ -239,6 +239,30 @@ describe('session actor - provider failures', () => {
     expect(h.store.inputs(h.sessionId, 'consumed')).toHaveLength(1);
   });
 
+  it('an activity that fails before sending its input releases it once and parks: no reopening loop', async () => {
+    const h = await createHarness({ script: [] });
+    const sessionId = h.store.ids.next('ses');
+    // No provider "nowhere" is configured: every attempt fails before anything is dispatched.
+    h.store.append({ sessionId, type: 'session.created', data: { location: h.location, model: 'nowhere/model' } });
+    h.store.admitInput(sessionId, { mode: 'steer', text: 'hello' });
+    h.coordinator.own(sessionId);
+    await h.coordinator.runUntilQuiet(sessionId);
+    const events = h.store.read(sessionId, { after: 0 });
+    expect(of(events, 'activity.opened')).toHaveLength(1);
+    expect(of(events, 'activity.settled')[0]!.data.status).toBe('failed');
+    expect(of(events, 'input.released')).toHaveLength(1);
+    expect(h.store.inputs(sessionId).map((i) => i.status)).toEqual(['pending']);
+    const actor = h.coordinator.get(sessionId)!;
+    expect(actor.context().parked).toBe(true);
+    // A new input un-parks it: both inputs open the next activity together (and fail the same way, once).
+    h.store.admitInput(sessionId, { mode: 'steer', text: 'again' });
+    actor.catchUp();
+    await h.coordinator.runUntilQuiet(sessionId);
+    const after = h.store.read(sessionId, { after: 0 });
+    expect(of(after, 'activity.opened')).toHaveLength(2);
+    expect(of(after, 'activity.opened')[1]!.data.inputIds).toHaveLength(2);
+  });
+
   it('a non-retryable failure (401) settles the activity failed with the reason', async () => {
     const h = await createHarness({ script: [{ status: 401, errorBody: '{"error":{"message":"bad key"}}' }] });
     h.admit('steer', 'x');

@@ -149,7 +149,8 @@ describe('subagents - the task tool', () => {
   });
 
   it('background: true without a jobs service fails with an error naming the missing service', async () => {
-    const h = await subagentHarness({ go: [task('later', { background: true }), { text: 'ok' }] });
+    // A process whose runtime offers no background jobs (the coordinator's own service removed).
+    const h = await createHarness({ respond: respondByConversation({ go: [task('later', { background: true }), { text: 'ok' }] }), config: allowTask, toolServices: { jobs: undefined } });
     h.admit('steer', 'go');
     await h.run();
     const settled = of(h.events(), 'tool.settled')[0]!.data;

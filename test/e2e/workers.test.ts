@@ -23,6 +23,7 @@ import {
   type HomeOptions,
   type LoomProcess,
 } from '../fixtures/torture.js';
+import { startScriptedOpenAIServer, type ScriptedTurn } from '../fixtures/scripted-openai-server.js';
 import { onCleanup, tempDir } from '../helpers.js';
 
 afterEach(() => killAllLoomChildren());
@@ -63,8 +64,8 @@ async function lineOf(workers: { lines: WorkerLine[]; exited(): boolean }[], pre
   }
 }
 
-async function setup(options: HomeOptions & { config?: Record<string, unknown> } = {}) {
-  const server = await startAgentServer();
+async function setup(options: HomeOptions & { config?: Record<string, unknown>; script?: ScriptedTurn[] } = {}) {
+  const server = options.script ? await startScriptedOpenAIServer({ script: options.script, respond: () => ({ text: 'nothing more' }) }) : await startAgentServer();
   onCleanup(() => void server.close());
   const home = tempDir('loom-wk-home-');
   writeHomeConfig(home, options);
@@ -294,6 +295,20 @@ describe('loom worker - sessions spread over several workers', () => {
     expect(events.find((e) => e.type === 'tool.settled')?.data).toMatchObject({ status: 'ok' });
     expect(settledOf(events).map((e) => e.data.status)).toEqual(['completed']);
     expect(taken(a, id)).toHaveLength(1); // held the whole time: never released and taken again
+    await stop(a);
+  });
+
+  it('a background job keeps its session on the worker until the job result is answered', async () => {
+    const background: ScriptedTurn = { toolCalls: [{ name: 'bash', arguments: { command: 'sleep 0.5; echo from-the-job', background: true, description: 'a test job' } }] };
+    const t = await setup({ script: [background, { text: 'Started it.' }, { text: 'The job is done.' }], config: { permission: { rules: [{ tool: 'bash', action: 'allow' }] } } });
+    const a = await t.worker();
+    const id = await t.detach('start a job', {});
+    await a.until((l) => l.event === 'holding' && l.sessionId === id && l.for === 'jobs');
+    await a.until((l) => l.event === 'released' && l.sessionId === id);
+    expect(a.lines.filter((l) => l.sessionId === id).map((l) => l.event)).toEqual(['taken', 'settled', 'holding', 'settled', 'released']);
+    expect(settledOf(t.events(id)).map((e) => e.data.status)).toEqual(['completed', 'completed']);
+    const lastRequest = JSON.stringify(t.server.requests.at(-1)!.body);
+    expect(lastRequest).toContain('from-the-job');
     await stop(a);
   });
 

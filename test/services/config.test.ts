@@ -72,7 +72,17 @@ describe('loadConfig', () => {
       permission: { rules: [] },
       providers: {},
       recovery: { autoResume: true, retryBudget: RECOVERY_RETRY_BUDGET_DEFAULT, restartsMax: ACTIVITY_RESTARTS_MAX },
+      jobs: { deliver: 'queue', onRestart: 'reattach' },
     });
+  });
+
+  it('loadConfig - reads the background-job settings and refuses a value they do not have', async () => {
+    writeProject(`{ "version": 1, "jobs": { "deliver": "steer", "onRestart": "kill" } }`);
+    expect((await loadConfig({ home, location })).config.jobs).toEqual({ deliver: 'steer', onRestart: 'kill' });
+    writeProject(`{ "version": 1, "jobs": { "onRestart": "rerun" } }`);
+    const error = await loadConfig({ home, location }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).field).toBe('jobs.onRestart');
   });
 
   it('loadConfig - lets the project file override the global one, deep-merged', async () => {

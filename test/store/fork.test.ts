@@ -231,6 +231,30 @@ describe('store - fork', () => {
     expect(store.queries.session(sid)!.status).toBe('recovering');
   });
 
+  it('fork - a background job running at the fork point stays with the source: the fork records it lost', () => {
+    const store = tempStore();
+    const sid = store.ids.next('ses');
+    store.append({ sessionId: sid, type: 'session.created', data: { location: '/p', model: 'openai/m' } });
+    const { epoch } = store.owners.acquire(sid, 'owner', 60_000, Date.now())!;
+    const started = (jobId: string) => ({
+      sessionId: sid,
+      epoch,
+      type: 'job.started',
+      data: { jobId, kind: 'bash', summary: 'sleep 100', pid: 4242, pgid: 4242, processStartTime: 7, outputPath: `/h/jobs/${jobId}.out`, timeoutMs: 60_000, startedAt: '2025-01-01T00:00:00.000Z' },
+    }) as AppendRequest;
+    store.append([
+      started('job_running'),
+      started('job_done'),
+      { sessionId: sid, epoch, type: 'job.settled', data: { jobId: 'job_done', status: 'ok', exitCode: 0, outputTail: '', outputBytes: 0 } },
+    ]);
+    const last = store.queries.session(sid)!.lastSeq;
+    const { sessionId } = forkSession(store, sid, last);
+    const forked = eventsOf(store, sessionId);
+    expect(forked.slice(last).map((e) => [e.type, (e.data as { status: string }).status])).toEqual([['job.settled', 'lost']]);
+    expect(store.queries.jobs(sessionId, { limit: 10 }).map((j) => j.status).sort()).toEqual(['lost', 'ok']);
+    expect(store.queries.job('job_running')!.status).toBe('running'); // the source keeps it
+  });
+
   it('fork - refuses a seq outside 1..last, naming it, and an unknown session; nothing is written', async () => {
     const store = tempStore();
     const sessionId = store.ids.next('ses');

@@ -84,7 +84,7 @@ describe('task tool - input, output and failures', () => {
 
   it('background: true starts a job through the jobs service and returns its id at once', async () => {
     const specs: JobSpec[] = [];
-    const jobs = { start: async (spec: JobSpec) => (specs.push(spec), { jobId: 'job_7' }) };
+    const jobs = { start: async (spec: JobSpec) => (specs.push(spec), { jobId: 'job_7', outputPath: '/tmp/job_7.out' }) };
     const registry = createToolRegistry();
     registry.register(taskTool);
     const result = await registry.execute('task', { ...input, background: true }, context({ jobs }));
