@@ -70,6 +70,8 @@ export class Worker {
   private again = false;
   private state: 'new' | 'running' | 'draining' | 'stopped' = 'new';
   private draining: Promise<void> | null = null;
+  private readonly stopping = new AbortController();
+  private discovery: ReturnType<typeof discoverUnsettled> | undefined;
   private readonly hostPrefix = `${hostname()}:`;
 
   constructor(private readonly options: WorkerOptions) {
@@ -118,10 +120,15 @@ export class Worker {
       await this.options.prepare(sessionId);
       before.set(sessionId, store.owners.get(sessionId, store.clock.now()));
     };
-    const report = await discoverUnsettled(this.coordinator, { prepare, max: this.options.capacity });
+    this.discovery = discoverUnsettled(this.coordinator, { prepare, max: this.options.capacity, signal: this.stopping.signal });
+    const report = await this.discovery;
     for (const id of report.owned) {
       const actor = this.coordinator.get(id);
-      if (!actor || this.state !== 'running') continue;
+      if (!actor) continue;
+      if (this.state !== 'running') {
+        this.holding.add(id); // owned by the slice that ran as the drain began: drained with the rest
+        continue;
+      }
       this.options.log(takenEvent(id, actor, before.get(id) ?? null, 'discovery'));
       this.supervise(id);
     }
@@ -297,10 +304,11 @@ export class Worker {
 
   private async drainNow(timeoutMs: number): Promise<void> {
     this.state = 'draining';
+    this.stopping.abort(); // startup discovery stops between slices
     if (this.timer) clearInterval(this.timer);
     const ids = this.owned();
     this.options.log({ event: 'draining', sessions: ids.length });
-    await this.pass;
+    await Promise.all([this.pass, this.discovery?.catch(() => undefined)]);
     const owned = this.owned();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
