@@ -323,14 +323,16 @@ describe('loom worker - sessions spread over several workers', () => {
     const res = await a.done;
     expect(res.code, res.stderr).toBe(0);
     expect(a.lines.filter((l) => l.event === 'released').map((l) => l.sessionId)).toEqual([id]);
-    // The tool in flight finished on the draining worker; the next turn was left to the other one.
-    const before = t.events(id);
-    expect(before.find((e) => e.type === 'tool.settled')?.data).toMatchObject({ status: 'ok' });
-    expect(before.filter((e) => e.type === 'attempt.dispatched')).toHaveLength(1);
     const took = await b.until((l) => l.event === 'taken' && l.sessionId === id);
     expect(took.how).toBe('free');
     await b.until((l) => l.event === 'released' && l.sessionId === id, 30_000);
     const events = t.events(id);
+    // The tool in flight finished on the draining worker; the next turn was left to the other one.
+    const takeover = events.findIndex((e) => e.type === 'recovery.detected');
+    const before = events.slice(0, takeover);
+    expect(before.find((e) => e.type === 'tool.settled')?.data).toMatchObject({ status: 'ok' });
+    expect(before.filter((e) => e.type === 'attempt.dispatched')).toHaveLength(1);
+    expect(before.at(-1)?.type).toBe('turn.started'); // started, never dispatched
     expect(events.find((e) => e.type === 'recovery.detected')?.data).toMatchObject({ classification: 'safe' });
     expect(settledOf(events).map((e) => e.data.status)).toEqual(['completed']);
     await stop(b);
