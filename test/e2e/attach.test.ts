@@ -5,15 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startScriptedOpenAIServer, type ScriptedTurn } from '../fixtures/scripted-openai-server.js';
-import { spawnLoom } from '../fixtures/torture.js';
 import { onCleanup, tempDir } from '../helpers.js';
+import { runLoom as loom } from './loom.js';
 
-/** A real `loom` process, killed after the test. */
-function loom(args: string[], env: NodeJS.ProcessEnv) {
-  const p = spawnLoom(args, env);
-  onCleanup(() => void p.kill());
-  return p.done;
-}
 
 async function setup(script: ScriptedTurn[]) {
   const server = await startScriptedOpenAIServer({ script });

@@ -59,7 +59,7 @@ async function setup(options: HomeOptions = {}) {
     scan: (failpoint = '') => cmd(['recover', '--scan'], failpoint),
     async events(id: string): Promise<Ev[]> {
       const r = await cmd(['tail', id, '--json']);
-      expect(r.code).toBe(0);
+      expect(r.code, `loom tail failed: ${r.stderr}`).toBe(0);
       return r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Ev).filter((e) => e.type !== 'text.delta');
     },
     async inspect(id: string): Promise<any> {

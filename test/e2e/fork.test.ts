@@ -1,20 +1,8 @@
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startScriptedOpenAIServer } from '../fixtures/scripted-openai-server.js';
 import { onCleanup, tempDir } from '../helpers.js';
+import { runLoom as loom } from './loom.js';
 
-const LOOM = join(import.meta.dirname, '..', '..', 'bin', 'loom.js');
-
-function loom(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [LOOM, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  onCleanup(() => child.exitCode === null && child.kill('SIGKILL'));
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-}
 
 type Message = { role: string; content: string | null };
 const messagesOf = (body: unknown) => (body as { messages: Message[] }).messages.filter((m) => m.role !== 'system').map((m) => [m.role, m.content]);

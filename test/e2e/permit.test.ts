@@ -2,15 +2,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startScriptedOpenAIServer, type ScriptedTurn } from '../fixtures/scripted-openai-server.js';
-import { spawnLoom } from '../fixtures/torture.js';
 import { onCleanup, tempDir } from '../helpers.js';
+import { runLoom as loom } from './loom.js';
 
-/** A real `loom` process (stdin is not a terminal), killed after the test. */
-async function loom(args: string[], env: NodeJS.ProcessEnv) {
-  const p = spawnLoom(args, env);
-  onCleanup(() => void p.kill());
-  return p.done;
-}
 
 /** A scripted model and a session directory whose project config makes `read` ask. */
 async function setup(script: ScriptedTurn[]) {

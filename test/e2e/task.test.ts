@@ -3,14 +3,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startScriptedOpenAIServer } from '../fixtures/scripted-openai-server.js';
 import { firstUserMessage, respondByConversation } from '../fixtures/scripted-routes.js';
-import { spawnLoom } from '../fixtures/torture.js';
 import { onCleanup, tempDir } from '../helpers.js';
+import { runLoom as loom } from './loom.js';
 
-function loom(args: string[], env: NodeJS.ProcessEnv) {
-  const p = spawnLoom(args, env);
-  onCleanup(() => void p.kill());
-  return p.done;
-}
 
 describe('loom CLI - the task tool (real processes)', () => {
   it('loom run - a task call runs a subagent session whose answer reaches the parent; session ls and show know the child', async () => {

@@ -5,14 +5,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startScriptedOpenAIServer, type ScriptedTurn } from '../fixtures/scripted-openai-server.js';
 import { respondByConversation } from '../fixtures/scripted-routes.js';
-import { spawnLoom } from '../fixtures/torture.js';
 import { onCleanup, tempDir } from '../helpers.js';
+import { runLoom as loom } from './loom.js';
 
-function loom(args: string[], env: NodeJS.ProcessEnv) {
-  const p = spawnLoom(args, env);
-  onCleanup(() => void p.kill());
-  return p.done;
-}
 
 /** A local page for webfetch. */
 async function startPage(): Promise<string> {

@@ -77,8 +77,8 @@ describe('bash tool', () => {
   });
 
   it('bash - keeps the head and the tail of long output and says how much was cut', async () => {
-    // 200,000 numbered lines (~1.3 MB) through a bounded capture.
-    const r = await run({ command: 'seq 1 200000' });
+    // 200,000 numbered lines (~1.3 MB) through a bounded capture (the tool itself, before the registry's preview).
+    const r = await bashTool.execute(bashTool.input.parse({ command: 'seq 1 200000' }), context());
     expect(Buffer.byteLength(r.output)).toBeLessThan(BASH_OUTPUT_BYTES_MAX + 200);
     expect(r.output.startsWith('1\n2\n3\n')).toBe(true);
     expect(r.output).toMatch(/199999\n200000\n\[exit code 0\]$/);
@@ -87,6 +87,15 @@ describe('bash tool', () => {
     expect(Number(cut![2])).toBe(1_288_895); // bytes of `seq 1 200000`
     expect(Number(cut![1])).toBe(1_288_895 - (BASH_OUTPUT_BYTES_MAX - 0)); // head + tail kept exactly
     expect(r.metadata).toMatchObject({ outputBytes: 1_288_895 });
+  });
+
+  it('bash - through the registry, a capture over 2,000 lines reaches the model as a preview whose tail has the exit code', async () => {
+    const ctx = context();
+    const r = await run({ command: 'seq 1 200000' }, ctx);
+    expect(r.truncated).toBe(true);
+    expect(r.output.startsWith('1\n2\n3\n')).toBe(true);
+    expect(r.output).toContain('[exit code 0]');
+    expect(r.output).toContain(join(ctx.home, 'tool-output'));
   });
 
   it('bash - output capture never splits a character around the cut', () => {
