@@ -7,6 +7,7 @@
  */
 import { hostname } from 'node:os';
 import { DRAIN_TIMEOUT_MS, WORKER_CLAIM_BATCH_MAX, WORKER_LOCAL_OWNERS_MAX, WORKER_QUIET_MEMO_MAX, WORKER_SCAN_INTERVAL_MS } from '../core/limits.js';
+import { ownerProcessGone } from '../core/liveness.js';
 import { stateName } from '../machines/stateName.js';
 import { Claims, type ClaimCandidate } from '../store/claims.js';
 import type { Coordinator } from './coordinator.js';
@@ -177,10 +178,7 @@ export class Worker {
   private deadLocalCandidates(now: number): ClaimCandidate[] {
     const out: ClaimCandidate[] = [];
     for (const ownerId of this.claims.liveOwners(this.hostPrefix, now, WORKER_LOCAL_OWNERS_MAX)) {
-      if (ownerId === this.coordinator.ownerId) continue;
-      const pid = Number(ownerId.split(':')[1]);
-      if (!Number.isInteger(pid) || pid === process.pid || processAlive(pid)) continue;
-      out.push(...this.claims.ownedBy(ownerId, WORKER_CLAIM_BATCH_MAX));
+      if (ownerId !== this.coordinator.ownerId && ownerProcessGone(ownerId)) out.push(...this.claims.ownedBy(ownerId, WORKER_CLAIM_BATCH_MAX));
     }
     return out;
   }
@@ -350,13 +348,4 @@ function holdReason(actor: SessionActor): 'recovery' | 'permission' | 'jobs' | '
 
 function message(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

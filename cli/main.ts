@@ -19,7 +19,16 @@ export async function main(argv: string[]): Promise<number> {
     .description('A durable runtime for AI coding-agent sessions')
     .version(VERSION)
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .option('--server <url>', 'talk to a running loom serve at URL (session ls, prompt, tail, cancel, permit); token from LOOM_SERVER_TOKEN or $LOOM_HOME/server-token')
+    .option('--nats <url>', 'carry wakes, cancels and events over the NATS server at URL (default: $LOOM_NATS_URL; unset: in-process only)')
+    .hook('preAction', () => {
+      const nats = program.opts().nats as string | undefined;
+      if (nats !== undefined) process.env.LOOM_NATS_URL = nats;
+    });
+  /** The --server URL, given before or after the command name. */
+  const server = (cmd: Command): string | undefined => cmd.optsWithGlobals().server as string | undefined;
+  const remote = () => import('./commands/remote.js');
 
   const attach = () =>
     new Option('--attach <path-or-url>', 'attach a text file (inside the session directory) or an http(s) URL; repeatable').argParser(
@@ -59,14 +68,20 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(permission())
     .addOption(attach())
     .option('--detach-jobs', 'when running the session here, do not wait for its background jobs')
-    .action(async (id: string, text: string[], opts) => set(await (await import('./commands/prompt.js')).promptCommand(id, text.join(' '), opts)));
+    .action(async (id: string, text: string[], opts, cmd: Command) => {
+      const url = server(cmd);
+      set(await (url ? (await remote()).remotePrompt(url, id, text.join(' '), opts) : (await import('./commands/prompt.js')).promptCommand(id, text.join(' '), opts)));
+    });
 
   const session = program.command('session').description('list and show sessions');
   session
     .command('ls')
     .description('list sessions, newest first')
     .option('--json', 'one JSON object per line')
-    .action(async (opts) => set(await (await import('./commands/session.js')).sessionLs(opts)));
+    .action(async (opts, cmd: Command) => {
+      const url = server(cmd);
+      set(await (url ? (await remote()).remoteSessionLs(url, opts) : (await import('./commands/session.js')).sessionLs(opts)));
+    });
   session
     .command('show')
     .argument('<id>')
@@ -88,7 +103,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--after <seq>', 'start after this seq', '0')
     .option('-f, --follow', 'keep following new events (from any process)')
     .option('--json', 'print JSON envelopes (NDJSON)')
-    .action(async (id: string, opts) => set(await (await import('./commands/tail.js')).tailCommand(id, opts)));
+    .action(async (id: string, opts, cmd: Command) => {
+      const url = server(cmd);
+      set(await (url ? (await remote()).remoteTail(url, id, opts) : (await import('./commands/tail.js')).tailCommand(id, opts)));
+    });
 
   program
     .command('inspect')
@@ -101,7 +119,10 @@ export async function main(argv: string[]): Promise<number> {
     .command('cancel')
     .description('cancel the current activity of session ID')
     .argument('<id>')
-    .action(async (id: string) => set(await (await import('./commands/control.js')).cancelCommand(id)));
+    .action(async (id: string, _opts, cmd: Command) => {
+      const url = server(cmd);
+      set(await (url ? (await remote()).remoteCancel(url, id) : (await import('./commands/control.js')).cancelCommand(id)));
+    });
 
   program
     .command('recover')
@@ -125,9 +146,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--pattern <pattern>', 'with --revoke: only the grant with this pattern')
     .option('--json', 'list as one JSON object; with a reply, print the run\'s events as JSON envelopes')
     .addOption(permission('ask on a TTY, otherwise later asks stay pending'))
-    .action(async (id: string, request: string | undefined, reply: string | undefined, opts) =>
-      set(await (await import('./commands/permit.js')).permitCommand(id, request, reply, opts)),
-    );
+    .action(async (id: string, request: string | undefined, reply: string | undefined, opts, cmd: Command) => {
+      const url = server(cmd);
+      set(await (url ? (await remote()).remotePermit(url, id, request, reply, opts) : (await import('./commands/permit.js')).permitCommand(id, request, reply, opts)));
+    });
   const jobs = program
     .command('jobs')
     .description('list background jobs (of session ID, or of every session), with their status')
@@ -148,6 +170,15 @@ export async function main(argv: string[]): Promise<number> {
     .option('--lease-ttl <ms>', 'owner lease lifetime; a killed worker\'s sessions are taken over after it (at once on the same host)')
     .option('--json', 'one JSON object per line: started, taken, settled, holding, released, lost, failed, draining, stopped')
     .action(async (opts) => set(await (await import('./commands/worker.js')).workerCommand(opts)));
+
+  program
+    .command('serve')
+    .description('serve the HTTP API (sessions, inputs, permissions, jobs, SSE event streams, /doc) until SIGTERM')
+    .option('-p, --port <port>', 'port to listen on (0: any free port)', '4747')
+    .option('-H, --host <host>', 'address to bind; anything but loopback needs LOOM_SERVER_TOKEN or --token-file', '127.0.0.1')
+    .option('--token-file <file>', 'read the bearer token from FILE (mode 0600) instead of $LOOM_HOME/server-token')
+    .option('--allow-host <name>', 'also accept this Host header name (DNS-rebinding check); repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .action(async (opts) => set(await (await import('./commands/serve.js')).serveCommand(opts)));
 
   try {
     await program.parseAsync(argv);

@@ -2,6 +2,7 @@ import { mkdirSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { Coordinator } from '../actors/coordinator.js';
+import { natsUrlFromEnv, startNats, type NatsServices } from '../actors/nats.js';
 import type { PermissionAnswer, PermissionAsk, PermissionAsker } from '../actors/permission.js';
 import { createProviderResolver } from '../llm/resolve.js';
 import { loadConfig, resolveLoomHome, type ResolvedConfig } from '../services/config.js';
@@ -17,7 +18,15 @@ export interface CliRuntime {
   home: string;
   store: Store;
   coordinator: Coordinator;
+  /** Set when LOOM_NATS_URL (or `--nats URL`) names a server: the transport, outbox and owner mirror. */
+  nats?: NatsServices;
   configFor(location: string): Promise<ResolvedConfig>;
+  /**
+   * Tells the session's owner (in any process) to look now: a `wake` after an admission or reply,
+   * a `cancel` after a cancel request. Advisory (the owner also polls); never throws.
+   */
+  signal(kind: 'wake' | 'cancel', sessionId: string): Promise<void>;
+  /** Shuts the coordinator down and closes the store (with NATS: after the outbox has published what was committed, bounded). */
   close(): void;
 }
 
@@ -110,8 +119,13 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<CliRunt
   const tools = createDefaultRegistry();
   for (const tool of testToolsFromEnv()) tools.register(tool);
   const asker = options.durableAsks ? undefined : createAsker(options.permission ?? defaultPermissionMode());
+  const natsUrl = natsUrlFromEnv();
+  const nats = natsUrl
+    ? startNats({ store, url: natsUrl, name: `loom ${process.argv[2] ?? ''} ${process.pid}`.replace(/\s+/g, ' '), onError: debugNats })
+    : undefined;
   const coordinator = new Coordinator({
     store,
+    transport: nats?.transport,
     leaseTtlMs: options.leaseTtlMs,
     onSessionFailure: options.onSessionFailure,
     deps: (sessionId) => {
@@ -132,12 +146,26 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<CliRunt
     home,
     store,
     coordinator,
+    nats,
     configFor,
+    async signal(kind, sessionId) {
+      try {
+        await (kind === 'wake' ? coordinator.transport.wake(sessionId) : coordinator.transport.cancel(sessionId));
+      } catch (error) {
+        debugNats(error); // the owner notices by polling instead
+      }
+    },
     close() {
       coordinator.shutdown();
-      store.close();
+      if (!nats) return store.close();
+      // The process stays alive until the outbox has published what this command committed.
+      void nats.close().finally(() => store.close());
     },
   };
+}
+
+function debugNats(error: unknown): void {
+  if (process.env.LOOM_DEBUG) process.stderr.write(`loom: nats: ${(error as Error)?.message ?? String(error)}\n`);
 }
 
 /** The real path of a directory a session will be confined to. */

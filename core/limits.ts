@@ -431,6 +431,169 @@ export const JOB_SUMMARY_CHARS_MAX = 500;
 /** Jobs `loom jobs` lists at once (newest first). */
 export const JOBS_LIST_MAX = 1_000;
 
+// ---- HTTP server, SSE and SDK (issue 7, api) ----
+
+/** Port `loom serve` listens on when --port is not given. */
+export const SERVER_PORT_DEFAULT = 4747;
+
+/** Bytes of a request body; larger bodies get 413 before they are read. Room for the largest input with attachments. */
+export const HTTP_BODY_BYTES_MAX = 2 * 1024 * 1024; // 2 MiB
+
+/** Longest time to receive one request's headers and body (slowloris); SSE responses are not bounded by it. */
+export const HTTP_REQUEST_TIMEOUT_MS = 30_000; // 30 seconds
+
+/** Random bytes in a generated server token (hex-encoded in $LOOM_HOME/server-token). */
+export const SERVER_TOKEN_BYTES = 32;
+
+/** Events one `GET /sessions/:id/events` page returns at most (the `limit` query is capped by it). */
+export const HTTP_EVENTS_PAGE_MAX = 1_000;
+
+/** Sessions `GET /sessions` lists at most (newest first). */
+export const HTTP_SESSIONS_LIST_MAX = 1_000;
+
+/** A comment frame is written this often on an idle SSE stream, so proxies and clients see it is alive. */
+export const SSE_HEARTBEAT_INTERVAL_MS = 15_000; // 15 seconds
+
+/**
+ * Events waiting to be written to one SSE connection. A consumer that falls this far behind is
+ * closed cleanly (a final comment names its cursor); it resumes from `Last-Event-ID` with nothing lost.
+ */
+export const SSE_CONNECTION_BUFFER_EVENTS_MAX = 5_000;
+
+/** Bytes of frames waiting for one SSE connection; past it the connection is closed like above. */
+export const SSE_CONNECTION_BUFFER_BYTES_MAX = 8 * 1024 * 1024; // 8 MiB
+
+/** SSE connections one server holds at once; one more gets 503. */
+export const SSE_CONNECTIONS_MAX = 1_000;
+
+/** Events the server's event hub reads from SQLite per page when it fans new events out. */
+export const SSE_HUB_PAGE_EVENTS = 500;
+
+/** Sessions `loom serve` runs at once from HTTP requests; one more admission still commits and waits for a slot. */
+export const SERVER_RUNNING_SESSIONS_MAX = 256;
+
+/** The SDK's timeout for one non-streaming request. */
+export const SDK_REQUEST_TIMEOUT_MS = 30_000; // 30 seconds
+
+/** Reconnections the SDK's event iterator makes in a row without receiving an event before it gives up. */
+export const SDK_SSE_RECONNECTS_MAX = 10;
+
+/** Wait before the SDK's event iterator reconnects (doubled per failure, capped at 10×). */
+export const SDK_SSE_RECONNECT_DELAY_MS = 250;
+
+// ---- inspector page (issue 7, inspector) ----
+
+/** Timeline rows the inspector page keeps; older rows are dropped first (the log keeps everything). */
+export const INSPECTOR_TIMELINE_ROWS_MAX = 2_000;
+
+/** Events the page loads when a session is opened (the newest ones); the SSE stream continues from there. */
+export const INSPECTOR_HISTORY_EVENTS_MAX = 500;
+
+/** At most one refresh of a session's state (and one of the session list) per this interval while events stream in. */
+export const INSPECTOR_REFRESH_INTERVAL_MS = 250;
+
+/** Characters of an event's data shown on its timeline row; the whole event opens on click. */
+export const INSPECTOR_EVENT_PREVIEW_CHARS_MAX = 240;
+
+/** Bytes of one inspector asset served from disk (the bundle is far smaller; a bigger file is a build mistake). */
+export const INSPECTOR_ASSET_BYTES_MAX = 4 * 1024 * 1024; // 4 MiB
+
+// ---- NATS transport, outbox, owner mirror (issue 6) --------------------------------------------
+
+/** One attempt to open a NATS connection; a refused loopback connection fails far sooner. */
+export const NATS_CONNECT_TIMEOUT_MS = 2_000; // 2 seconds
+
+/**
+ * Wait between reconnect attempts once connected (the client reconnects forever), and the first
+ * step of the backoff between initial connect attempts. Short: the server is usually on loopback.
+ */
+export const NATS_RECONNECT_WAIT_MS = 250;
+
+/** Cap of the backoff between initial connect attempts while the server has never answered. */
+export const NATS_CONNECT_BACKOFF_MAX_MS = 5_000; // 5 seconds
+
+/** Client pings: a server that stops answering is noticed after interval × outstanding. */
+export const NATS_PING_INTERVAL_MS = 10_000; // 10 seconds
+export const NATS_PINGS_OUTSTANDING_MAX = 2;
+
+/** A JetStream publish ack, a stream or KV API call: how long one request may take. */
+export const NATS_REQUEST_TIMEOUT_MS = 5_000; // 5 seconds
+
+/**
+ * How long `wake`/`cancel` wait for a first connection before failing with NatsUnavailableError.
+ * Signals are advisory (the log is the truth, owners also poll), so a CLI never waits long.
+ */
+export const NATS_SIGNAL_WAIT_MS = 1_000; // 1 second
+
+/** JetStream stream LOOM_EVENTS: events older than this are removed (replay from SQLite instead). */
+export const NATS_STREAM_MAX_AGE_MS = 7 * 24 * 60 * 60_000; // 7 days
+
+/** JetStream stream LOOM_EVENTS: the oldest events are discarded beyond this size. */
+export const NATS_STREAM_MAX_BYTES = 1024 * 1024 * 1024; // 1 GiB
+
+/**
+ * The stream's Nats-Msg-Id de-duplication window: a republish after a crash between the ack and
+ * the cursor update is dropped within it (and the publisher reconciles its cursor with the
+ * stream's last message when it takes the lease, which covers longer gaps).
+ */
+export const NATS_STREAM_DUPLICATE_WINDOW_MS = 10 * 60_000; // 10 minutes
+
+/**
+ * Bytes kept free for headers below the server's max_payload. An envelope larger than what is
+ * left is published as a stub with `data: null` and `dataOmitted` (read it from SQLite).
+ */
+export const NATS_HEADERS_RESERVE_BYTES = 1024; // 1 KiB
+
+/** Messages one `subscribe` consumer may have delivered but not yet handled. */
+export const NATS_SUBSCRIBE_PENDING_MAX = 256;
+
+/** Backoff before a failed subscription consumer is created again: doubles from MIN up to MAX. */
+export const NATS_SUBSCRIBE_BACKOFF_MIN_MS = 50;
+export const NATS_SUBSCRIBE_BACKOFF_MAX_MS = 2_000; // 2 seconds
+
+/** Events read from SQLite per outbox page (the page is held in memory while it is published). */
+export const OUTBOX_PAGE_EVENTS = 256;
+
+/** Outbox publishes sent and not yet acknowledged by JetStream. */
+export const OUTBOX_INFLIGHT_MAX = 64;
+
+/** The outbox publisher lease (one publisher per database); renewed every OUTBOX_RENEW_INTERVAL_MS. */
+export const OUTBOX_LEASE_TTL_MS = 10_000; // 10 seconds
+export const OUTBOX_RENEW_INTERVAL_MS = 3_000; // 3 seconds
+
+/** Retry backoff of the outbox while NATS is down or refuses: doubles from MIN up to MAX. */
+export const OUTBOX_RETRY_BACKOFF_MIN_MS = 100;
+export const OUTBOX_RETRY_BACKOFF_MAX_MS = 5_000; // 5 seconds
+
+/** How long a closing process keeps publishing what it committed before it leaves the rest to the next publisher. */
+export const OUTBOX_DRAIN_TIMEOUT_MS = 5_000; // 5 seconds
+
+/**
+ * KV bucket loom_owners: an entry not written for this long expires (an owner renews every few
+ * seconds, so only abandoned entries expire). nats-server 2.9 sends no watch event on expiry.
+ */
+export const OWNERS_KV_TTL_MS = 60_000; // 1 minute
+
+/** Entries `OwnerMirror.list` returns at most. */
+export const OWNERS_KV_LIST_MAX = 10_000;
+
+/** Events a NATS-fed tail holds before yielding them; beyond it, it drops them and reads SQLite. */
+export const NATS_TAIL_BUFFER_EVENTS_MAX = 1_000;
+
+/**
+ * How often a NATS-fed tail still polls SQLite while NATS is connected (it polls every
+ * CHANGE_POLL_INTERVAL_MS while it is not): events from a process that publishes to no NATS
+ * still arrive, this much later.
+ */
+export const NATS_TAIL_FALLBACK_POLL_MS = 1_000; // 1 second
+
+/**
+ * Lifetime of one pull request of a `subscribe` consumer (heartbeats come every half of it): after
+ * a server restart the consumer notices it is gone within about this long and is made again.
+ * nats.js's minimum is 1 second.
+ */
+export const NATS_CONSUMER_EXPIRES_MS = 2_000; // 2 seconds
+
 // ---- workers (loom worker) ---------------------------------------------------------------------
 
 /**

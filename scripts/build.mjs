@@ -1,6 +1,7 @@
 // Builds dist/: tsc compiles every module (tests and child processes import them), then esbuild
 // bundles the CLI into dist/bundle/ (one file per lazily loaded command) so `loom` loads a few
-// files instead of hundreds; better-sqlite3 stays external (a native addon).
+// files instead of hundreds; better-sqlite3 stays external (a native addon). Last, the inspector
+// page's browser bundle goes to dist/inspector-assets/ (app.js, app.css).
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -26,6 +27,18 @@ await build({
   mainFields: ['module', 'main'],
   logLevel: 'warning',
   banner: { js: "import { createRequire as __loomCreateRequire } from 'node:module'; const require = __loomCreateRequire(import.meta.url);" },
+});
+// The inspector page's script and styles (served by server/routes/inspector.ts, no CDN).
+rmSync(join(root, 'dist/inspector-assets'), { recursive: true, force: true });
+await build({
+  entryPoints: [join(root, 'server/inspector/page/app.ts'), join(root, 'server/inspector/page/app.css')],
+  bundle: true,
+  platform: 'browser',
+  format: 'esm',
+  target: ['es2022'],
+  minify: true,
+  outdir: join(root, 'dist/inspector-assets'),
+  logLevel: 'warning',
 });
 if (tsc.status !== 0) {
   console.warn('build: tsc reported type errors; dist/ was emitted anyway');

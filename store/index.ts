@@ -6,3 +6,4 @@ export { openDatabase, LOOM_APPLICATION_ID, SCHEMA_VERSION, schemaVersion } from
 export type { Lease } from './owners.js';
 export { PROJECTION_TABLES } from './migrations.js';
 export * from './permissions.js';
+export * from './outbox.js';

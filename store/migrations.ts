@@ -197,6 +197,20 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX jobs_session ON jobs (session_id, started_seq);
   CREATE INDEX jobs_status ON jobs (status, session_id);
   `,
+  // 6 (issue 6, NATS): the outbox. One row per destination (`nats`): the last gseq it acknowledged
+  // (the cursor), the id naming this database on the wire, and the publisher lease (one publisher per
+  // database; the epoch fences cursor updates). Not a projection: it is not rebuilt from events.
+  `
+  CREATE TABLE outbox (
+    name TEXT PRIMARY KEY,
+    gseq INTEGER NOT NULL,
+    db_id TEXT NOT NULL,
+    owner_id TEXT,
+    epoch INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 /** Tables written only from events; `rebuildProjections` empties and refills exactly these. */

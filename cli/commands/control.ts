@@ -1,4 +1,5 @@
 import { discoverUnsettled } from '../../actors/discovery.js';
+import { ownerProcessGone } from '../../core/liveness.js';
 import { stateName } from '../../machines/stateName.js';
 import type { AppendRequest } from '../../store/index.js';
 import { EXIT, UsageError } from '../exit.js';
@@ -19,8 +20,17 @@ async function requestAndAct(
   try {
     const session = requireSession(rt.store, idArg);
     await rt.configFor(session.location);
+    const owner = rt.store.owners.get(session.sessionId, rt.store.clock.now());
+    const heldElsewhere = owner?.live === true && !ownerProcessGone(owner.ownerId);
     const after = session.lastSeq;
-    rt.store.append(request(session.sessionId, session.activityId));
+    const [recorded] = rt.store.append(request(session.sessionId, session.activityId));
+    await rt.signal(recorded!.type === 'cancel.requested' ? 'cancel' : 'wake', session.sessionId);
+    if (heldElsewhere) {
+      // The live owner acts on it (at once when signalled over NATS, else within a poll) and may
+      // release the session right after: what it does then is its run's output, not this command's.
+      process.stderr.write(`recorded; the live owner of ${session.sessionId} will act on it\n`);
+      return EXIT.ok;
+    }
     const code = await driveSession(rt, session.sessionId, { after });
     if (code === null) process.stderr.write(`recorded; the live owner of ${session.sessionId} will act on it\n`);
     return code ?? EXIT.ok;
@@ -29,7 +39,7 @@ async function requestAndAct(
   }
 }
 
-/** `loom cancel`: cancels the current activity (its owner aborts within one polling interval). */
+/** `loom cancel`: cancels the current activity (its owner aborts within one polling interval, or at once over NATS). */
 export async function cancelCommand(idArg: string): Promise<number> {
   return requestAndAct(idArg, (sessionId, activityId) => {
     if (!activityId) throw new UsageError(`session ${sessionId} has no activity to cancel`);

@@ -54,6 +54,7 @@ async function reply(idArg: string, requestArg: string, answer: PermissionReply,
       throw error;
     }
     process.stderr.write(`recorded ${answer} for ${request.requestId} (${request.tool}) in ${sessionId}\n`);
+    await rt.signal('wake', sessionId);
     const code = await driveSession(rt, sessionId, { after, json: opts.json });
     if (code === null) process.stderr.write(`the live owner of ${sessionId} will act on it\n`);
     return code ?? EXIT.ok;

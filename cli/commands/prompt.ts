@@ -42,16 +42,15 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
       if (session.doubleTexting === 'reject') throw new UsageError(`session ${sessionId} is busy and its policy rejects new input; pass --steer or --queue`);
       if (session.doubleTexting === 'interrupt' && session.activityId) {
         rt.store.append({ sessionId, type: 'cancel.requested', data: { activityId: session.activityId, reason: 'interrupted by a new prompt' } });
+        await rt.signal('cancel', sessionId);
       }
       mode = session.doubleTexting === 'queue' ? 'queue' : 'steer';
     }
     const after = rt.store.queries.session(sessionId)!.lastSeq;
     const { input, admitted } = rt.store.admitInput(sessionId, { mode, text, clientId: opts.clientId, source: 'cli', attachments });
     process.stderr.write(`${admitted ? 'admitted' : 'already admitted'} ${input.mode} ${input.inputId} into ${sessionId}\n`);
-    if (opts.detach) {
-      await rt.coordinator.transport.wake(sessionId);
-      return opts.follow ? await followInput(rt, sessionId, input.inputId, after, opts.json) : EXIT.ok;
-    }
+    if (admitted) await rt.signal('wake', sessionId);
+    if (opts.detach) return opts.follow ? await followInput(rt, sessionId, input.inputId, after, opts.json) : EXIT.ok;
     const code = await driveSession(rt, sessionId, { json: opts.json, after, jobs: opts.detachJobs ? 'detach' : 'wait' });
     if (code !== null) return code;
     if (!opts.follow) return EXIT.ok;

@@ -40,7 +40,7 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
     rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli', attachments });
     process.stderr.write(`session ${sessionId} (${model}) in ${location}\n`);
     if (opts.detach) {
-      await rt.coordinator.transport.wake(sessionId);
+      await rt.signal('wake', sessionId); // over NATS a worker hears it at once; otherwise it polls
       return EXIT.ok;
     }
     const code = await driveSession(rt, sessionId, { json: opts.json, after: 0, jobs: opts.detachJobs ? 'detach' : 'wait' });

@@ -1,3 +1,6 @@
+import { natsUrlFromEnv } from '../../actors/nats.js';
+import { createNatsTransport } from '../../transport/nats/index.js';
+import { natsTail } from '../../transport/nats/tail.js';
 import { UsageError } from '../exit.js';
 import { formatEventLine } from '../render.js';
 import { openStore } from '../runtime.js';
@@ -22,7 +25,19 @@ export async function tailCommand(idArg: string, opts: { after: string; follow?:
     const ac = new AbortController();
     process.once('SIGINT', () => ac.abort());
     process.once('SIGTERM', () => ac.abort());
-    for await (const e of store.tail({ sessionId, after }, { signal: ac.signal })) print(e);
+    const natsUrl = natsUrlFromEnv();
+    if (!natsUrl) {
+      for await (const e of store.tail({ sessionId, after }, { signal: ac.signal })) print(e);
+      return 0;
+    }
+    // With NATS, new events arrive through it at once; SQLite fills any gap and stays the fallback.
+    const transport = createNatsTransport({ url: natsUrl, name: `loom tail ${process.pid}` });
+    try {
+      process.stderr.write(`following ${sessionId} through NATS at ${natsUrl} (SQLite polling as the fallback)\n`);
+      for await (const e of natsTail(store, transport, { sessionId, after }, { signal: ac.signal })) print(e);
+    } finally {
+      await transport.close();
+    }
     return 0;
   } finally {
     store.close();

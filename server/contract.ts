@@ -1,0 +1,328 @@
+/**
+ * The HTTP contract of `loom serve` (DESIGN §7), defined once: each route's method, path,
+ * parameters, body and responses as zod schemas. The server registers its handlers against these
+ * route objects (validation comes from them), `/doc` is generated from them (OpenAPI 3.1), and the
+ * SDK (sdk/) infers its request and response types from them with `import type`, so the three can
+ * never disagree.
+ *
+ * Conventions: bodies are JSON; every error is `{ error: { code, message, field? } }` where a 4xx
+ * about the request names the invalid field (`body.text`, `query.after`, `path.id`, `header.last-event-id`).
+ */
+import { createRoute, z } from '@hono/zod-openapi';
+import { HTTP_EVENTS_PAGE_MAX, HTTP_SESSIONS_LIST_MAX, INPUT_TEXT_BYTES_MAX, PERMISSION_MESSAGE_CHARS_MAX } from '../core/limits.js';
+
+// ---- shared schemas ----------------------------------------------------------------------------
+
+export const ErrorBody = z
+  .object({
+    error: z.object({
+      code: z.string().openapi({ example: 'invalid_request' }),
+      message: z.string(),
+      field: z.string().optional().openapi({ description: 'the invalid field, as `body.text`, `query.after`, `path.id` or `header.NAME`' }),
+    }),
+  })
+  .openapi('Error');
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+/** The event envelope (DESIGN §4), the same in the store, CLI `--json`, SSE and NATS. */
+export const Envelope = z
+  .object({
+    sessionId: z.string().nullable(),
+    seq: z.number().int(),
+    gseq: z.number().int(),
+    type: z.string().openapi({ example: 'tool.called' }),
+    version: z.number().int(),
+    at: z.string(),
+    data: z.any(),
+  })
+  .openapi('Envelope');
+export type Envelope = z.infer<typeof Envelope>;
+
+const idText = z.string().min(1).max(200);
+const sessionIdParam = z.object({
+  id: idText.openapi({ param: { name: 'id', in: 'path' }, example: 'ses_01J...' }),
+});
+const Mode = z.enum(['steer', 'queue']);
+const DoubleTexting = z.enum(['steer', 'queue', 'interrupt', 'reject']);
+
+export const Session = z
+  .object({
+    sessionId: z.string(),
+    location: z.string(),
+    model: z.string(),
+    title: z.string().nullable(),
+    parentId: z.string().nullable(),
+    doubleTexting: DoubleTexting,
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    lastSeq: z.number().int(),
+    status: z.enum(['idle', 'active', 'recovering']),
+    activityId: z.string().nullable(),
+    activities: z.number().int(),
+    lastActivityStatus: z.string().nullable(),
+    turns: z.number().int(),
+    inputTokens: z.number().int(),
+    outputTokens: z.number().int(),
+  })
+  .openapi('Session');
+export type Session = z.infer<typeof Session>;
+
+export const SessionList = z.object({ sessions: z.array(Session) }).openapi('SessionList');
+
+export const Input = z
+  .object({
+    inputId: z.string(),
+    sessionId: z.string(),
+    mode: Mode,
+    status: z.string(),
+    text: z.string(),
+    clientId: z.string().nullable().optional(),
+    activityId: z.string().nullable().optional(),
+  })
+  .openapi('Input');
+
+export const InputResult = z
+  .object({
+    input: Input,
+    admitted: z.boolean().openapi({ description: 'false when an input with the same clientId was admitted before (nothing new was written)' }),
+    policy: z
+      .enum(['steer', 'queue', 'interrupt', 'reject'])
+      .nullable()
+      .openapi({ description: 'the double-texting policy applied (no mode was given and the session was busy), else null' }),
+  })
+  .openapi('InputResult');
+export type InputResult = z.infer<typeof InputResult>;
+
+export const CreateSessionBody = z
+  .object({
+    location: z.string().min(1).max(4096).openapi({ description: 'the directory the session works in (must exist on the server)' }),
+    model: z.string().min(3).max(200).optional().openapi({ example: 'openai/gpt-4o-mini' }),
+    title: z.string().max(500).optional(),
+    doubleTexting: DoubleTexting.optional(),
+    text: z.string().min(1).max(INPUT_TEXT_BYTES_MAX).optional().openapi({ description: 'a first input, admitted with the session' }),
+    mode: Mode.optional(),
+    clientId: z.string().min(1).max(200).optional(),
+  })
+  .strict()
+  .openapi('CreateSession');
+
+export const CreatedSession = z.object({ session: Session, input: Input.nullable() }).openapi('CreatedSession');
+
+export const InputBody = z
+  .object({
+    text: z.string().min(1).max(INPUT_TEXT_BYTES_MAX),
+    mode: Mode.optional().openapi({ description: 'steer or queue; without it a busy session applies its double-texting policy' }),
+    clientId: z.string().min(1).max(200).optional().openapi({ description: 'idempotency key: a second admission with the same id is ignored' }),
+  })
+  .strict()
+  .openapi('InputBody');
+
+export const Accepted = z
+  .object({
+    sessionId: z.string(),
+    seq: z.number().int().openapi({ description: 'the seq of the recorded request event (resume SSE after seq - 1 to see it)' }),
+    runId: z.string().optional(),
+  })
+  .openapi('Accepted');
+
+export const CancelBody = z.object({ reason: z.string().max(1000).optional(), jobId: idText.optional() }).strict().openapi('CancelBody');
+export const RecoveryBody = z.object({ decision: z.enum(['retry', 'abandon']), reason: z.string().max(1000).optional() }).strict().openapi('RecoveryBody');
+
+export const PermissionRequest = z
+  .object({
+    requestId: z.string(),
+    sessionId: z.string(),
+    callId: z.string(),
+    tool: z.string(),
+    pattern: z.string().nullable(),
+    summary: z.string().nullable(),
+    status: z.string(),
+    askedAt: z.string().optional(),
+  })
+  .passthrough()
+  .openapi('PermissionRequest');
+export const PermissionGrant = z.object({ tool: z.string(), pattern: z.string().nullable(), requestId: z.string() }).passthrough().openapi('PermissionGrant');
+export const Permissions = z.object({ sessionId: z.string(), pending: z.array(PermissionRequest), grants: z.array(PermissionGrant) }).openapi('Permissions');
+export const PermissionReplyBody = z
+  .object({ reply: z.enum(['once', 'always', 'reject']), message: z.string().max(PERMISSION_MESSAGE_CHARS_MAX).optional() })
+  .strict()
+  .openapi('PermissionReplyBody');
+export const RevokeBody = z.object({ tool: idText, pattern: z.string().max(4096).optional() }).strict().openapi('RevokeBody');
+export const Revoked = z.object({ sessionId: z.string(), revoked: z.array(PermissionGrant), seq: z.number().int() }).openapi('Revoked');
+
+export const Job = z
+  .object({
+    jobId: z.string(),
+    sessionId: z.string(),
+    kind: z.enum(['bash', 'task']),
+    status: z.string(),
+    summary: z.string(),
+    description: z.string().nullable(),
+    startedAt: z.string(),
+    settledAt: z.string().nullable(),
+    cancelRequested: z.boolean(),
+    exitCode: z.number().int().nullable(),
+    outputPath: z.string(),
+  })
+  .passthrough()
+  .openapi('Job');
+export const JobList = z.object({ jobs: z.array(Job) }).openapi('JobList');
+
+export const SessionState = z
+  .object({
+    sessionId: z.string(),
+    model: z.string(),
+    location: z.string(),
+    state: z.string().openapi({ description: 'the machine state as a dotted path, e.g. providerTurn.streaming' }),
+    stateValue: z.any().openapi({ description: 'the XState state value' }),
+    status: z.string(),
+    snapshotSeq: z.number().int(),
+    lastSeq: z.number().int(),
+    machineVersion: z.string().nullable(),
+    owner: z.object({ ownerId: z.string().nullable(), epoch: z.number().int(), live: z.boolean(), expiresAt: z.string().nullable() }).nullable(),
+    activity: z.any().nullable(),
+    children: z.array(z.object({ id: z.string(), kind: z.string(), tool: z.string(), state: z.string() })),
+    inbox: z.array(z.object({ inputId: z.string(), mode: z.string(), status: z.string(), text: z.string() })),
+    permissions: z.object({ pending: z.array(z.any()), grants: z.array(z.any()) }),
+    jobs: z.array(z.any()),
+    parked: z.boolean(),
+    lastActivityStatus: z.string().nullable(),
+    usage: z.object({ activities: z.number().int(), turns: z.number().int(), inputTokens: z.number().int(), outputTokens: z.number().int() }),
+  })
+  .openapi('SessionState');
+export type SessionState = z.infer<typeof SessionState>;
+
+export const EventsQuery = z.object({
+  after: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().openapi({ param: { name: 'after', in: 'query' }, description: 'return events with seq greater than this' }),
+  limit: z.coerce.number().int().min(1).max(HTTP_EVENTS_PAGE_MAX).optional().openapi({ param: { name: 'limit', in: 'query' } }),
+});
+export const EventsPage = z
+  .object({
+    events: z.array(Envelope),
+    next: z.number().int().openapi({ description: 'the cursor to pass as `after` for the next page' }),
+    more: z.boolean().openapi({ description: 'true when the page was full (more events may follow)' }),
+  })
+  .openapi('EventsPage');
+export type EventsPage = z.infer<typeof EventsPage>;
+
+export const StreamQuery = z.object({
+  after: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().openapi({ param: { name: 'after', in: 'query' }, description: 'resume after this cursor (seq per session, gseq global); Last-Event-ID wins' }),
+});
+
+export const Health = z.object({ ok: z.boolean(), version: z.string(), ownerId: z.string(), liveSessions: z.number().int() }).passthrough().openapi('Health');
+export const Models = z
+  .object({
+    default: z.string(),
+    providers: z.array(z.object({ id: z.string(), configured: z.boolean(), missing: z.array(z.string()), baseURL: z.string().nullable() })),
+  })
+  .openapi('Models');
+export const Config = z.object({ home: z.string(), config: z.any() }).openapi('Config');
+export const MachineDefinition = z.any().openapi('MachineDefinition');
+export const CookieBody = z.object({ token: z.string().min(1).max(1000) }).strict().openapi('CookieBody');
+
+// ---- routes ------------------------------------------------------------------------------------
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
+const body = <T extends z.ZodType>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
+const errors = {
+  400: json(ErrorBody, 'invalid request (the error names the field)'),
+  401: json(ErrorBody, 'missing or wrong token'),
+  404: json(ErrorBody, 'not found'),
+};
+const conflict = { 409: json(ErrorBody, 'the request does not fit the session\'s state') };
+const sse = { content: { 'text/event-stream': { schema: z.string() } }, description: 'SSE frames: `id: <cursor>`, `event: <type>`, `data: <envelope JSON>`' };
+
+export const routes = {
+  health: createRoute({ method: 'get', path: '/health', responses: { 200: json(Health, 'the server is up'), 401: errors[401] } }),
+  authCookie: createRoute({
+    method: 'post',
+    path: '/auth/cookie',
+    request: body(CookieBody),
+    responses: { 204: { description: 'Set-Cookie: loom_session (HttpOnly, SameSite=Strict)' }, 400: errors[400], 401: errors[401] },
+  }),
+  listSessions: createRoute({ method: 'get', path: '/sessions', responses: { 200: json(SessionList, 'sessions, newest first'), 401: errors[401] } }),
+  createSession: createRoute({
+    method: 'post',
+    path: '/sessions',
+    request: body(CreateSessionBody),
+    responses: { 201: json(CreatedSession, 'created (and running when text was given)'), ...errors },
+  }),
+  getSession: createRoute({ method: 'get', path: '/sessions/{id}', request: { params: sessionIdParam }, responses: { 200: json(Session, 'the session'), ...errors } }),
+  getSessionState: createRoute({
+    method: 'get',
+    path: '/sessions/{id}/state',
+    request: { params: sessionIdParam },
+    responses: { 200: json(SessionState, 'machine state, children, inbox, asks, grants, jobs, owner, usage'), ...errors },
+  }),
+  postInput: createRoute({
+    method: 'post',
+    path: '/sessions/{id}/inputs',
+    request: { params: sessionIdParam, ...body(InputBody) },
+    responses: { 202: json(InputResult, 'admitted; the session runs'), ...errors, ...conflict },
+  }),
+  run: createRoute({ method: 'post', path: '/sessions/{id}/run', request: { params: sessionIdParam }, responses: { 202: json(Accepted, 'run.requested recorded'), ...errors } }),
+  wake: createRoute({ method: 'post', path: '/sessions/{id}/wake', request: { params: sessionIdParam }, responses: { 202: json(Accepted, 'woken (advisory)'), ...errors } }),
+  cancel: createRoute({
+    method: 'post',
+    path: '/sessions/{id}/cancel',
+    request: { params: sessionIdParam, body: { content: { 'application/json': { schema: CancelBody } }, required: false } },
+    responses: { 202: json(Accepted, 'cancel.requested recorded'), ...errors, ...conflict },
+  }),
+  recovery: createRoute({
+    method: 'post',
+    path: '/sessions/{id}/recovery',
+    request: { params: sessionIdParam, ...body(RecoveryBody) },
+    responses: { 202: json(Accepted, 'recovery.decided recorded'), ...errors, ...conflict },
+  }),
+  listPermissions: createRoute({
+    method: 'get',
+    path: '/sessions/{id}/permissions',
+    request: { params: sessionIdParam },
+    responses: { 200: json(Permissions, 'pending asks and always grants'), ...errors },
+  }),
+  revokePermission: createRoute({
+    method: 'post',
+    path: '/sessions/{id}/permissions/revoke',
+    request: { params: sessionIdParam, ...body(RevokeBody) },
+    responses: { 200: json(Revoked, 'permission.revoked recorded'), ...errors },
+  }),
+  replyPermission: createRoute({
+    method: 'post',
+    path: '/sessions/{id}/permissions/{requestId}',
+    request: { params: sessionIdParam.extend({ requestId: idText.openapi({ param: { name: 'requestId', in: 'path' } }) }), ...body(PermissionReplyBody) },
+    responses: { 202: json(Accepted, 'permission.replied recorded'), ...errors, ...conflict },
+  }),
+  listJobs: createRoute({ method: 'get', path: '/sessions/{id}/jobs', request: { params: sessionIdParam }, responses: { 200: json(JobList, 'background jobs, oldest first'), ...errors } }),
+  cancelJob: createRoute({
+    method: 'post',
+    path: '/jobs/{jobId}/cancel',
+    request: { params: z.object({ jobId: idText.openapi({ param: { name: 'jobId', in: 'path' } }) }) },
+    responses: { 202: json(Accepted, 'cancel.requested recorded for the job'), ...errors, ...conflict },
+  }),
+  listEvents: createRoute({
+    method: 'get',
+    path: '/sessions/{id}/events',
+    request: { params: sessionIdParam, query: EventsQuery },
+    responses: { 200: json(EventsPage, 'one page of events after `after`'), ...errors },
+  }),
+  sessionStream: createRoute({
+    method: 'get',
+    path: '/sessions/{id}/events/stream',
+    request: { params: sessionIdParam, query: StreamQuery },
+    responses: { 200: sse, ...errors, 503: json(ErrorBody, 'too many SSE connections') },
+  }),
+  globalStream: createRoute({
+    method: 'get',
+    path: '/events/stream',
+    request: { query: StreamQuery },
+    responses: { 200: sse, 400: errors[400], 401: errors[401], 503: json(ErrorBody, 'too many SSE connections') },
+  }),
+  sessionMachine: createRoute({ method: 'get', path: '/machines/session', responses: { 200: json(MachineDefinition, 'the session statechart definition'), 401: errors[401] } }),
+  models: createRoute({ method: 'get', path: '/models', responses: { 200: json(Models, 'the default model and the providers'), 401: errors[401] } }),
+  config: createRoute({ method: 'get', path: '/config', responses: { 200: json(Config, 'the resolved global config, secrets redacted'), 401: errors[401] } }),
+};
+
+export type Routes = typeof routes;
+
+/** The sessions list is capped here (newest first). */
+export const SESSIONS_LIST_LIMIT = HTTP_SESSIONS_LIST_MAX;

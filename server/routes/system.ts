@@ -1,0 +1,54 @@
+import { setCookie } from 'hono/cookie';
+import { createProviderResolver } from '../../llm/resolve.js';
+import { loadConfig } from '../../services/config.js';
+import { DEFAULT_MODEL } from '../../cli/commands/run.js';
+import type { RouteModule } from '../app.js';
+import { AUTH_COOKIE, tokenMatches } from '../auth.js';
+import { routes } from '../contract.js';
+import { ApiError } from '../errors.js';
+
+/** Health, the cookie exchange, models and the resolved config (the statecharts are served by the inspector's routes). */
+export const systemRoutes: RouteModule = {
+  name: 'system',
+  register(app, ctx) {
+    app.openapi(routes.health, (c) =>
+      c.json({ ok: true, version: ctx.version, ownerId: ctx.coordinator.ownerId, liveSessions: ctx.runner.sessions.length }, 200),
+    );
+
+    // The inspector trades the token for a cookie once: a browser's EventSource cannot send headers.
+    app.openapi(routes.authCookie, (c) => {
+      const { token } = c.req.valid('json');
+      if (!tokenMatches(token, ctx.token)) throw new ApiError(401, 'unauthorized', 'wrong token', 'body.token');
+      setCookie(c, AUTH_COOKIE, ctx.token, { httpOnly: true, sameSite: 'Strict', path: '/' });
+      return c.body(null, 204);
+    });
+
+    app.openapi(routes.models, async (c) => {
+      const { config } = await loadConfig({ home: ctx.home });
+      const def = config.model ?? ctx.env.LOOM_MODEL ?? DEFAULT_MODEL;
+      let missing: string[] = [];
+      try {
+        createProviderResolver(config, ctx.env)('openai/probe');
+      } catch (error) {
+        missing = [...((error as { variables?: readonly string[] }).variables ?? ['OPENAI_API_KEY'])];
+      }
+      const baseURL = ctx.env.OPENAI_BASE_URL || config.providers.openai?.baseURL || null;
+      return c.json({ default: def, providers: [{ id: 'openai', configured: missing.length === 0, missing, baseURL }] }, 200);
+    });
+
+    app.openapi(routes.config, async (c) => {
+      const { config } = await loadConfig({ home: ctx.home });
+      return c.json({ home: ctx.home, config: redact(config) }, 200);
+    });
+  },
+};
+
+const SECRET_KEY = /(key|token|secret|password|authorization)/i;
+
+/** A copy of a config with every secret-looking value replaced (API keys, tokens, passwords). */
+export function redact(value: unknown, key = ''): unknown {
+  if (SECRET_KEY.test(key) && value !== undefined && value !== null && typeof value !== 'object') return '[redacted]';
+  if (Array.isArray(value)) return value.map((v) => redact(v));
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, k)]));
+  return value;
+}
