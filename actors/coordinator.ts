@@ -17,6 +17,11 @@ export interface CoordinatorOptions {
   transport?: Transport;
   /** Told when a live session stops on an operating failure (lost lease, broken store). */
   onSessionFailure?: (sessionId: string, error: unknown) => void;
+  /**
+   * Told after a lease is acquired, renewed or released here (to mirror owners elsewhere, e.g.
+   * NATS KV). Best effort and synchronous: it must not throw or block; the SQLite row stays the truth.
+   */
+  onLease?: (kind: 'acquired' | 'renewed' | 'released', lease: Lease) => void;
 }
 
 interface Live {
@@ -112,6 +117,7 @@ export class Coordinator {
     }
     if (actor.failure !== undefined) throw actor.failure;
     this.live.set(sessionId, { actor, lease, renewedAt: store.clock.monotonic() });
+    this.tellLease('acquired', lease);
     this.startBackground();
     return actor;
   }
@@ -157,7 +163,7 @@ export class Coordinator {
     this.live.delete(sessionId);
     entry.actor.stop();
     this.options.store.flushSession(sessionId);
-    this.options.store.owners.release(entry.lease);
+    if (this.options.store.owners.release(entry.lease)) this.tellLease('released', entry.lease);
     if (this.live.size === 0) this.stopBackground();
   }
 
@@ -169,6 +175,14 @@ export class Coordinator {
   }
 
   private seenGseq = 0;
+
+  private tellLease(kind: 'acquired' | 'renewed' | 'released', lease: Lease): void {
+    try {
+      this.options.onLease?.(kind, { ...lease });
+    } catch {
+      // a mirror's failure is not the owner's
+    }
+  }
 
   private catchUpSafely(sessionId: string, knownSeq?: number): void {
     const entry = this.live.get(sessionId);
@@ -245,7 +259,10 @@ export class Coordinator {
       } catch {
         outcome = 'busy'; // try again next tick unless the margin is gone
       }
-      if (outcome === 'renewed') entry.renewedAt = store.clock.monotonic();
+      if (outcome === 'renewed') {
+        entry.renewedAt = store.clock.monotonic();
+        this.tellLease('renewed', entry.lease);
+      }
       else if (outcome === 'lost' || store.clock.monotonic() - entry.renewedAt > stopAfterMs(this.ttl)) {
         this.live.delete(id);
         entry.actor.stop();

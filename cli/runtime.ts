@@ -128,6 +128,10 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<CliRunt
     transport: nats?.transport,
     leaseTtlMs: options.leaseTtlMs,
     onSessionFailure: options.onSessionFailure,
+    // The KV mirror of owners (visibility across processes and machines); SQLite stays the truth.
+    onLease: nats
+      ? (kind, lease) => void (kind === 'released' ? nats.owners.delete(lease.sessionId, lease) : nats.owners.put(lease.sessionId, lease)).catch(debugNats)
+      : undefined,
     deps: (sessionId) => {
       const session = store.queries.session(sessionId)!;
       const config = configs.get(session.location);

@@ -5,6 +5,7 @@
  * NDJSON lines (--json): taken (with the lease epoch), settled, holding, released, lost.
  */
 import Database from 'better-sqlite3';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -23,8 +24,11 @@ import {
   type HomeOptions,
   type LoomProcess,
 } from '../fixtures/torture.js';
+import { startNatsServer } from '../fixtures/nats-server.js';
 import { startScriptedOpenAIServer, type ScriptedTurn } from '../fixtures/scripted-openai-server.js';
-import { onCleanup, tempDir } from '../helpers.js';
+import { DIST, onCleanup, tempDir } from '../helpers.js';
+import { eventually, natsClient, readStream } from '../transport/nats/helpers.js';
+import { createOwnerMirror } from '../../transport/nats/owners.js';
 
 afterEach(() => killAllLoomChildren());
 
@@ -64,13 +68,14 @@ async function lineOf(workers: { lines: WorkerLine[]; exited(): boolean }[], pre
   }
 }
 
-async function setup(options: HomeOptions & { config?: Record<string, unknown>; script?: ScriptedTurn[] } = {}) {
+async function setup(options: HomeOptions & { config?: Record<string, unknown>; script?: ScriptedTurn[]; nats?: boolean } = {}) {
+  const nats = options.nats ? await startNatsServer({ onCleanup }) : undefined;
   const server = options.script ? await startScriptedOpenAIServer({ script: options.script, respond: () => ({ text: 'nothing more' }) }) : await startAgentServer();
   onCleanup(() => void server.close());
   const home = tempDir('loom-wk-home-');
   writeHomeConfig(home, options);
   if (options.config) writeFileSync(join(home, 'config.jsonc'), JSON.stringify({ version: 1, ...options.config }));
-  const env = loomEnv(home, server.url);
+  const env = { ...loomEnv(home, server.url), ...(nats ? { LOOM_NATS_URL: nats.url } : {}) };
   let store: Store | undefined;
   const db = () => (store ??= Store.open(join(home, 'loom.db')));
   onCleanup(() => store?.close());
@@ -96,6 +101,7 @@ async function setup(options: HomeOptions & { config?: Record<string, unknown>; 
 
   return {
     server,
+    nats,
     home,
     env,
     worker,
@@ -110,6 +116,12 @@ async function setup(options: HomeOptions & { config?: Record<string, unknown>; 
       return r.stderr.match(/session (ses_\S+)/)![1]!;
     },
     events: (id: string): AnyEnvelope[] => readAll(db(), id),
+    /** Every session event in the database, in gseq order. */
+    allEvents: (): AnyEnvelope[] => {
+      const out: AnyEnvelope[] = [];
+      for (let page = db().readAll({ afterGseq: 0 }); page.length > 0; page = db().readAll({ afterGseq: page.at(-1)!.gseq })) out.push(...page);
+      return out.filter((e) => e.sessionId !== null);
+    },
     /** Waits until the session's log holds an event matching `predicate`. */
     async waitForEvent(id: string, predicate: (e: AnyEnvelope) => boolean, timeoutMs = 20_000): Promise<AnyEnvelope> {
       const deadline = Date.now() + timeoutMs;
@@ -121,6 +133,20 @@ async function setup(options: HomeOptions & { config?: Record<string, unknown>; 
       }
     },
     invariants: () => checkInvariants(home, { quiet: true, allSettled: true }),
+  };
+}
+
+/** examples/nats-subscriber.js (compiled) from the start of the stream, printing every session event as NDJSON. */
+function subscriber(url: string) {
+  const child = spawn(process.execPath, [join(DIST, 'examples', 'nats-subscriber.js'), '--nats', url, '--json', '--from-start'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  onCleanup(() => void child.kill('SIGKILL'));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  return {
+    events: () => stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as AnyEnvelope),
+    stderr: () => stderr,
   };
 }
 
@@ -159,32 +185,36 @@ async function pauseOutsideTransaction(pid: number, dbPath: string): Promise<voi
   }
 }
 
+/** Two workers of capacity 2 and six sessions of about a second each: the workers must share them. */
+async function spreadOverTwoWorkers(t: Awaited<ReturnType<typeof setup>>): Promise<{ a: WorkerProcess; b: WorkerProcess; ids: string[] }> {
+  const [a, b] = await Promise.all([t.worker(['--capacity', '2']), t.worker(['--capacity', '2'])]);
+  const ids = await Promise.all(Array.from({ length: 6 }, (_, i) => t.detach(`s${i}`, { rounds: 1, probes: 1, probe: 200, text: 120, pace: 15 })));
+  for (const id of ids) await lineOf([a, b], (l) => l.event === 'released' && l.sessionId === id, 30_000);
+  expect(taken(a).length).toBeGreaterThanOrEqual(1);
+  expect(taken(b).length).toBeGreaterThanOrEqual(1);
+  for (const id of ids) {
+    // Exactly one owner: one worker took it, once, and the other never did.
+    const owners = [...taken(a, id), ...taken(b, id)];
+    expect(owners, id).toHaveLength(1);
+    expect(owners[0]).toMatchObject({ how: 'free' });
+    expect(settledOf(t.events(id)).map((e) => e.data.status), id).toEqual(['completed']);
+  }
+  // Never more than `capacity` sessions at once on one worker.
+  for (const w of [a, b]) {
+    let running = 0;
+    for (const l of w.lines) {
+      if (l.event === 'taken') running++;
+      if (l.event === 'released') running--;
+      expect(running).toBeLessThanOrEqual(2);
+    }
+  }
+  return { a, b, ids };
+}
+
 describe('loom worker - sessions spread over several workers', () => {
   it('two workers and one database: each takes some sessions, every session completes under one owner, SIGTERM drains', async () => {
     const t = await setup();
-    const [a, b] = await Promise.all([t.worker(['--capacity', '2']), t.worker(['--capacity', '2'])]);
-    // Six sessions of about a second each: two workers of capacity 2 must share them.
-    const ids = await Promise.all(Array.from({ length: 6 }, (_, i) => t.detach(`s${i}`, { rounds: 1, probes: 1, probe: 200, text: 120, pace: 15 })));
-    for (const id of ids) await lineOf([a, b], (l) => l.event === 'released' && l.sessionId === id, 30_000);
-    expect(taken(a).length).toBeGreaterThanOrEqual(1);
-    expect(taken(b).length).toBeGreaterThanOrEqual(1);
-    for (const id of ids) {
-      // Exactly one owner: one worker took it, once, and the other never did.
-      const owners = [...taken(a, id), ...taken(b, id)];
-      expect(owners, id).toHaveLength(1);
-      expect(owners[0]).toMatchObject({ how: 'free' });
-      const settled = settledOf(t.events(id));
-      expect(settled.map((e) => e.data.status), id).toEqual(['completed']);
-    }
-    // Never more than `capacity` sessions at once on one worker.
-    for (const w of [a, b]) {
-      let running = 0;
-      for (const l of w.lines) {
-        if (l.event === 'taken') running++;
-        if (l.event === 'released') running--;
-        expect(running).toBeLessThanOrEqual(2);
-      }
-    }
+    const { a, b } = await spreadOverTwoWorkers(t);
     await Promise.all([stop(a), stop(b)]);
     expect(t.invariants()).toEqual([]);
   });
@@ -336,5 +366,66 @@ describe('loom worker - sessions spread over several workers', () => {
     expect(settledOf(events).map((e) => e.data.status)).toEqual(['completed']);
     await stop(b);
     expect(t.invariants()).toEqual([]);
+  });
+});
+
+describe('loom worker - with NATS (a real nats-server)', () => {
+  it('two workers sharing one NATS server and one database: sessions spread, each under one owner; the KV mirror shows the owner while it runs', async () => {
+    const t = await setup({ nats: true });
+    const { a, b, ids } = await spreadOverTwoWorkers(t);
+    // Every event reached the stream, once and in order (the outbox publishes from SQLite).
+    await eventually(async () => (await readStream(t.nats!.url)).length === t.allEvents().length, 15_000, 'every event in LOOM_EVENTS');
+    expect((await readStream(t.nats!.url)).map((m) => m.event)).toEqual(t.allEvents());
+    // Released sessions are no longer mirrored as owned.
+    const mirror = createOwnerMirror({ connection: await natsClient(t.nats!.url) });
+    for (const id of ids) expect(await mirror.get(id)).toBeNull();
+    await Promise.all([stop(a), stop(b)]);
+    expect(t.invariants()).toEqual([]);
+  });
+
+  it('a worker owns a detached session while it runs, mirrored in the KV bucket, and removes the entry on release', async () => {
+    const t = await setup({ nats: true });
+    const a = await t.worker();
+    const id = await t.detach('mirrored', { text: 300, pace: 15 });
+    const took = await a.until((l) => l.event === 'taken' && l.sessionId === id);
+    const mirror = createOwnerMirror({ connection: await natsClient(t.nats!.url) });
+    await eventually(async () => (await mirror.get(id))?.epoch === took.epoch, 5_000, 'the owner in the KV mirror');
+    expect(await mirror.get(id)).toMatchObject({ ownerId: a.id, epoch: took.epoch });
+    await a.until((l) => l.event === 'released' && l.sessionId === id);
+    await eventually(async () => (await mirror.get(id)) === null, 5_000, 'the mirror entry removed on release');
+    await stop(a);
+  });
+
+  it('nats-server killed and restarted mid-run under two workers: 0 events lost, every session completes, the example subscriber receives every event once and in order', async () => {
+    const t = await setup({ nats: true });
+    const sub = subscriber(t.nats!.url);
+    const [a, b] = await Promise.all([t.worker(), t.worker()]);
+    const ids = await Promise.all(Array.from({ length: 4 }, (_, i) => t.detach(`n${i}`, { rounds: 1, probes: 1, probe: 100, text: 400, pace: 15 })));
+    await eventually(() => sub.events().length >= 10, 15_000, `the first events at the subscriber (${sub.stderr()})`);
+    await t.nats!.kill();
+    expect(ids.filter((id) => settledOf(t.events(id)).length === 0).length, 'sessions still running when NATS went down').toBeGreaterThan(0);
+    await sleep(500);
+    await t.nats!.restart();
+    for (const id of ids) await lineOf([a, b], (l) => l.event === 'released' && l.sessionId === id, 30_000);
+    for (const id of ids) expect(settledOf(t.events(id)).map((e) => e.data.status), id).toEqual(['completed']);
+    const log = t.allEvents();
+    await eventually(() => sub.events().length >= log.length, 20_000, `every event at the subscriber (${sub.stderr()})`);
+    // Once each and in commit order: exactly the log, in gseq order.
+    expect(sub.events()).toEqual(log);
+    await Promise.all([stop(a), stop(b)]);
+    expect(t.invariants()).toEqual([]);
+  });
+
+  it('loom cancel from a third process reaches the worker over NATS and aborts its run', async () => {
+    const t = await setup({ nats: true });
+    const a = await t.worker();
+    const id = await t.detach('long', { text: 3000, pace: 20 });
+    await a.until((l) => l.event === 'taken' && l.sessionId === id);
+    await t.waitForEvent(id, (e) => e.type === 'text.delta');
+    const cancel = await t.loom(['cancel', id]);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    expect(await a.until((l) => l.event === 'settled' && l.sessionId === id, 5_000)).toMatchObject({ status: 'cancelled' });
+    expect(t.events(id).some((e) => e.type === 'text.done')).toBe(false);
+    await stop(a);
   });
 });
