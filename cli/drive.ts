@@ -3,6 +3,7 @@ import type { AnyEnvelope } from '../store/index.js';
 import { EXIT, exitCodeForStatus } from './exit.js';
 import { createHumanRenderer, createJsonRenderer, type Renderer } from './render.js';
 import type { CliRuntime } from './runtime.js';
+import { ProgressLine } from './style.js';
 
 export interface DriveOptions {
   json?: boolean;
@@ -32,9 +33,19 @@ export async function driveSession(rt: CliRuntime, sessionId: string, options: D
   if (!actor) return null;
   let lastSeq = options.after;
   let lastStatus: string | null = null;
+  // A progress line on a terminal while nothing else shows (cli/style.ts): never with --json or off a TTY.
+  const progress = new ProgressLine(process.stderr, options.json ? { enabled: false } : {});
+  let waitingForJobs = 0;
+  const stopProgress = progress.enabled ? store.onAppended((events) => {
+    for (const e of events) {
+      const text = e.sessionId === sessionId ? progressText(e, waitingForJobs) : undefined;
+      if (text !== undefined) progress.set(text);
+    }
+  }) : () => {};
   const show = (e: AnyEnvelope) => {
     if (e.seq <= lastSeq) return;
     lastSeq = e.seq;
+    progress.clear();
     if (e.type === 'activity.settled') lastStatus = e.data.status;
     render.event(e);
   };
@@ -67,11 +78,15 @@ export async function driveSession(rt: CliRuntime, sessionId: string, options: D
     const jobs = actor.unsettledJobs();
     if (options.jobs === 'wait' && jobs.length > 0 && actor.failure === undefined) {
       process.stderr.write(`loom: waiting for ${jobs.length} background job${jobs.length === 1 ? '' : 's'} (${jobs.join(', ')}); Ctrl-C cancels them, --detach-jobs leaves them running\n`);
+      waitingForJobs = jobs.length;
+      progress.set(`waiting for ${jobs.length} background job${jobs.length === 1 ? '' : 's'}`);
       await coordinator.runUntilQuiet(sessionId, { jobs: true });
     }
   } finally {
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
+    stopProgress();
+    progress.stop();
   }
   const failure = actor.failure;
   store.flushSession(sessionId);
@@ -97,6 +112,30 @@ export async function driveSession(rt: CliRuntime, sessionId: string, options: D
     return EXIT.waiting;
   }
   return exitCodeForStatus(lastStatus);
+}
+
+/**
+ * What the progress line says after `e` committed: waiting for the provider between a dispatch and
+ * its first chunk, for background jobs between activities, nothing otherwise (a permission question
+ * on the terminal must never share its line with a spinner); undefined leaves it as it is.
+ */
+function progressText(e: AnyEnvelope, jobs: number): string | null | undefined {
+  switch (e.type) {
+    case 'attempt.dispatched':
+      return `waiting for ${e.data.model}`;
+    case 'activity.settled':
+      return jobs > 0 ? 'waiting for background jobs' : null;
+    case 'text.delta':
+    case 'reasoning.delta':
+    case 'tool.called':
+    case 'turn.finished':
+    case 'attempt.failed':
+    case 'permission.asked':
+    case 'recovery.detected':
+      return null;
+    default:
+      return undefined; // no change
+  }
 }
 
 /** How to answer the asks a stopped run left pending. */

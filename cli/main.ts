@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Argument, Command, CommanderError, Option } from 'commander';
 import { WORKER_CAPACITY_DEFAULT } from '../core/limits.js';
 import { EXIT, UsageError } from './exit.js';
+import { colorsFor } from './style.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -34,6 +35,13 @@ export async function main(argv: string[]): Promise<number> {
     new Option('--attach <path-or-url>', 'attach a text file (inside the session directory) or an http(s) URL; repeatable').argParser(
       (value: string, previous: string[] = []) => [...previous, value],
     );
+  const doubleTexting = () =>
+    new Option('--double-texting <policy>', 'what a prompt with no --steer/--queue does while the session is busy: steer, queue, interrupt (cancel, then run it) or reject (default: steer)').choices([
+      'steer',
+      'queue',
+      'interrupt',
+      'reject',
+    ]);
   const permission = (defaults = 'ask on a TTY, deny otherwise') =>
     new Option('--permission <mode>', `answer permission asks: allow, deny or ask (ask without a TTY leaves them pending: exit 5) (default: ${defaults})`).choices([
       'allow',
@@ -52,6 +60,7 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(permission())
     .addOption(attach())
     .option('--detach-jobs', 'do not wait for background jobs: leave them running for the next owner')
+    .addOption(doubleTexting())
     .action(async (text: string[], opts) => set(await (await import('./commands/run.js')).runCommand(text.join(' '), opts)));
 
   program
@@ -61,6 +70,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<text...>', 'the input')
     .option('--steer', 'join the current activity at its next safe boundary')
     .option('--queue', 'wait for the current activity to settle, then run (FIFO)')
+    .addHelpText('after', '\nWithout --steer or --queue, a busy session applies its double-texting policy (loom run/session new --double-texting).')
     .option('--follow', 'when another process owns the session, follow its events until this input is answered')
     .option('--json', 'print events as JSON envelopes')
     .option('--client-id <id>', 'idempotency key: a second admission with the same id is ignored')
@@ -73,7 +83,16 @@ export async function main(argv: string[]): Promise<number> {
       set(await (url ? (await remote()).remotePrompt(url, id, text.join(' '), opts) : (await import('./commands/prompt.js')).promptCommand(id, text.join(' '), opts)));
     });
 
-  const session = program.command('session').description('list and show sessions');
+  const session = program.command('session').description('create, list, show, fork, remove, export and import sessions');
+  session
+    .command('new')
+    .description('create a session in DIR without running anything (prompt it to start); prints its id')
+    .option('-m, --model <provider/model>', 'model (default: config "model" or $LOOM_MODEL)')
+    .option('-d, --dir <dir>', 'the directory the session works in', '.')
+    .option('--title <title>', 'a title shown by session ls')
+    .addOption(doubleTexting())
+    .option('--json', 'print the session as one JSON object')
+    .action(async (opts) => set(await (await import('./commands/sessionOps.js')).sessionNew(opts)));
   session
     .command('ls')
     .description('list sessions, newest first')
@@ -84,22 +103,42 @@ export async function main(argv: string[]): Promise<number> {
     });
   session
     .command('show')
-    .argument('<id>')
-    .option('--json')
+    .argument('<id>', 'session id (or a unique prefix)')
+    .option('--json', 'print the session and its conversation as one JSON object')
     .description('show one session and its conversation')
     .action(async (id: string, opts) => set(await (await import('./commands/session.js')).sessionShow(id, opts)));
   session
     .command('fork')
-    .argument('<id>')
+    .argument('<id>', 'session id (or a unique prefix)')
     .requiredOption('--at <seq>', 'the last seq of ID to keep')
     .option('--json', 'print the result as one JSON object')
     .description('make a new session whose history is ID\'s up to SEQ (an activity open there is settled abandoned)')
     .action(async (id: string, opts) => set(await (await import('./commands/fork.js')).sessionFork(id, opts)));
+  session
+    .command('rm')
+    .description('remove session ID: its events, projections, snapshot, owner, jobs, permission rows, saved tool outputs and job files')
+    .argument('<id>', 'session id (or a unique prefix)')
+    .option('--force', 'remove even while a live owner holds it or its background jobs run (their process groups are stopped)')
+    .option('--json', 'print what was removed as one JSON object')
+    .action(async (id: string, opts) => set(await (await import('./commands/sessionOps.js')).sessionRm(id, opts)));
+  session
+    .command('export')
+    .description('write the event log of session ID as NDJSON envelopes (one per line), to stdout or --out FILE')
+    .argument('<id>', 'session id (or a unique prefix)')
+    .option('-o, --out <file>', 'write into FILE (refused if it exists) instead of stdout')
+    .action(async (id: string, opts) => set(await (await import('./commands/sessionOps.js')).sessionExport(id, opts)));
+  session
+    .command('import')
+    .description('replay an exported event log into a new session (fresh ids; every event validated; a bad line is refused by number and nothing is stored)')
+    .argument('<file>', 'an export made by loom session export')
+    .option('-d, --dir <dir>', 'the new session\'s directory instead of the exported one')
+    .option('--json', 'print the result as one JSON object')
+    .action(async (file: string, opts) => set(await (await import('./commands/sessionOps.js')).sessionImport(file, opts)));
 
   program
     .command('tail')
     .description('print the events of session ID')
-    .argument('<id>')
+    .argument('<id>', 'session id (or a unique prefix)')
     .option('--after <seq>', 'start after this seq', '0')
     .option('-f, --follow', 'keep following new events (from any process)')
     .option('--json', 'print JSON envelopes (NDJSON)')
@@ -110,24 +149,26 @@ export async function main(argv: string[]): Promise<number> {
 
   program
     .command('inspect')
-    .description('show the state of session ID: machine state, children, inbox, owner, usage')
-    .argument('<id>')
-    .option('--json')
+    .description('show session ID as a tree: machine state, child actors (tool calls, jobs) with their states, inbox and pending asks; owner and usage')
+    .argument('<id>', 'session id (or a unique prefix)')
+    .option('--json', 'print the state as one JSON object')
     .action(async (id: string, opts) => set(await (await import('./commands/inspect.js')).inspectCommand(id, opts)));
 
   program
     .command('cancel')
     .description('cancel the current activity of session ID')
-    .argument('<id>')
-    .action(async (id: string, _opts, cmd: Command) => {
+    .argument('<id>', 'session id (or a unique prefix)')
+    .option('--json', 'when this process acts on the cancel, print the events as JSON envelopes')
+    .action(async (id: string, opts, cmd: Command) => {
       const url = server(cmd);
-      set(await (url ? (await remote()).remoteCancel(url, id) : (await import('./commands/control.js')).cancelCommand(id)));
+      set(await (url ? (await remote()).remoteCancel(url, id) : (await import('./commands/control.js')).cancelCommand(id, opts)));
     });
 
   program
     .command('recover')
     .description('decide an ambiguous activity of session ID, or --scan for every unsettled session')
-    .argument('[id]')
+    .argument('[id]', 'session id (or a unique prefix)')
+    .option('--json', 'print the events as JSON envelopes (with --scan: one JSON object per session)')
     .option('--scan', 'restore every unsettled session no live owner holds (startup discovery, run now)')
     .option('--abandon', 'settle the activity as abandoned')
     .option('--retry', 'retry the interrupted turn')
@@ -160,6 +201,7 @@ export async function main(argv: string[]): Promise<number> {
     .command('cancel')
     .description('stop background job JOB (its whole process group); its owner, or this process when there is none, settles it cancelled')
     .argument('<job>', 'job id (or a unique prefix)')
+    .option('--json', 'print the events as JSON envelopes')
     .addOption(permission())
     .action(async (job: string, opts) => set(await (await import('./commands/jobs.js')).jobsCancel(job, opts)));
 
@@ -180,6 +222,31 @@ export async function main(argv: string[]): Promise<number> {
     .option('--allow-host <name>', 'also accept this Host header name (DNS-rebinding check); repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .action(async (opts) => set(await (await import('./commands/serve.js')).serveCommand(opts)));
 
+  const db = program.command('db').description('maintain the database in $LOOM_HOME: backup, vacuum, prune (retention)');
+  db.command('backup')
+    .description('copy the database to FILE while Loom runs (SQLite online backup), then check the copy')
+    .argument('<file>', 'the backup file to create (refused if it exists)')
+    .option('--json', 'print the result as one JSON object')
+    .action(async (file: string, opts) => set(await (await import('./commands/db.js')).dbBackup(file, opts)));
+  db.command('vacuum')
+    .description('rebuild the database file without free pages (gives back the space of removed sessions)')
+    .option('--json', 'print the sizes as one JSON object')
+    .action(async (opts) => set(await (await import('./commands/db.js')).dbVacuum(opts)));
+  db.command('prune')
+    .description('apply retention once: remove sessions idle longer than retention.sessionsDays and saved outputs older than retention.toolOutputDays')
+    .option('--dry-run', 'only list what would be removed')
+    .option('--sessions-days <days>', 'instead of config retention.sessionsDays')
+    .option('--tool-output-days <days>', 'instead of config retention.toolOutputDays')
+    .option('--json', 'print the report as one JSON object')
+    .action(async (opts) => set(await (await import('./commands/db.js')).dbPrune(opts)));
+
+  program.addHelpText(
+    'after',
+    '\nExit codes: 0 completed; 1 failed or abandoned; 2 usage, invalid input or missing configuration;\n' +
+      '3 cancelled; 4 a limit reached (turn_limit, budget_exceeded); 5 waiting for a decision (recovery or permission).\n' +
+      'NO_COLOR=1 turns colour off; colour and progress lines appear only on a terminal.',
+  );
+
   try {
     await program.parseAsync(argv);
     return code;
@@ -196,7 +263,7 @@ export async function main(argv: string[]): Promise<number> {
 function reportError(error: unknown): number {
   const e = error as Error & { kind?: string };
   const message = e?.message ?? String(error);
-  process.stderr.write(`loom: ${message}\n`);
+  process.stderr.write(`${colorsFor(process.stderr).red('loom:')} ${message}\n`);
   if (process.env.LOOM_DEBUG && e?.stack) process.stderr.write(`${e.stack}\n`);
   const usage =
     error instanceof UsageError ||

@@ -1,4 +1,5 @@
 import type { AnyEnvelope } from '../store/index.js';
+import { colorsFor, type Colors } from './style.js';
 
 /**
  * Human rendering of a session's events for `run`, `prompt` and `tail`: the answer's text goes to
@@ -13,7 +14,11 @@ export function createJsonRenderer(out: NodeJS.WritableStream): Renderer {
   return { event: (e) => out.write(`${JSON.stringify(e)}\n`), end: () => {} };
 }
 
-export function createHumanRenderer(out: NodeJS.WritableStream, info: NodeJS.WritableStream): Renderer {
+/**
+ * `info` lines are coloured only on a terminal without NO_COLOR (cli/style.ts); the answer's text
+ * is never coloured.
+ */
+export function createHumanRenderer(out: NodeJS.WritableStream, info: NodeJS.WritableStream, c: Colors = colorsFor(info)): Renderer {
   let midLine = false;
   const text = (s: string) => {
     out.write(s);
@@ -33,37 +38,37 @@ export function createHumanRenderer(out: NodeJS.WritableStream, info: NodeJS.Wri
           if (midLine) text('\n');
           break;
         case 'input.admitted':
-          line(`» ${e.data.mode} ${short(e.data.text, 80)}${attachedNames(e.data.attachments)}`);
+          line(c.dim(`» ${e.data.mode} ${short(e.data.text, 80)}${attachedNames(e.data.attachments)}`));
           break;
         case 'input.assigned':
-          line(`» input ${e.data.inputId} joins ${e.data.activityId}`);
+          line(c.dim(`» input ${e.data.inputId} joins ${e.data.activityId}`));
           break;
         case 'tool.called':
-          line(`→ ${e.data.tool}(${short(e.data.input, 100)})`);
+          line(c.cyan(`→ ${e.data.tool}(${short(e.data.input, 100)})`));
           break;
         case 'tool.settled':
-          line(`← ${e.data.status}${e.data.status === 'ok' ? '' : `: ${short(e.data.output, 120)}`}`);
+          line(e.data.status === 'ok' ? c.green('← ok') : c.red(`← ${e.data.status}: ${short(e.data.output, 120)}`));
           break;
         case 'permission.asked':
-          line(`? permission asked for ${e.data.tool}${e.data.summary ? ` ${short(e.data.summary, 100)}` : ''} (${e.data.requestId})`);
+          line(c.yellow(`? permission asked for ${e.data.tool}${e.data.summary ? ` ${short(e.data.summary, 100)}` : ''} (${e.data.requestId})`));
           break;
         case 'permission.replied':
-          line(`? permission ${e.data.reply} (${e.data.requestId})${e.data.message ? `: ${short(e.data.message, 120)}` : ''}`);
+          line(c.yellow(`? permission ${e.data.reply} (${e.data.requestId})${e.data.message ? `: ${short(e.data.message, 120)}` : ''}`));
           break;
         case 'attempt.failed':
-          line(`! attempt failed (${e.data.error.kind}): ${short(e.data.error.message, 200)}${e.data.retryable && !e.data.receivedChunks ? ' — retrying' : ''}`);
+          line(c.red(`! attempt failed (${e.data.error.kind}): ${short(e.data.error.message, 200)}${e.data.retryable && !e.data.receivedChunks ? ' — retrying' : ''}`));
           break;
         case 'activity.settled':
-          line(`■ activity ${e.data.status}${e.data.reason ? `: ${e.data.reason}` : ''} (${e.data.turns} turn${e.data.turns === 1 ? '' : 's'})`);
+          line(statusColor(c, e.data.status)(`■ activity ${e.data.status}${e.data.reason ? `: ${e.data.reason}` : ''} (${e.data.turns} turn${e.data.turns === 1 ? '' : 's'})`));
           break;
         case 'job.started':
-          line(`⚙ job ${e.data.jobId} started: ${short(e.data.summary, 100)}`);
+          line(c.dim(`⚙ job ${e.data.jobId} started: ${short(e.data.summary, 100)}`));
           break;
         case 'job.settled':
-          line(`⚙ job ${e.data.jobId} ${e.data.status}${e.data.exitCode === undefined ? '' : ` (exit ${e.data.exitCode})`}${e.data.status === 'ok' || !e.data.reason ? '' : `: ${short(e.data.reason, 120)}`}`);
+          line(statusColor(c, e.data.status)(`⚙ job ${e.data.jobId} ${e.data.status}${e.data.exitCode === undefined ? '' : ` (exit ${e.data.exitCode})`}${e.data.status === 'ok' || !e.data.reason ? '' : `: ${short(e.data.reason, 120)}`}`));
           break;
         case 'recovery.detected':
-          line(`! recovering: ${e.data.reason}`);
+          line(c.red(`! recovering: ${e.data.reason}`));
           break;
         default:
           break;
@@ -75,10 +80,17 @@ export function createHumanRenderer(out: NodeJS.WritableStream, info: NodeJS.Wri
   };
 }
 
-/** One line per event for `loom tail` without --json. */
-export function formatEventLine(e: AnyEnvelope): string {
+/** One line per event for `loom tail` without --json (the type coloured on a terminal). */
+export function formatEventLine(e: AnyEnvelope, c?: Colors): string {
   const data = JSON.stringify(e.data);
-  return `#${e.seq} ${e.at} ${e.type} ${short(data, 160)}`;
+  return `${c ? c.dim(`#${e.seq} ${e.at}`) : `#${e.seq} ${e.at}`} ${c ? c.cyan(e.type) : e.type} ${short(data, 160)}`;
+}
+
+/** Green for a good end, yellow for a stop someone chose or a limit, red for a failure. */
+export function statusColor(c: Colors, status: string): (s: string) => string {
+  if (status === 'completed' || status === 'ok') return c.green;
+  if (status === 'cancelled' || status === 'turn_limit' || status === 'budget_exceeded' || status === 'abandoned') return c.yellow;
+  return c.red;
 }
 
 function short(s: string, max: number): string {

@@ -431,6 +431,55 @@ export const JOB_SUMMARY_CHARS_MAX = 500;
 /** Jobs `loom jobs` lists at once (newest first). */
 export const JOBS_LIST_MAX = 1_000;
 
+// ---- operations: remove, export/import, retention, metrics, CLI progress (issue 7, ops) --------
+
+/**
+ * Bytes of one line of an export file `loom session import` reads: one envelope, whose data is at
+ * most EVENT_DATA_BYTES_MAX, plus room for the envelope's own fields and JSON escaping. A longer
+ * line cannot be an event this store wrote; it is refused naming the line, before it fills memory.
+ */
+export const IMPORT_LINE_BYTES_MAX = 2 * 4 * 1024 * 1024 + 64 * 1024; // 8 MiB + 64 KiB
+
+/**
+ * Events one import may hold. An import is one transaction (nothing is stored when a line is bad),
+ * so it holds the write lock while it runs: this bounds how long other writers wait.
+ */
+export const IMPORT_EVENTS_MAX = 500_000;
+
+/** Bytes read from an import file per read call. */
+export const IMPORT_READ_CHUNK_BYTES = 256 * 1024; // 256 KiB
+
+/** Sessions one retention pass removes; the rest wait for the next pass (bounded work per pass). */
+export const RETENTION_SESSIONS_PER_PASS_MAX = 200;
+
+/** Directory entries one retention pass looks at under tool-output/ and jobs/ (bounds a pass on a huge home). */
+export const RETENTION_FILES_PER_PASS_MAX = 20_000;
+
+/** How often a long-lived process (serve, worker) applies the retention config. */
+export const RETENTION_INTERVAL_MS = 60 * 60_000; // 1 hour
+
+/** Upper bound of `retention.sessionsDays` / `retention.toolOutputDays` in config (about 100 years). */
+export const CONFIG_RETENTION_DAYS_MAX = 36_500;
+
+/**
+ * Activities, attempts and tool calls whose start the metrics recorder remembers while they run
+ * (to observe their durations when they end). Beyond it the oldest is forgotten: its duration is
+ * not observed, which a counter records.
+ */
+export const METRICS_OPEN_SPANS_MAX = 10_000;
+
+/**
+ * Label sets one metric family keeps (for example tool × status): beyond it, new sets are counted
+ * under the label value `other`, so a plugin with many tools cannot grow the exposition unbounded.
+ */
+export const METRICS_LABEL_SETS_MAX = 200;
+
+/** Delay before a TTY spinner appears: short waits print nothing. */
+export const SPINNER_DELAY_MS = 400;
+
+/** Interval between two spinner frames on a TTY. */
+export const SPINNER_INTERVAL_MS = 100;
+
 // ---- HTTP server, SSE and SDK (issue 7, api) ----
 
 /** Port `loom serve` listens on when --port is not given. */

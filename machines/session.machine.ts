@@ -498,8 +498,9 @@ export const sessionMachine = session.createMachine({
     },
     settling: {},
     cancelling: {
-      entry: ['interruptCalls', stopCalls, { type: 'settleActivity', params: { status: 'cancelled', reason: 'cancel requested' } }],
-      exit: assign({ parked: true }),
+      // Parked on entry, not on exit: input admitted after the cancel request (an `interrupt`
+      // double-text commits the cancel and the new input together) is new intent and un-parks.
+      entry: [assign({ parked: true }), 'interruptCalls', stopCalls, { type: 'settleActivity', params: { status: 'cancelled', reason: 'cancel requested' } }],
     },
     recovering: {
       on: {

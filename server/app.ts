@@ -13,6 +13,7 @@ import type { SessionRunner } from './runner.js';
 import { controlRoutes } from './routes/control.js';
 import { eventRoutes } from './routes/events.js';
 import { inspectorRoutes } from './routes/inspector.js';
+import { opsRoutes } from './routes/ops.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { systemRoutes } from './routes/system.js';
 
@@ -68,7 +69,7 @@ export interface RouteModule {
  * Every route module of the server, registered in this order. To add endpoints, write
  * server/routes/NAME.ts exporting a RouteModule and add it here (one line).
  */
-export const ROUTE_MODULES: readonly RouteModule[] = [systemRoutes, sessionRoutes, controlRoutes, eventRoutes, inspectorRoutes];
+export const ROUTE_MODULES: readonly RouteModule[] = [systemRoutes, sessionRoutes, controlRoutes, eventRoutes, inspectorRoutes, opsRoutes];
 
 /**
  * Builds the HTTP app: Host check (DNS rebinding), bearer-token or cookie auth, a body size cap,

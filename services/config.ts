@@ -34,6 +34,7 @@ import {
   CONFIG_RECOVERY_RESTARTS_MAX,
   CONFIG_RECOVERY_RETRY_BUDGET_MAX,
   RECOVERY_RETRY_BUDGET_DEFAULT,
+  CONFIG_RETENTION_DAYS_MAX,
 } from '../core/limits.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
 
@@ -123,6 +124,15 @@ export const configV1Schema = z.strictObject({
       onRestart: z.enum(['reattach', 'kill']).optional(),
     })
     .optional(),
+  /** Global only: how long old sessions and saved tool outputs are kept (`loom db prune`, serve/worker). */
+  retention: z
+    .strictObject({
+      /** Sessions idle (no event) for longer than this many days are removed with their files. */
+      sessionsDays: z.number().positive().max(CONFIG_RETENTION_DAYS_MAX).optional(),
+      /** Saved tool outputs and finished jobs' output files older than this many days are removed. */
+      toolOutputDays: z.number().positive().max(CONFIG_RETENTION_DAYS_MAX).optional(),
+    })
+    .optional(),
 });
 
 export type ConfigV1 = z.infer<typeof configV1Schema>;
@@ -145,6 +155,8 @@ export interface ResolvedConfig {
   providers: NonNullable<ConfigV1['providers']>;
   recovery: { autoResume: boolean; retryBudget: number; restartsMax: number };
   jobs: { deliver: 'queue' | 'steer'; onRestart: 'reattach' | 'kill' };
+  /** Unset: nothing is removed by age. */
+  retention?: { sessionsDays?: number; toolOutputDays?: number };
 }
 
 // ---- migrations --------------------------------------------------------------------------------
@@ -373,6 +385,7 @@ export function resolveConfig(config: ConfigV1): ResolvedConfig {
       deliver: config.jobs?.deliver ?? 'queue',
       onRestart: config.jobs?.onRestart ?? 'reattach',
     },
+    ...(config.retention === undefined ? {} : { retention: { ...config.retention } }),
   };
 }
 
@@ -411,6 +424,10 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
       // A cloned repository must not redirect credentials: provider endpoints and keys are global only.
       const field = openai?.baseURL !== undefined ? 'providers.openai.baseURL' : 'providers.openai.apiKey';
       throw new ConfigError(file, 'may not be set in a project config (the endpoint would receive your credentials); set it in $LOOM_HOME/config.jsonc', { field });
+    }
+    if (file !== files[0] && config.retention !== undefined) {
+      // Retention removes sessions of every directory: one project must not decide it for all.
+      throw new ConfigError(file, 'may not be set in a project config (it removes sessions of every directory); set it in $LOOM_HOME/config.jsonc', { field: 'retention' });
     }
     merged = mergeConfigs(merged, config);
     sources.push(file);

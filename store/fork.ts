@@ -65,7 +65,7 @@ const OPAQUE_KEYS = new Set(['providerMetadata']);
  * Rewrites ids consistently: the first time an id is seen it gets a fresh one from `store.ids`,
  * and every later occurrence (in any event, under any of the keys) gets the same one.
  */
-class IdMap {
+export class IdMap {
   private readonly map = new Map<string, string>();
   constructor(private readonly store: Store) {}
 
@@ -90,12 +90,25 @@ class IdMap {
   }
 }
 
+/** The words a copy's closing events carry (fork and import say where the copy ended). */
+export interface ClosingReasons {
+  /** `activity.settled` abandoned and `input.released`. */
+  activity: string;
+  /** The output of a tool call settled `interrupted`. */
+  toolCall: string;
+  /** The `attempt.failed` error of an attempt that was in flight. */
+  attemptKind: string;
+  attempt: string;
+  /** The reason of a job recorded `lost`. */
+  job: string;
+}
+
 /**
  * What was open in the fork's log as it was copied (fork ids), to close it at the end: the open
  * activity, its in-flight attempt and the attempt's parts, unsettled tool calls, and inputs
  * assigned but not consumed (with their mode).
  */
-class OpenWork {
+export class OpenWork {
   activity: { id: string; turns: number } | null = null;
   attempt: { id: string; activityId: string; parts: Set<string> } | null = null;
   readonly calls = new Set<string>();
@@ -156,24 +169,26 @@ class OpenWork {
     }
   }
 
-  /** The events that close the open activity (the same shape the runtime records for a stop). */
-  closing(sessionId: string, epoch: number, atSeq: number, sourceId: string): AppendRequest[] {
-    // A job running at the fork point stays with the source (its process is the source's): the fork
-    // records it lost, so no owner of the fork ever watches or stops that process.
+  /**
+   * The events that close the open activity (the same shape the runtime records for a stop), and
+   * jobs left running: their processes belong to the source, so the copy records them `lost` and no
+   * owner of the copy ever watches or stops them.
+   */
+  closing(sessionId: string, epoch: number, why: ClosingReasons): AppendRequest[] {
     const out: AppendRequest[] = [...this.jobs].map(
       (jobId) =>
         ({
           sessionId,
           epoch,
           type: 'job.settled',
-          data: { jobId, status: 'lost', outputTail: '', outputBytes: 0, reason: `forked at seq ${atSeq}; the job belongs to session ${sourceId}` },
+          data: { jobId, status: 'lost', outputTail: '', outputBytes: 0, reason: why.job },
         }) as AppendRequest,
     );
     const a = this.activity;
     if (!a) return out;
-    const reason = `forked at seq ${atSeq}`;
+    const reason = why.activity;
     for (const callId of this.calls) {
-      out.push({ sessionId, epoch, type: 'tool.settled', data: { callId, status: 'interrupted', output: 'The tool call was interrupted before it finished: the session was forked at this point.' } });
+      out.push({ sessionId, epoch, type: 'tool.settled', data: { callId, status: 'interrupted', output: why.toolCall } });
     }
     const at = this.attempt;
     if (at && at.activityId === a.id) {
@@ -184,7 +199,7 @@ class OpenWork {
         data: {
           activityId: a.id,
           attemptId: at.id,
-          error: { kind: 'forked', message: `the session was forked at seq ${atSeq} while this attempt was in flight` },
+          error: { kind: why.attemptKind, message: why.attempt },
           retryable: false,
           receivedChunks: at.parts.size > 0,
           discardedParts: [...at.parts],
@@ -257,7 +272,13 @@ export function forkSession(store: Store, sourceId: string, atSeq: number): Fork
       after = page[page.length - 1]!.seq;
     }
     flush();
-    const closing = open.closing(sessionId, epoch, atSeq, sourceId);
+    const closing = open.closing(sessionId, epoch, {
+      activity: `forked at seq ${atSeq}`,
+      toolCall: 'The tool call was interrupted before it finished: the session was forked at this point.',
+      attemptKind: 'forked',
+      attempt: `the session was forked at seq ${atSeq} while this attempt was in flight`,
+      job: `forked at seq ${atSeq}; the job belongs to session ${sourceId}`,
+    });
     const abandonedActivityId = open.activity?.id ?? null;
     if (closing.length > 0) store.append(closing);
     store.owners.release(lease);

@@ -6,4 +6,8 @@ export { openDatabase, LOOM_APPLICATION_ID, SCHEMA_VERSION, schemaVersion } from
 export type { Lease } from './owners.js';
 export { PROJECTION_TABLES } from './migrations.js';
 export * from './permissions.js';
+export * from './admission.js';
+export * from './remove.js';
+export * from './exchange.js';
+export * from './maintenance.js';
 export * from './outbox.js';

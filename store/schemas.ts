@@ -308,6 +308,13 @@ export const eventDefinitions = {
   'model.removed': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
   'registry.tool.added': { kind: 'system', version: 1, schema: z.object({ tool: z.string() }) },
   'registry.tool.removed': { kind: 'system', version: 1, schema: z.object({ tool: z.string() }) },
+  // A session and everything stored about it were removed (`loom session rm`, `DELETE /sessions/:id`,
+  // retention): its log is gone, so the removal is told in the system log.
+  'session.removed': {
+    kind: 'system',
+    version: 1,
+    schema: z.object({ sessionId: id, reason: z.enum(['rm', 'retention']), events: z.number().int().nonnegative(), forced: z.boolean().optional() }),
+  },
 } satisfies Record<string, Definition>;
 
 export type EventType = keyof typeof eventDefinitions;

@@ -15,6 +15,7 @@ async function requestAndAct(
   idArg: string,
   request: (sessionId: string, activityId: string | null) => AppendRequest,
   permission?: PermissionMode,
+  json?: boolean,
 ): Promise<number> {
   const rt = await openRuntime({ permission });
   try {
@@ -31,7 +32,7 @@ async function requestAndAct(
       process.stderr.write(`recorded; the live owner of ${session.sessionId} will act on it\n`);
       return EXIT.ok;
     }
-    const code = await driveSession(rt, session.sessionId, { after });
+    const code = await driveSession(rt, session.sessionId, { after, json });
     if (code === null) process.stderr.write(`recorded; the live owner of ${session.sessionId} will act on it\n`);
     return code ?? EXIT.ok;
   } finally {
@@ -40,21 +41,26 @@ async function requestAndAct(
 }
 
 /** `loom cancel`: cancels the current activity (its owner aborts within one polling interval, or at once over NATS). */
-export async function cancelCommand(idArg: string): Promise<number> {
-  return requestAndAct(idArg, (sessionId, activityId) => {
-    if (!activityId) throw new UsageError(`session ${sessionId} has no activity to cancel`);
-    return { sessionId, type: 'cancel.requested', data: { activityId, reason: 'loom cancel' } };
-  });
+export async function cancelCommand(idArg: string, opts: { json?: boolean } = {}): Promise<number> {
+  return requestAndAct(
+    idArg,
+    (sessionId, activityId) => {
+      if (!activityId) throw new UsageError(`session ${sessionId} has no activity to cancel`);
+      return { sessionId, type: 'cancel.requested', data: { activityId, reason: 'loom cancel' } };
+    },
+    undefined,
+    opts.json,
+  );
 }
 
 /** `loom recover --retry|--abandon`: records the decision for an unsettled activity. */
 export async function recoverCommand(
   idArg: string | undefined,
-  opts: { abandon?: boolean; retry?: boolean; scan?: boolean; reason?: string; permission?: PermissionMode },
+  opts: { abandon?: boolean; retry?: boolean; scan?: boolean; reason?: string; permission?: PermissionMode; json?: boolean },
 ): Promise<number> {
   if (opts.scan) {
     if (idArg !== undefined || opts.abandon || opts.retry) throw new UsageError('recover --scan takes no session id and no decision');
-    return scanCommand(opts.permission ?? 'ask');
+    return scanCommand(opts.permission ?? 'ask', opts.json);
   }
   if (idArg === undefined) throw new UsageError('recover needs a session id (or --scan)');
   if (Boolean(opts.abandon) === Boolean(opts.retry)) throw new UsageError('recover needs exactly one of --retry and --abandon');
@@ -66,6 +72,7 @@ export async function recoverCommand(
     },
     // Recovery must not answer asks a stopped run left for a person: without a TTY they stay pending.
     opts.permission ?? 'ask',
+    opts.json,
   );
 }
 
@@ -74,7 +81,7 @@ export async function recoverCommand(
  * owner holds, lets safe continuations run to quiet, and reports each session's state. Exits 5 when
  * some session waits for a decision.
  */
-async function scanCommand(permission?: PermissionMode): Promise<number> {
+async function scanCommand(permission?: PermissionMode, json?: boolean): Promise<number> {
   const rt = await openRuntime({ permission });
   try {
     const report = await discoverUnsettled(rt.coordinator, {
@@ -90,11 +97,15 @@ async function scanCommand(permission?: PermissionMode): Promise<number> {
       const row = rt.store.queries.session(id)!;
       const note =
         state === 'recovering' ? `  (waiting: loom recover ${id} --retry|--abandon)` : asking ? `  (waiting for a permission decision: loom permit ${id})` : `  last: ${row.lastActivityStatus ?? '-'}`;
-      process.stdout.write(`${id}  ${state}${note}\n`);
+      if (json) process.stdout.write(`${JSON.stringify({ sessionId: id, state, waiting: state === 'recovering' ? 'recovery' : asking ? 'permission' : null, lastActivityStatus: row.lastActivityStatus })}\n`);
+      else process.stdout.write(`${id}  ${state}${note}\n`);
       rt.coordinator.release(id);
     }
-    for (const id of report.skipped) process.stdout.write(`${id}  held by a live owner\n`);
-    for (const f of report.failed) process.stdout.write(`${f.sessionId}  failed to restore: ${(f.error as Error)?.message ?? f.error}\n`);
+    for (const id of report.skipped) process.stdout.write(json ? `${JSON.stringify({ sessionId: id, state: 'held', owner: 'live' })}\n` : `${id}  held by a live owner\n`);
+    for (const f of report.failed) {
+      const message = (f.error as Error)?.message ?? String(f.error);
+      process.stdout.write(json ? `${JSON.stringify({ sessionId: f.sessionId, state: 'failed', error: message })}\n` : `${f.sessionId}  failed to restore: ${message}\n`);
+    }
     process.stderr.write(`recover --scan: ${report.found} unsettled, ${report.owned.length} restored, ${waiting} waiting for a decision\n`);
     return waiting > 0 ? EXIT.waiting : report.failed.length > 0 ? EXIT.failed : EXIT.ok;
   } finally {

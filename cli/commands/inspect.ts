@@ -2,9 +2,10 @@ import { JOBS_RUNNING_PER_SESSION_MAX } from '../../core/limits.js';
 import type { SessionContext } from '../../machines/session.machine.js';
 import { stateName } from '../../machines/stateName.js';
 import { openStore } from '../runtime.js';
+import { colorsFor, type Colors } from '../style.js';
 import { requireSession } from './session.js';
 
-/** `loom inspect`: machine state, children, inbox, owner and usage of one session. */
+/** `loom inspect`: the session as a tree (renderTree), or the same report as one JSON object. */
 export async function inspectCommand(idArg: string, opts: { json?: boolean }): Promise<number> {
   const { store } = openStore();
   try {
@@ -48,26 +49,79 @@ export async function inspectCommand(idArg: string, opts: { json?: boolean }): P
       process.stdout.write(`${JSON.stringify(report)}\n`);
       return 0;
     }
-    const w = (line: string) => process.stdout.write(`${line}\n`);
-    w(`session   ${report.sessionId}  ${report.model}  ${report.location}`);
-    const waiting = asks.length > 0 && report.state === 'awaitingTools' ? ' (waiting for a permission decision)' : '';
-    w(`state     ${report.state}${report.parked ? ' (parked after a cancel: waits for new input, run or wake)' : ''}${waiting}`);
-    w(`owner     ${report.owner?.live ? `${report.owner.ownerId} epoch ${report.owner.epoch} until ${report.owner.expiresAt}` : `none live${report.owner ? ` (last epoch ${report.owner.epoch})` : ''}`}`);
-    if (report.activity) {
-      const a = report.activity;
-      w(`activity  ${a.activityId} ${a.status} turn ${a.turn}/${a.turnLimit} (${a.turns} in all)${a.attemptId ? ` attempt ${a.attemptId}` : ''}`);
-    } else w(`activity  none${report.lastActivityStatus ? ` (last settled: ${report.lastActivityStatus})` : ''}`);
-    w(`children  ${report.children.length === 0 ? 'none' : ''}`);
-    for (const c of report.children) w(`  ${c.kind} ${c.id} ${c.tool} ${c.state}`);
-    w(`asks      ${asks.length === 0 ? 'none pending' : `${asks.length} pending: answer with loom permit ${report.sessionId} REQUEST once|always|reject`}`);
-    for (const p of asks) w(`  ${p.requestId} ${p.tool} ${p.summary ?? ''}${p.pattern ? ` (always: ${p.pattern})` : ''}`);
-    if (grants.length > 0) w(`grants    ${grants.map((g) => `${g.tool} ${g.pattern ?? '(any call)'}`).join(', ')}`);
-    w(`inbox     ${report.inbox.length === 0 ? 'empty' : ''}`);
-    for (const i of report.inbox) w(`  ${i.inputId} ${i.mode} ${i.status} ${JSON.stringify(i.text.slice(0, 60))}`);
-    w(`usage     ${report.usage.activities} activities, ${report.usage.turns} turns, ${report.usage.inputTokens} input / ${report.usage.outputTokens} output tokens`);
-    w(`log       seq ${report.lastSeq}, snapshot at ${report.snapshotSeq} (${report.machineVersion ?? 'none'})`);
+    process.stdout.write(renderTree(report, colorsFor(process.stdout)));
     return 0;
   } finally {
     store.close();
   }
+}
+
+/** The `loom inspect` report (also its `--json` object). */
+type InspectReport = {
+  sessionId: string;
+  model: string;
+  location: string;
+  state: string;
+  parked: boolean;
+  status: string;
+  lastSeq: number;
+  snapshotSeq: number;
+  machineVersion: string | null;
+  lastActivityStatus: string | null;
+  owner: { ownerId: string | null; epoch: number; live: boolean; expiresAt: string | null } | null;
+  activity: { activityId: string; status: string; turn: number; turnLimit: number; turns: number; attemptId: string | null } | null;
+  children: { id: string; kind: string; tool: string; state: string }[];
+  inbox: { inputId: string; mode: string; status: string; text: string }[];
+  permissions: { pending: { requestId: string; callId: string; tool: string; pattern: string | null; summary: string | null }[]; grants: { tool: string; pattern: string | null }[] };
+  usage: { activities: number; turns: number; inputTokens: number; outputTokens: number };
+};
+
+/**
+ * The session as a tree: its machine state, the activity, the child actors (tool calls with their
+ * pending asks under them, jobs) with their states, the inbox, then owner, grants, usage and log.
+ */
+export function renderTree(r: InspectReport, c: Colors): string {
+  const lines: string[] = [];
+  const node = (prefix: string, last: boolean, text: string) => lines.push(`${prefix}${last ? '└─ ' : '├─ '}${text}`);
+  const under = (prefix: string, last: boolean) => `${prefix}${last ? '   ' : '│  '}`;
+  const stateColor = r.state === 'idle' ? c.green : r.state === 'recovering' ? c.red : c.yellow;
+  const asking = r.permissions.pending.length > 0 && r.state === 'awaitingTools';
+  lines.push(`${c.bold(`session ${r.sessionId}`)}  ${r.model}  ${r.location}`);
+  const notes = [r.parked ? 'parked after a stop: waits for new input, run or wake' : '', asking ? 'waiting for a permission decision' : '', r.state === 'recovering' ? `decide: loom recover ${r.sessionId} --retry|--abandon` : '']
+    .filter(Boolean)
+    .map((n) => ` · ${n}`)
+    .join('');
+  node('', false, `state ${stateColor(r.state)}${notes}`);
+  const a = r.activity;
+  node('', false, a
+    ? `activity ${a.activityId} ${a.status} · turn ${a.turn}/${a.turnLimit} · ${a.turns} turn${a.turns === 1 ? '' : 's'} in all${a.attemptId ? ` · attempt ${a.attemptId}` : ''}`
+    : `activity none${r.lastActivityStatus ? ` (last settled: ${r.lastActivityStatus})` : ''}`);
+  // Child actors, each ask under the call that waits for it.
+  node('', false, `children ${r.children.length === 0 ? c.dim('none') : `(${r.children.length})`}`);
+  const childPrefix = under('', false);
+  const shownAsks = new Set<string>();
+  r.children.forEach((child, i) => {
+    const last = i === r.children.length - 1;
+    const waiting = child.state === 'awaitingPermission' || child.state === 'cancelling';
+    node(childPrefix, last, `${child.kind} ${child.id} ${child.tool} · ${waiting ? c.yellow(child.state) : c.cyan(child.state)}`);
+    const asks = r.permissions.pending.filter((p) => p.callId === child.id);
+    asks.forEach((p, j) => {
+      shownAsks.add(p.requestId);
+      node(under(childPrefix, last), j === asks.length - 1, `ask ${p.requestId} ${p.tool} ${p.summary ?? ''}${p.pattern ? ` · always would allow ${p.tool} ${p.pattern}` : ''}`);
+    });
+  });
+  const orphanAsks = r.permissions.pending.filter((p) => !shownAsks.has(p.requestId));
+  if (orphanAsks.length > 0) {
+    node('', false, `asks (${orphanAsks.length} pending)`);
+    orphanAsks.forEach((p, j) => node(under('', false), j === orphanAsks.length - 1, `ask ${p.requestId} ${p.tool} ${p.summary ?? ''}`));
+  }
+  node('', false, `inbox ${r.inbox.length === 0 ? c.dim('empty') : `(${r.inbox.length})`}`);
+  r.inbox.forEach((i, j) => node(under('', false), j === r.inbox.length - 1, `${i.inputId} ${i.mode} ${i.status} ${JSON.stringify(i.text.length > 60 ? `${i.text.slice(0, 59)}…` : i.text)}`));
+  const o = r.owner;
+  node('', false, `owner ${o?.live ? `${o.ownerId} · epoch ${o.epoch} · until ${o.expiresAt}` : c.dim(`none live${o ? ` (last epoch ${o.epoch})` : ''}`)}`);
+  node('', false, `grants ${r.permissions.grants.length === 0 ? c.dim('none') : r.permissions.grants.map((g) => `${g.tool} ${g.pattern ?? '(any call)'}`).join(', ')}`);
+  node('', false, `usage ${r.usage.activities} activities, ${r.usage.turns} turns, ${r.usage.inputTokens} input / ${r.usage.outputTokens} output tokens`);
+  node('', true, `log seq ${r.lastSeq}, snapshot at ${r.snapshotSeq} (${r.machineVersion ?? 'none'})`);
+  if (r.permissions.pending.length > 0) lines.push(c.dim(`answer: loom permit ${r.sessionId} REQUEST once|always|reject`));
+  return `${lines.join('\n')}\n`;
 }

@@ -65,7 +65,7 @@ function oneLine(s: string): string {
  * session runs until quiet (it answers the result), then the lease is released. Other jobs of the
  * session are left running (or re-attached and left again).
  */
-export async function jobsCancel(jobArg: string, opts: { permission?: PermissionMode }): Promise<number> {
+export async function jobsCancel(jobArg: string, opts: { permission?: PermissionMode; json?: boolean }): Promise<number> {
   const rt = await openRuntime({ permission: opts.permission });
   try {
     const jobId = rt.store.queries.resolveJobId(jobArg);
@@ -84,7 +84,7 @@ export async function jobsCancel(jobArg: string, opts: { permission?: Permission
     await actor.whenJobSettled(jobId);
     const settled = rt.store.queries.job(jobId)!;
     process.stderr.write(`job ${jobId} ${settled.status}${settled.reason ? `: ${settled.reason}` : ''}\n`);
-    const code = await driveSession(rt, session.sessionId, { after, jobs: 'detach' });
+    const code = await driveSession(rt, session.sessionId, { after, jobs: 'detach', json: opts.json });
     return code ?? EXIT.ok;
   } finally {
     rt.close();

@@ -4,6 +4,7 @@ import { driveSession } from '../drive.js';
 import { createHumanRenderer, createJsonRenderer } from '../render.js';
 import { openRuntime, type CliRuntime, type PermissionMode } from '../runtime.js';
 import { requireSession } from './session.js';
+import { admitWithPolicy, SessionBusyError } from '../../store/index.js';
 
 export interface PromptOptions {
   steer?: boolean;
@@ -36,19 +37,24 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
     const sessionId = session.sessionId;
     await rt.configFor(session.location);
     const attachments = await attachmentsFor(session.location, opts.attach); // resolved before anything is stored
-    const busy = session.status !== 'idle';
-    let mode: 'steer' | 'queue' = opts.steer ? 'steer' : opts.queue ? 'queue' : 'queue';
-    if (!opts.steer && !opts.queue && busy) {
-      if (session.doubleTexting === 'reject') throw new UsageError(`session ${sessionId} is busy and its policy rejects new input; pass --steer or --queue`);
-      if (session.doubleTexting === 'interrupt' && session.activityId) {
-        rt.store.append({ sessionId, type: 'cancel.requested', data: { activityId: session.activityId, reason: 'interrupted by a new prompt' } });
-        await rt.signal('cancel', sessionId);
-      }
-      mode = session.doubleTexting === 'queue' ? 'queue' : 'steer';
-    }
     const after = rt.store.queries.session(sessionId)!.lastSeq;
-    const { input, admitted } = rt.store.admitInput(sessionId, { mode, text, clientId: opts.clientId, source: 'cli', attachments });
-    process.stderr.write(`${admitted ? 'admitted' : 'already admitted'} ${input.mode} ${input.inputId} into ${sessionId}\n`);
+    let admission;
+    try {
+      admission = admitWithPolicy(rt.store, sessionId, {
+        text,
+        ...(opts.steer ? { mode: 'steer' as const } : opts.queue ? { mode: 'queue' as const } : {}),
+        ...(opts.clientId === undefined ? {} : { clientId: opts.clientId }),
+        source: 'cli',
+        ...(attachments === undefined ? {} : { attachments }),
+      });
+    } catch (error) {
+      if (error instanceof SessionBusyError) throw new UsageError(`${error.message} (loom prompt --steer or --queue)`);
+      throw error;
+    }
+    const { input, admitted, policy, interrupted } = admission;
+    const how = policy ? ` (busy: double-texting policy ${policy}${interrupted ? `, cancelled ${interrupted}` : ''})` : '';
+    process.stderr.write(`${admitted ? 'admitted' : 'already admitted'} ${input.mode} ${input.inputId} into ${sessionId}${how}\n`);
+    if (interrupted) await rt.signal('cancel', sessionId);
     if (admitted) await rt.signal('wake', sessionId);
     if (opts.detach) return opts.follow ? await followInput(rt, sessionId, input.inputId, after, opts.json) : EXIT.ok;
     const code = await driveSession(rt, sessionId, { json: opts.json, after, jobs: opts.detachJobs ? 'detach' : 'wait' });

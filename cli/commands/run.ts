@@ -4,6 +4,7 @@ import { driveSession } from '../drive.js';
 import { openRuntime, resolveLocation, type PermissionMode } from '../runtime.js';
 import { createProviderResolver } from '../../llm/resolve.js';
 import { followInput } from './prompt.js';
+import type { DoubleTextingPolicy } from '../../store/index.js';
 
 /** The model when neither --model, config nor $LOOM_MODEL names one. */
 export const DEFAULT_MODEL = 'openai/gpt-4o-mini';
@@ -19,6 +20,8 @@ export interface RunOptions {
   detach?: boolean;
   /** Leave background jobs running instead of waiting for them (the next owner re-attaches them). */
   detachJobs?: boolean;
+  /** The session's double-texting policy (what a prompt with no mode does while it is busy). */
+  doubleTexting?: DoubleTextingPolicy;
 }
 
 /**
@@ -36,7 +39,7 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
     createProviderResolver(config)(model); // fail before creating anything when the provider is not configured
     const attachments = await attachmentsFor(location, opts.attach); // resolved before anything is stored
     const sessionId = rt.store.ids.next('ses');
-    rt.store.append({ sessionId, type: 'session.created', data: { location, model } });
+    rt.store.append({ sessionId, type: 'session.created', data: { location, model, ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}) } });
     rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli', attachments });
     process.stderr.write(`session ${sessionId} (${model}) in ${location}\n`);
     if (opts.detach) {

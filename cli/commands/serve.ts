@@ -1,5 +1,6 @@
 import { DRAIN_TIMEOUT_MS, SERVER_PORT_DEFAULT } from '../../core/limits.js';
 import { isLoopbackHost, loadServerToken } from '../../server/auth.js';
+import { startConfiguredRetention } from '../../ops/retention.js';
 import { openServerRuntime } from '../../server/runtime.js';
 import { listen } from '../../server/server.js';
 import { resolveLoomHome } from '../../services/config.js';
@@ -63,6 +64,9 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
     })
     .catch((error) => process.stderr.write(`loom serve: discovery failed: ${(error as Error)?.message ?? error}\n`));
 
+  // Retention (config `retention`, global file), applied now and every RETENTION_INTERVAL_MS.
+  const retention = startConfiguredRetention(rt.store, home, (line) => process.stderr.write(`loom serve: ${line}\n`));
+
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       process.off('SIGTERM', onTerm);
@@ -76,6 +80,7 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
     process.on('SIGINT', onInt);
   });
   discovery.abort();
+  retention.stop();
   running.server.close(); // no new connections
   await rt.runner.drain(DRAIN_TIMEOUT_MS);
   await running.close();

@@ -3,6 +3,7 @@ import { createNatsTransport } from '../../transport/nats/index.js';
 import { natsTail } from '../../transport/nats/tail.js';
 import { UsageError } from '../exit.js';
 import { formatEventLine } from '../render.js';
+import { colorsFor } from '../style.js';
 import { openStore } from '../runtime.js';
 import { requireSession } from './session.js';
 
@@ -13,7 +14,8 @@ export async function tailCommand(idArg: string, opts: { after: string; follow?:
   const { store } = openStore();
   try {
     const sessionId = requireSession(store, idArg).sessionId;
-    const print = (e: Parameters<typeof formatEventLine>[0]) => process.stdout.write(`${opts.json ? JSON.stringify(e) : formatEventLine(e)}\n`);
+    const colors = colorsFor(process.stdout);
+    const print = (e: Parameters<typeof formatEventLine>[0]) => process.stdout.write(`${opts.json ? JSON.stringify(e) : formatEventLine(e, colors)}\n`);
     if (!opts.follow) {
       let cursor = after;
       for (let page = store.read(sessionId, { after: cursor }); page.length > 0; page = store.read(sessionId, { after: cursor })) {

@@ -62,6 +62,8 @@ export async function createHarness(options: {
   toolServices?: ToolServices;
   /** `$LOOM_HOME` (a fresh temp directory by default). */
   home?: string;
+  /** The session's double-texting policy (session.created). */
+  doubleTexting?: 'steer' | 'queue' | 'interrupt' | 'reject';
 } = {}): Promise<Harness> {
   const server = await startScriptedOpenAIServer({ script: options.script ?? [], respond: options.respond });
   onCleanup(() => void server.close());
@@ -83,7 +85,7 @@ export async function createHarness(options: {
   onCleanup(() => coordinator.shutdown());
   const location = tempDir();
   const sessionId = store.ids.next('ses');
-  store.append({ sessionId, type: 'session.created', data: { location, model: 'openai/test' } });
+  store.append({ sessionId, type: 'session.created', data: { location, model: 'openai/test', ...(options.doubleTexting ? { doubleTexting: options.doubleTexting } : {}) } });
   const events = () => {
     store.flushDeltas();
     const out: AnyEnvelope[] = [];

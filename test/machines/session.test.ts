@@ -15,6 +15,7 @@ import {
   findAction,
   initial,
   providerTurnChildren,
+  recordedBy,
   textDelta,
   toolCallChildren,
   toolCalled,
@@ -115,6 +116,21 @@ describe('session machine', () => {
       expect(after.context.parked).toBe(false);
       expect(after.context.activity!.unconsumed[0]).toBe('s1');
     }
+  });
+
+  it('session machine - input admitted between a cancel request and its settlement un-parks: the interrupt runs next', () => {
+    const s = streaming();
+    // The cancel and the new input are committed together (an `interrupt` double-text), so the
+    // machine sees the input before the settlement the cancel records.
+    const [cancelling, actions] = transition(sessionMachine, s, cancelRequested('act1'));
+    expect(cancelling.value).toBe('cancelling');
+    expect(cancelling.context.parked).toBe(true);
+    const [withInput] = transition(sessionMachine, cancelling, admitted('s9'));
+    expect(withInput.context.parked).toBe(false);
+    const { snapshot } = deliverAll(withInput, recordedBy(actions, s, true));
+    expect(snapshot.value).toEqual({ providerTurn: 'streaming' });
+    expect(snapshot.context).toMatchObject({ lastStatus: 'cancelled', settledCount: 1, parked: false });
+    expect(snapshot.context.activity!.unconsumed).toEqual(['s9']);
   });
 
   it('session machine - the steer-coalescing boundary assigns every pending steer and restarts the turn counter', () => {
