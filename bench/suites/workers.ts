@@ -207,7 +207,11 @@ export const suite: Suite = {
     for (const c of configs) {
       const one = medianRun(results.get(key(c.transport, 1))!);
       const two = medianRun(results.get(key(c.transport, 2))!);
-      notes.push(`${c.transport}: two workers against one: ${fmtRatio(two.perSecond / one.perSecond)} the throughput.`);
+      const cpu = (r: RunResult) => r.workerCpuMs / SESSIONS;
+      notes.push(
+        `${c.transport}: two workers against one: ${fmtRatio(two.perSecond / one.perSecond)} the throughput, ${fmtRatio(cpu(two) / cpu(one))} the worker CPU per session, ` +
+          `${fmtNum((two.workerCpuMs + two.benchCpuMs) / two.ms, 2)} of 2 cores busy (one worker: ${fmtNum((one.workerCpuMs + one.benchCpuMs) / one.ms, 2)}).`,
+      );
     }
     return {
       tables: [table, every],
@@ -215,7 +219,7 @@ export const suite: Suite = {
       notes: [
         ...notes,
         'Each session is one provider turn: `activity.opened`, `turn.started`, the barrier commit (`attempt.dispatched`, synchronous=FULL), the streamed text, `turn.finished`, `activity.settled`, then the lease is released.',
-        'Why a second worker does not add throughput here: every worker writes to one SQLite file, and every commit takes its single write lock (a barrier holds it through an fsync, and commits run synchronously on the worker\'s event loop). With two processes the lock is contended — a waiting writer sleeps in SQLite\'s busy handler (1, 2, 5, 10… ms steps) — and each connection\'s page cache is invalidated by the other\'s commits, so the CPU per session rises (see the CPU column) and the processes of the run keep about one core busy, not two. Workers buy availability (a killed worker\'s sessions go on elsewhere) and room for slow tools and streams, not store throughput; group-committing barriers across sessions (DESIGN §5, not built yet) is the lever for that.',
+        'Why a second worker does not add throughput here: every worker writes to one SQLite file, and every commit takes its single write lock (a barrier holds it through an fsync, and commits run synchronously on the worker\'s event loop). With two processes the lock is contended; the likely costs (not measured one by one here) are that a waiting writer sleeps in SQLite\'s busy handler (1, 2, 5, 10… ms steps) and that each connection\'s page cache is invalidated by the other\'s commits, so the CPU per session rises and the second core is far from fully used. Workers buy availability (a killed worker\'s sessions go on elsewhere) and room for slow tools and streams, not store throughput; group-committing barriers across sessions (DESIGN §5, not built yet) is the lever for that.',
         '"cores busy" = CPU time of the workers and of this process (the scripted provider server and the admissions) over the wall time of the run; the machine has 2 cores, shared with whatever else runs (see the load average above): compare the configurations of one run, not rates across runs.',
         'Sessions are admitted from the bench process, one commit each (what separate `loom run --detach` processes would write, without their start-up); the clock starts at the first admission and stops at the last `settled` line. Embedded: workers notice admissions by polling `data_version` every 100 ms. NATS: the bench also sends a wake after each admission (as `run --detach` does), which workers claim at once (the named session first), and the outbox publishes every event to JetStream (one publisher per database).',
       ],
