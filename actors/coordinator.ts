@@ -17,6 +17,11 @@ export interface CoordinatorOptions {
   transport?: Transport;
   /** Told when a live session stops on an operating failure (lost lease, broken store). */
   onSessionFailure?: (sessionId: string, error: unknown) => void;
+  /**
+   * Told after a lease is acquired, renewed or released here (to mirror owners elsewhere, e.g.
+   * NATS KV). Best effort and synchronous: it must not throw or block; the SQLite row stays the truth.
+   */
+  onLease?: (kind: 'acquired' | 'renewed' | 'released', lease: Lease) => void;
 }
 
 interface Live {
@@ -112,6 +117,7 @@ export class Coordinator {
     }
     if (actor.failure !== undefined) throw actor.failure;
     this.live.set(sessionId, { actor, lease, renewedAt: store.clock.monotonic() });
+    this.tellLease('acquired', lease);
     this.startBackground();
     return actor;
   }
@@ -157,7 +163,7 @@ export class Coordinator {
     this.live.delete(sessionId);
     entry.actor.stop();
     this.options.store.flushSession(sessionId);
-    this.options.store.owners.release(entry.lease);
+    if (this.options.store.owners.release(entry.lease)) this.tellLease('released', entry.lease);
     if (this.live.size === 0) this.stopBackground();
   }
 
@@ -169,6 +175,14 @@ export class Coordinator {
   }
 
   private seenGseq = 0;
+
+  private tellLease(kind: 'acquired' | 'renewed' | 'released', lease: Lease): void {
+    try {
+      this.options.onLease?.(kind, { ...lease });
+    } catch {
+      // a mirror's failure is not the owner's
+    }
+  }
 
   private catchUpSafely(sessionId: string, knownSeq?: number): void {
     const entry = this.live.get(sessionId);
@@ -205,7 +219,7 @@ export class Coordinator {
       });
     }
     if (!this.renewTimer) {
-      this.renewTimer = setInterval(() => this.renewAll(), Math.max(50, this.ttl - OWNER_RENEW_BEFORE_MS));
+      this.renewTimer = setInterval(() => this.renewAll(), leaseTickMs(this.ttl));
       this.renewTimer.unref();
     }
   }
@@ -217,32 +231,75 @@ export class Coordinator {
     this.renewTimer = undefined;
   }
 
-  /** Renews every lease; a session whose lease is lost, or nearly expired unrenewed, is stopped. */
-  private renewAll(): void {
+  /**
+   * Renews every lease (run by a timer; public for tests). A session whose lease was taken or
+   * released is stopped at once; one whose renewal keeps failing (a busy database) is stopped once
+   * it has gone unrenewed for `stopAfterMs(ttl)`, before the lease expires, so no actor of this
+   * process acts on a lease another process may take next.
+   */
+  renewAll(): void {
+    const now = this.options.store.clock.monotonic();
+    const due = [...this.live].filter(([, entry]) => now - entry.renewedAt >= renewIntervalMs(this.ttl));
+    if (due.length === 0) return;
     try {
-      // One transaction for every lease (each renew joins it as a savepoint).
-      this.options.store.transaction(() => this.renewEach());
+      // One transaction for every lease due (each renew joins it as a savepoint).
+      this.options.store.transaction(() => this.renewEach(due));
     } catch {
-      this.renewEach(); // the database was busy: renew one by one, each in its own transaction
+      this.renewEach(due); // the database was busy: renew one by one, each in its own transaction
     }
   }
 
-  private renewEach(): void {
+  private renewEach(due: [string, Live][]): void {
     const store = this.options.store;
-    for (const [id, entry] of this.live) {
-      let ok = false;
+    for (const [id, entry] of due) {
+      if (this.live.get(id) !== entry) continue; // released or stopped meanwhile
+      let outcome: 'renewed' | 'lost' | 'busy';
       try {
-        ok = store.owners.renew(entry.lease, this.ttl, store.clock.now());
+        outcome = store.owners.renew(entry.lease, this.ttl, store.clock.now()) ? 'renewed' : 'lost';
       } catch {
-        ok = false; // busy database: try again next tick unless the margin is gone
+        outcome = 'busy'; // try again next tick unless the margin is gone
       }
-      if (ok) entry.renewedAt = store.clock.monotonic();
-      else if (!ok && store.clock.monotonic() - entry.renewedAt > this.ttl - OWNER_STOP_MARGIN_MS) {
+      if (outcome === 'renewed') {
+        entry.renewedAt = store.clock.monotonic();
+        this.tellLease('renewed', entry.lease);
+      }
+      else if (outcome === 'lost' || store.clock.monotonic() - entry.renewedAt > stopAfterMs(this.ttl)) {
         this.live.delete(id);
         entry.actor.stop();
-        this.options.onSessionFailure?.(id, new Error(`lost the lease of session ${id}`));
+        const why = outcome === 'lost' ? 'another owner took it or it was released' : `it could not be renewed for ${Math.round(store.clock.monotonic() - entry.renewedAt)} ms`;
+        this.options.onSessionFailure?.(id, new LeaseLostError(id, entry.lease.epoch, why));
       }
     }
+  }
+}
+
+/**
+ * A lease is renewed when OWNER_RENEW_BEFORE_MS of it is left, or every third of it for leases
+ * shorter than that allows (tests and workers may choose short leases).
+ */
+export function renewIntervalMs(ttl: number): number {
+  return Math.max(50, ttl - OWNER_RENEW_BEFORE_MS, ttl / 3);
+}
+
+/** How often the coordinator looks at its leases: often enough to stop within the stop margin. */
+export function leaseTickMs(ttl: number): number {
+  return Math.max(25, Math.min(renewIntervalMs(ttl), (ttl - stopAfterMs(ttl)) / 2));
+}
+
+/** How long a lease may go unrenewed before its actors stop: OWNER_STOP_MARGIN_MS (at most a quarter of it) before expiry. */
+export function stopAfterMs(ttl: number): number {
+  return ttl - Math.min(OWNER_STOP_MARGIN_MS, ttl / 4);
+}
+
+/** An owner stopped a session because its lease was lost, or could not be renewed in time. */
+export class LeaseLostError extends Error {
+  override name = 'LeaseLostError';
+  constructor(
+    readonly sessionId: string,
+    readonly epoch: number,
+    why: string,
+  ) {
+    super(`lost the lease of session ${sessionId} (epoch ${epoch}): ${why}`);
   }
 }
 

@@ -21,10 +21,15 @@ export interface DiscoveryReport {
  */
 export async function discoverUnsettled(
   coordinator: Coordinator,
-  options: { signal?: AbortSignal; prepare?: (sessionId: string) => Promise<void> | void } = {},
+  options: {
+    signal?: AbortSignal;
+    prepare?: (sessionId: string) => Promise<void> | void;
+    /** Unsettled sessions this pass looks at (a worker's capacity); at most DISCOVERY_SESSIONS_MAX. */
+    max?: number;
+  } = {},
 ): Promise<DiscoveryReport> {
   const store = coordinator.store;
-  const ids = store.queries.unsettledSessions(DISCOVERY_SESSIONS_MAX);
+  const ids = store.queries.unsettledSessions(Math.min(options.max ?? DISCOVERY_SESSIONS_MAX, DISCOVERY_SESSIONS_MAX));
   const report: DiscoveryReport = { found: ids.length, owned: [], skipped: [], failed: [] };
   let next = 0;
   while (next < ids.length && !options.signal?.aborted) {

@@ -5,8 +5,8 @@
  * show CHILD` works on it and, if the process dies while it runs, it is recovered like any other
  * unsettled session by whoever owns it next.
  */
-import { SUBAGENT_DEPTH_MAX, SUBAGENT_SETTLE_TIMEOUT_MS } from '../core/limits.js';
-import { LimitExceededError, type EventData, type Store } from '../store/index.js';
+import { OWNER_LEASE_TTL_MS, SUBAGENT_DEPTH_MAX, SUBAGENT_SETTLE_TIMEOUT_MS } from '../core/limits.js';
+import { LimitExceededError, type EventData, type Lease, type Store } from '../store/index.js';
 import { SubagentDepthError, SubagentStartError } from '../tools/errors.js';
 import { subagentSessionId } from '../tools/subagents.js';
 import type { SubagentRequest, SubagentResult, SubagentRunner, ToolContext } from '../tools/types.js';
@@ -31,8 +31,8 @@ export function createSubagentRunner(coordinator: Coordinator, options: Subagent
   return {
     async run(request, ctx) {
       const store = coordinator.store;
-      const { childId, inputId } = startChild(store, request, ctx);
-      const actor = ownChild(coordinator, childId, inputId);
+      const { childId, inputId, lease } = startChild(store, request, ctx, coordinator.ownerId);
+      const actor = ownChild(coordinator, childId, inputId, lease);
       try {
         const aborted = await quietOrAborted(coordinator.runUntilQuiet(childId), request.signal);
         if (aborted) await cancelChild(store, actor, request.signal, settleTimeoutMs);
@@ -49,7 +49,7 @@ export function createSubagentRunner(coordinator: Coordinator, options: Subagent
  * Records the child session and admits the prompt as its input, in one transaction (a refused
  * admission, e.g. a prompt over INPUT_TEXT_BYTES_MAX, leaves nothing behind). Returns its id.
  */
-function startChild(store: Store, request: SubagentRequest, ctx: ToolContext): { childId: string; inputId: string } {
+function startChild(store: Store, request: SubagentRequest, ctx: ToolContext, ownerId: string): { childId: string; inputId: string; lease: Lease | null } {
   const parent = store.queries.session(ctx.sessionId);
   if (!parent) throw new SubagentStartError(ctx.sessionId, 'its parent session does not exist');
   if (ctx.callId === '') throw new SubagentStartError(ctx.sessionId, 'a subagent is started by a tool call, and this context has none');
@@ -57,7 +57,7 @@ function startChild(store: Store, request: SubagentRequest, ctx: ToolContext): {
   if (depth >= SUBAGENT_DEPTH_MAX) throw new SubagentDepthError(parent.sessionId, depth, SUBAGENT_DEPTH_MAX);
   const childId = subagentSessionId(ctx.callId);
   if (request.signal.aborted) throw new SubagentStartError(childId, 'the call was cancelled before the subagent started');
-  const inputId = store.transaction(() => {
+  const started = store.transaction(() => {
     if (store.queries.session(childId)) {
       throw new SubagentStartError(childId, `call ${ctx.callId} started it already; a task call is never run twice`);
     }
@@ -74,21 +74,25 @@ function startChild(store: Store, request: SubagentRequest, ctx: ToolContext): {
         doubleTexting: parent.doubleTexting,
       },
     });
+    let inputId: string;
     try {
-      return store.admitInput(childId, { mode: 'steer', text: request.prompt, source: 'task' }).input.inputId;
+      inputId = store.admitInput(childId, { mode: 'steer', text: request.prompt, source: 'task' }).input.inputId;
     } catch (error) {
       if (error instanceof LimitExceededError) throw new SubagentStartError(childId, `its prompt was refused: ${error.message}`);
       throw error;
     }
+    // The lease is taken in the same commit: a `loom worker` polling for sessions with pending
+    // input must not take the child between its creation and this coordinator owning it.
+    return { inputId, lease: store.owners.acquire(childId, ownerId, OWNER_LEASE_TTL_MS, store.clock.now()) };
   });
-  return { childId, inputId };
+  return { childId, ...started };
 }
 
 /**
  * Owns the new child on this coordinator. When that fails (too many live sessions, a broken
  * store) the prompt is withdrawn (`input.cancelled`), so no input waits in a session nobody runs.
  */
-function ownChild(coordinator: Coordinator, childId: string, inputId: string): SessionActor {
+function ownChild(coordinator: Coordinator, childId: string, inputId: string, lease: Lease | null): SessionActor {
   let actor: SessionActor | null;
   let failure: unknown;
   try {
@@ -98,6 +102,7 @@ function ownChild(coordinator: Coordinator, childId: string, inputId: string): S
     failure = error;
   }
   if (actor) return actor;
+  if (lease) coordinator.store.owners.release(lease);
   const why = failure === undefined ? 'another process owns it' : errorText(failure);
   try {
     coordinator.store.append({ sessionId: childId, type: 'input.cancelled', data: { inputId, reason: `the subagent could not start: ${why}` } });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Argument, Command, CommanderError, Option } from 'commander';
+import { WORKER_CAPACITY_DEFAULT } from '../core/limits.js';
 import { EXIT, UsageError } from './exit.js';
 import { colorsFor } from './style.js';
 
@@ -55,6 +56,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('-m, --model <provider/model>', 'model, for example openai/gpt-4o-mini (default: config "model" or $LOOM_MODEL)')
     .option('-d, --dir <dir>', 'the directory the session works in', '.')
     .option('--json', 'print every event as one JSON envelope per line')
+    .option('--detach', 'create the session and admit TEXT, then return: a `loom worker` runs it')
     .addOption(permission())
     .addOption(attach())
     .option('--detach-jobs', 'do not wait for background jobs: leave them running for the next owner')
@@ -72,6 +74,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--follow', 'when another process owns the session, follow its events until this input is answered')
     .option('--json', 'print events as JSON envelopes')
     .option('--client-id <id>', 'idempotency key: a second admission with the same id is ignored')
+    .option('--detach', 'admit and return without running the session here: a `loom worker` (or its live owner) runs it')
     .addOption(permission())
     .addOption(attach())
     .option('--detach-jobs', 'when running the session here, do not wait for its background jobs')
@@ -201,6 +204,14 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the events as JSON envelopes')
     .addOption(permission())
     .action(async (job: string, opts) => set(await (await import('./commands/jobs.js')).jobsCancel(job, opts)));
+
+  program
+    .command('worker')
+    .description('run sessions for every process sharing $LOOM_HOME until SIGTERM/SIGINT (which drain); several workers spread sessions between them')
+    .option('--capacity <n>', `sessions run at once; sessions waiting for a decision do not count (default: ${WORKER_CAPACITY_DEFAULT})`)
+    .option('--lease-ttl <ms>', 'owner lease lifetime; a killed worker\'s sessions are taken over after it (at once on the same host)')
+    .option('--json', 'one JSON object per line: started, taken, settled, holding, released, lost, failed, draining, stopped')
+    .action(async (opts) => set(await (await import('./commands/worker.js')).workerCommand(opts)));
 
   program
     .command('serve')

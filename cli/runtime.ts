@@ -95,7 +95,17 @@ export function defaultPermissionMode(): PermissionMode {
   return process.stdin.isTTY && process.stderr.isTTY ? 'ask' : 'deny';
 }
 
-export async function openRuntime(options: { permission?: PermissionMode } = {}): Promise<CliRuntime> {
+export interface RuntimeOptions {
+  permission?: PermissionMode;
+  /** No asker at all (`loom worker`, `serve`): every ask waits durably for `loom permit`. */
+  durableAsks?: boolean;
+  /** The coordinator's lease TTL (default OWNER_LEASE_TTL_MS). */
+  leaseTtlMs?: number;
+  /** Told when a live session stops on an operating failure (a lost lease, a broken store). */
+  onSessionFailure?: (sessionId: string, error: unknown) => void;
+}
+
+export async function openRuntime(options: RuntimeOptions = {}): Promise<CliRuntime> {
   const { home, store } = openStore();
   const configs = new Map<string, ResolvedConfig>();
   const configFor = async (location: string) => {
@@ -108,7 +118,7 @@ export async function openRuntime(options: { permission?: PermissionMode } = {})
   };
   const tools = createDefaultRegistry();
   for (const tool of testToolsFromEnv()) tools.register(tool);
-  const asker = createAsker(options.permission ?? defaultPermissionMode());
+  const asker = options.durableAsks ? undefined : createAsker(options.permission ?? defaultPermissionMode());
   const natsUrl = natsUrlFromEnv();
   const nats = natsUrl
     ? startNats({ store, url: natsUrl, name: `loom ${process.argv[2] ?? ''} ${process.pid}`.replace(/\s+/g, ' '), onError: debugNats })
@@ -116,6 +126,12 @@ export async function openRuntime(options: { permission?: PermissionMode } = {})
   const coordinator = new Coordinator({
     store,
     transport: nats?.transport,
+    leaseTtlMs: options.leaseTtlMs,
+    onSessionFailure: options.onSessionFailure,
+    // The KV mirror of owners (visibility across processes and machines); SQLite stays the truth.
+    onLease: nats
+      ? (kind, lease) => void (kind === 'released' ? nats.owners.delete(lease.sessionId, lease) : nats.owners.put(lease.sessionId, lease)).catch(debugNats)
+      : undefined,
     deps: (sessionId) => {
       const session = store.queries.session(sessionId)!;
       const config = configs.get(session.location);

@@ -642,3 +642,33 @@ export const NATS_TAIL_FALLBACK_POLL_MS = 1_000; // 1 second
  * nats.js's minimum is 1 second.
  */
 export const NATS_CONSUMER_EXPIRES_MS = 2_000; // 2 seconds
+
+// ---- workers (loom worker) ---------------------------------------------------------------------
+
+/**
+ * Sessions one worker runs at once when `--capacity` is not given. Sessions waiting for a decision
+ * (a recovery decision, permission replies) stay owned but do not count: they use no provider.
+ */
+export const WORKER_CAPACITY_DEFAULT = 32;
+
+/** Largest `--capacity`; every running session holds a provider stream and tool children. */
+export const WORKER_CAPACITY_MAX = 1_000;
+
+/**
+ * How often a worker looks for claimable sessions even when no other process committed anything:
+ * a lease that expires changes nothing in the database, so only time reveals it.
+ */
+export const WORKER_SCAN_INTERVAL_MS = 1_000; // 1 second
+
+/** Candidate sessions read by one claim pass (the rest wait for the next pass). */
+export const WORKER_CLAIM_BATCH_MAX = 64;
+
+/** Distinct owners on this host checked for a dead process in one claim pass. */
+export const WORKER_LOCAL_OWNERS_MAX = 64;
+
+/**
+ * Sessions a worker remembers having released quiet (parked after a cancel, or failing to
+ * restore), with the last seq it saw, so a claim pass does not take them again until something new
+ * is appended. Oldest forgotten first; forgetting one costs one needless restore.
+ */
+export const WORKER_QUIET_MEMO_MAX = 10_000;

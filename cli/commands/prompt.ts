@@ -15,6 +15,8 @@ export interface PromptOptions {
   permission?: PermissionMode;
   /** Files (inside the session's directory) and URLs to attach to the text. */
   attach?: string[];
+  /** Admit and return: never run the session here (a worker or the live owner runs it). */
+  detach?: boolean;
   /** Leave background jobs running instead of waiting for them (the next owner re-attaches them). */
   detachJobs?: boolean;
 }
@@ -23,6 +25,8 @@ export interface PromptOptions {
  * `loom prompt`: admit an input. With no mode given, a busy session applies its double-texting
  * policy (steer, queue, interrupt or reject). If no live owner holds the session, this process
  * takes it and runs it until idle; otherwise it returns after admission, or follows with --follow.
+ * With --detach it never runs the session: it admits, wakes the owner (or, over NATS, the workers)
+ * and returns (or follows with --follow).
  */
 export async function promptCommand(idArg: string, text: string, opts: PromptOptions): Promise<number> {
   if (opts.steer && opts.queue) throw new UsageError('choose one of --steer and --queue');
@@ -52,17 +56,18 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
     process.stderr.write(`${admitted ? 'admitted' : 'already admitted'} ${input.mode} ${input.inputId} into ${sessionId}${how}\n`);
     if (interrupted) await rt.signal('cancel', sessionId);
     if (admitted) await rt.signal('wake', sessionId);
+    if (opts.detach) return opts.follow ? await followInput(rt, sessionId, input.inputId, after, opts.json) : EXIT.ok;
     const code = await driveSession(rt, sessionId, { json: opts.json, after, jobs: opts.detachJobs ? 'detach' : 'wait' });
     if (code !== null) return code;
     if (!opts.follow) return EXIT.ok;
-    return await follow(rt, sessionId, input.inputId, after, opts.json);
+    return await followInput(rt, sessionId, input.inputId, after, opts.json);
   } finally {
     rt.close();
   }
 }
 
 /** Follows another owner's events until the activity that took this input settles. */
-async function follow(rt: CliRuntime, sessionId: string, inputId: string, after: number, json?: boolean): Promise<number> {
+export async function followInput(rt: CliRuntime, sessionId: string, inputId: string, after: number, json?: boolean): Promise<number> {
   const render = json ? createJsonRenderer(process.stdout) : createHumanRenderer(process.stdout, process.stderr);
   let activityId: string | null = null;
   const ac = new AbortController();

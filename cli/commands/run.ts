@@ -3,6 +3,7 @@ import { EXIT, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
 import { openRuntime, resolveLocation, type PermissionMode } from '../runtime.js';
 import { createProviderResolver } from '../../llm/resolve.js';
+import { followInput } from './prompt.js';
 import type { DoubleTextingPolicy } from '../../store/index.js';
 
 /** The model when neither --model, config nor $LOOM_MODEL names one. */
@@ -15,13 +16,19 @@ export interface RunOptions {
   permission?: PermissionMode;
   /** Files (inside DIR) and URLs to attach to the text. */
   attach?: string[];
+  /** Create and admit, then return: a `loom worker` runs the session. */
+  detach?: boolean;
   /** Leave background jobs running instead of waiting for them (the next owner re-attaches them). */
   detachJobs?: boolean;
   /** The session's double-texting policy (what a prompt with no mode does while it is busy). */
   doubleTexting?: DoubleTextingPolicy;
 }
 
-/** `loom run`: create a session, admit the text, own and run it until idle. */
+/**
+ * `loom run`: create a session, admit the text, own and run it until idle. If a `loom worker` takes
+ * the new session first, follow its events until the input's activity settles. With --detach,
+ * return once the input is admitted.
+ */
 export async function runCommand(text: string, opts: RunOptions): Promise<number> {
   if (text.trim() === '') throw new UsageError('run needs some text to send');
   const location = resolveLocation(opts.dir);
@@ -35,8 +42,15 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
     rt.store.append({ sessionId, type: 'session.created', data: { location, model, ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}) } });
     rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli', attachments });
     process.stderr.write(`session ${sessionId} (${model}) in ${location}\n`);
+    if (opts.detach) {
+      await rt.signal('wake', sessionId); // over NATS a worker hears it at once; otherwise it polls
+      return EXIT.ok;
+    }
     const code = await driveSession(rt, sessionId, { json: opts.json, after: 0, jobs: opts.detachJobs ? 'detach' : 'wait' });
-    return code ?? EXIT.ok;
+    if (code !== null) return code;
+    // A worker took the new session before this process could: follow its run instead.
+    const input = rt.store.inputs(sessionId)[0];
+    return input ? await followInput(rt, sessionId, input.inputId, 0, opts.json) : EXIT.ok;
   } finally {
     rt.close();
   }

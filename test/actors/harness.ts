@@ -56,6 +56,8 @@ export async function createHarness(options: {
   config?: Partial<ConfigV1>;
   askPermission?: PermissionAsker;
   store?: Store;
+  /** Told when a live session stops on an operating failure (see CoordinatorOptions). */
+  onSessionFailure?: (sessionId: string, error: unknown) => void;
   /** Extra services for tools (subagents); background jobs are wired by the coordinator. */
   toolServices?: ToolServices;
   /** `$LOOM_HOME` (a fresh temp directory by default). */
@@ -79,7 +81,7 @@ export async function createHarness(options: {
     askPermission: options.askPermission,
     toolServices: options.toolServices,
   });
-  const coordinator = new Coordinator({ store, deps });
+  const coordinator = new Coordinator({ store, deps, onSessionFailure: options.onSessionFailure });
   onCleanup(() => coordinator.shutdown());
   const location = tempDir();
   const sessionId = store.ids.next('ses');
