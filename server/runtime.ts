@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Coordinator } from '../actors/coordinator.js';
 import { discoverUnsettled, type DiscoveryReport } from '../actors/discovery.js';
+import { natsUrlFromEnv, startNats } from '../actors/nats.js';
 import { defaultSystemPrompt } from '../cli/runtime.js';
 import { createProviderResolver } from '../llm/resolve.js';
 import { loadConfig, type ResolvedConfig } from '../services/config.js';
@@ -73,8 +74,16 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
   };
   const tools = createDefaultRegistry();
   for (const tool of testToolsFromEnv(env)) tools.register(tool);
+  // With LOOM_NATS_URL the server's sessions get wakes and cancels over NATS, publish through the
+  // outbox and mirror their owners into the KV bucket, like every other loom process.
+  const natsUrl = natsUrlFromEnv(env);
+  const nats = natsUrl ? startNats({ store, url: natsUrl, name: `loom serve ${process.pid}`, onError: debugNats }) : undefined;
   const coordinator = new Coordinator({
     store,
+    transport: nats?.transport,
+    onLease: nats
+      ? (kind, lease) => void (kind === 'released' ? nats.owners.delete(lease.sessionId, lease) : nats.owners.put(lease.sessionId, lease)).catch(debugNats)
+      : undefined,
     deps: (sessionId) => {
       const session = store.queries.session(sessionId)!;
       const config = loaded.get(session.location);
@@ -115,7 +124,13 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     },
     close() {
       coordinator.shutdown();
-      store.close();
+      if (!nats) return store.close();
+      // The process stays alive until the outbox has published what was committed.
+      void nats.close().finally(() => store.close());
     },
   };
+}
+
+function debugNats(error: unknown): void {
+  if (process.env.LOOM_DEBUG) process.stderr.write(`loom: nats: ${(error as Error)?.message ?? String(error)}\n`);
 }
