@@ -672,3 +672,11 @@ export const WORKER_LOCAL_OWNERS_MAX = 64;
  * is appended. Oldest forgotten first; forgetting one costs one needless restore.
  */
 export const WORKER_QUIET_MEMO_MAX = 10_000;
+
+// ---- anthropic provider (issue 8) --------------------------------------------------------------
+
+/**
+ * `max_tokens` sent to the Anthropic Messages API when the request names none: the API requires
+ * the field, and this is large enough for a long answer without letting one turn run away. Tokens.
+ */
+export const ANTHROPIC_MAX_TOKENS_DEFAULT = 8_192;
