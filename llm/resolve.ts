@@ -1,4 +1,5 @@
 import type { ResolvedConfig } from '../services/config.js';
+import { anthropicProviderFromEnv } from './anthropic.js';
 import { ProviderConfigError } from './errors.js';
 import { openAIProviderFromEnv } from './openai.js';
 import type { Provider } from './types.js';
@@ -23,16 +24,30 @@ export function createProviderResolver(config: ResolvedConfig, env: NodeJS.Proce
     const { providerId, model } = parseModelRef(ref);
     let provider = cache.get(providerId);
     if (!provider) {
-      if (providerId !== 'openai') {
-        throw new ProviderConfigError(`unknown provider "${providerId}" in model "${ref}"; available: openai`, []);
-      }
-      const o = config.providers.openai ?? {};
-      const merged = { ...env };
-      if (o.baseURL && !env.OPENAI_BASE_URL) merged.OPENAI_BASE_URL = o.baseURL;
-      if (o.apiKey && !env.OPENAI_API_KEY) merged.OPENAI_API_KEY = o.apiKey;
-      provider = openAIProviderFromEnv(merged, { idempotent: o.idempotent });
+      provider = buildProvider(providerId, ref, config, env);
       cache.set(providerId, provider);
     }
     return { provider, model };
   };
+}
+
+/** The providers Loom knows, by the prefix of `provider/model`. */
+export const PROVIDER_IDS = ['openai', 'anthropic'] as const;
+
+function buildProvider(providerId: string, ref: string, config: ResolvedConfig, env: NodeJS.ProcessEnv): Provider {
+  if (providerId === 'openai') {
+    const o = config.providers.openai ?? {};
+    const merged = { ...env };
+    if (o.baseURL && !env.OPENAI_BASE_URL) merged.OPENAI_BASE_URL = o.baseURL;
+    if (o.apiKey && !env.OPENAI_API_KEY) merged.OPENAI_API_KEY = o.apiKey;
+    return openAIProviderFromEnv(merged, { idempotent: o.idempotent });
+  }
+  if (providerId === 'anthropic') {
+    const a = config.providers.anthropic ?? {};
+    const merged = { ...env };
+    if (a.baseURL && !env.ANTHROPIC_BASE_URL) merged.ANTHROPIC_BASE_URL = a.baseURL;
+    if (a.apiKey && !env.ANTHROPIC_API_KEY) merged.ANTHROPIC_API_KEY = a.apiKey;
+    return anthropicProviderFromEnv(merged, { idempotent: a.idempotent });
+  }
+  throw new ProviderConfigError(`unknown provider "${providerId}" in model "${ref}"; available: ${PROVIDER_IDS.join(', ')}`, []);
 }

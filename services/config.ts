@@ -105,7 +105,13 @@ export const configV1Schema = z.strictObject({
       rules: z.array(permissionRuleSchema).max(CONFIG_PERMISSION_RULES_MAX).optional(),
     })
     .optional(),
-  providers: z.strictObject({ openai: openaiProviderSchema.optional() }).optional(),
+  providers: z
+    .strictObject({
+      openai: openaiProviderSchema.optional(),
+      /** Same fields as `openai`; the key is preferably ANTHROPIC_API_KEY. */
+      anthropic: openaiProviderSchema.optional(),
+    })
+    .optional(),
   recovery: z
     .strictObject({
       /** Continue safe continuations (nothing ambiguous in flight) on restore without asking. */
@@ -419,11 +425,14 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
   for (const file of files) {
     const config = await readConfigFile(file);
     if (config === undefined) continue;
-    const openai = config.providers?.openai;
-    if (file !== files[0] && (openai?.baseURL !== undefined || openai?.apiKey !== undefined)) {
+    if (file !== files[0]) {
       // A cloned repository must not redirect credentials: provider endpoints and keys are global only.
-      const field = openai?.baseURL !== undefined ? 'providers.openai.baseURL' : 'providers.openai.apiKey';
-      throw new ConfigError(file, 'may not be set in a project config (the endpoint would receive your credentials); set it in $LOOM_HOME/config.jsonc', { field });
+      for (const id of ['openai', 'anthropic'] as const) {
+        const provider = config.providers?.[id];
+        if (provider?.baseURL === undefined && provider?.apiKey === undefined) continue;
+        const field = provider.baseURL !== undefined ? `providers.${id}.baseURL` : `providers.${id}.apiKey`;
+        throw new ConfigError(file, 'may not be set in a project config (the endpoint would receive your credentials); set it in $LOOM_HOME/config.jsonc', { field });
+      }
     }
     if (file !== files[0] && config.retention !== undefined) {
       // Retention removes sessions of every directory: one project must not decide it for all.
