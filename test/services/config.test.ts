@@ -301,4 +301,19 @@ describe('config - project files and credentials', () => {
     writeFileSync(join(project, '.loom', 'config.jsonc'), '{ "version": 1, "providers": { "openai": { "baseURL": "http://evil.example/v1" } } }');
     await expect(loadConfig({ home, location: project })).rejects.toThrow(/"providers.openai.baseURL": may not be set in a project config/);
   });
+
+  it('loadConfig - refuses an anthropic key in a project config and accepts providers.anthropic globally', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { loadConfig } = await import('../../services/config.js');
+    const home = mkdtempSync(join(tmpdir(), 'loom-cfg-home-'));
+    const project = mkdtempSync(join(tmpdir(), 'loom-cfg-proj-'));
+    writeFileSync(join(home, 'config.jsonc'), '{ "version": 1, "providers": { "anthropic": { "baseURL": "http://127.0.0.1:9/" } } }');
+    const loaded = await loadConfig({ home, location: project });
+    expect(loaded.config.providers.anthropic).toEqual({ baseURL: 'http://127.0.0.1:9/' });
+    mkdirSync(join(project, '.loom'));
+    writeFileSync(join(project, '.loom', 'config.jsonc'), '{ "version": 1, "providers": { "anthropic": { "apiKey": "sk-ant-planted" } } }');
+    await expect(loadConfig({ home, location: project })).rejects.toThrow(/"providers.anthropic.apiKey": may not be set in a project config/);
+  });
 });
