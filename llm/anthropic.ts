@@ -616,6 +616,7 @@ class MessagesTurn {
   private stopReason: string | undefined;
   private calledTools = false;
   private readonly usage: Usage = { inputTokens: 0, outputTokens: 0 };
+  private readonly counts: Partial<Record<'input_tokens' | 'output_tokens' | 'cache_read_input_tokens' | 'cache_creation_input_tokens', number>> = {};
 
   accept(message: EventSourceMessage): StreamEvent[] {
     if (this.done || message.data.trim() === '') return [];
@@ -646,14 +647,17 @@ class MessagesTurn {
 
   private addUsage(usage: AnthropicEvent['usage']): void {
     if (!usage) return;
-    const cached = usage.cache_read_input_tokens ?? 0;
-    if (usage.input_tokens !== undefined && usage.input_tokens !== null) {
-      // `input_tokens` leaves out cached and cache-written tokens; Loom counts every input token.
-      this.usage.inputTokens = usage.input_tokens + cached + (usage.cache_creation_input_tokens ?? 0);
-      if (cached > 0) this.usage.cachedInputTokens = cached;
+    // message_delta may repeat some counts of message_start; a count it leaves out keeps its value.
+    for (const key of ['input_tokens', 'output_tokens', 'cache_read_input_tokens', 'cache_creation_input_tokens'] as const) {
+      const value = usage[key];
+      if (value !== undefined && value !== null) this.counts[key] = value;
     }
+    const { input_tokens: input = 0, output_tokens: output = 0, cache_read_input_tokens: cached = 0, cache_creation_input_tokens: written = 0 } = this.counts;
+    // `input_tokens` leaves out cached and cache-written tokens; Loom counts every input token.
+    this.usage.inputTokens = input + cached + written;
+    if (cached > 0) this.usage.cachedInputTokens = cached;
     // Output counts are cumulative: the last one is the total.
-    if (usage.output_tokens !== undefined && usage.output_tokens !== null) this.usage.outputTokens = usage.output_tokens;
+    this.usage.outputTokens = output;
   }
 
   private indexOf(event: AnthropicEvent): number {

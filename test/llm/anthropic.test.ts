@@ -3,6 +3,7 @@ import { anthropicProviderFromEnv, buildMessagesBody, createAnthropicProvider } 
 import {
   ProviderAbortedError,
   ProviderAuthError,
+  ProviderBadRequestError,
   ProviderConfigError,
   ProviderRateLimitError,
   ProviderServerError,
@@ -213,6 +214,20 @@ describe('anthropic provider - errors', () => {
     expect(error).toBeInstanceOf(ProviderAuthError);
     expect(error).toMatchObject({ retryable: false, status: 401 });
     expect((error as Error).message).toMatch(/scripted authentication_error/);
+  });
+
+  it('anthropic - HTTP 400, 403 and 404 are not retryable; 500 is', async () => {
+    const target = await start([{ status: 400 }, { status: 403 }, { status: 404 }, { status: 500 }]);
+    const provider = createAnthropicProvider({ baseURL: target.url, apiKey: 'k' });
+    const errors = [];
+    for (let i = 0; i < 4; i += 1) errors.push(await failure(provider.stream(request([{ role: 'user', content: 'x' }]))));
+    expect(errors.map((e) => [(e as ProviderServerError).status, (e as ProviderServerError).retryable])).toEqual([
+      [400, false],
+      [403, false],
+      [404, false],
+      [500, true],
+    ]);
+    expect(errors[0]).toBeInstanceOf(ProviderBadRequestError);
   });
 
   it('anthropic - a stream that ends without message_stop is truncated', async () => {
