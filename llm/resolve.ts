@@ -1,6 +1,7 @@
 import type { ResolvedConfig } from '../services/config.js';
 import { ProviderConfigError } from './errors.js';
 import { openAIProviderFromEnv } from './openai.js';
+import { openAIResponsesProviderFromEnv } from './openai-responses.js';
 import type { Provider } from './types.js';
 
 /** Splits `provider/model`; the model part may itself contain slashes (`openai/meta/llama-3`). */
@@ -23,14 +24,16 @@ export function createProviderResolver(config: ResolvedConfig, env: NodeJS.Proce
     const { providerId, model } = parseModelRef(ref);
     let provider = cache.get(providerId);
     if (!provider) {
-      if (providerId !== 'openai') {
-        throw new ProviderConfigError(`unknown provider "${providerId}" in model "${ref}"; available: openai`, []);
+      if (providerId !== 'openai' && providerId !== 'openai-responses') {
+        throw new ProviderConfigError(`unknown provider "${providerId}" in model "${ref}"; available: openai, openai-responses`, []);
       }
       const o = config.providers.openai ?? {};
       const merged = { ...env };
       if (o.baseURL && !env.OPENAI_BASE_URL) merged.OPENAI_BASE_URL = o.baseURL;
       if (o.apiKey && !env.OPENAI_API_KEY) merged.OPENAI_API_KEY = o.apiKey;
-      provider = openAIProviderFromEnv(merged, { idempotent: o.idempotent });
+      // openai-responses is configured exactly like openai (same key, base URL and config entry).
+      const fromEnv = providerId === 'openai' ? openAIProviderFromEnv : openAIResponsesProviderFromEnv;
+      provider = fromEnv(merged, { idempotent: o.idempotent });
       cache.set(providerId, provider);
     }
     return { provider, model };
