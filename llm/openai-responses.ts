@@ -329,7 +329,8 @@ export function streamError(kind: string, error: unknown): AnyProviderError {
   const fields = (typeof error === 'object' && error !== null ? error : {}) as { code?: unknown; message?: unknown; type?: unknown };
   const said = [fields.code, fields.type, fields.message].filter((part) => typeof part === 'string').join(' ');
   const detail = excerptErrorBody(typeof error === 'string' ? error : JSON.stringify(error ?? null));
-  const message = `The provider reported ${kind} mid-stream: ${detail}`;
+  const code = typeof fields.code === 'string' && fields.code !== '' ? ` (${fields.code})` : '';
+  const message = `The provider reported ${kind} mid-stream${code}: ${detail}`;
   if (/rate.?limit|overload|capacity/i.test(said)) return new ProviderRateLimitError(message);
   if (RETRYABLE_ERROR.test(said)) return new ProviderServerError(message);
   return new ProviderBadRequestError(message);
