@@ -268,6 +268,7 @@ const EventSchema = z.looseObject({
   delta: z.string().nullish(),
   item_id: z.string().nullish(),
   output_index: z.number().nullish(),
+  summary_index: z.number().nullish(),
   arguments: z.string().nullish(),
   item: z
     .looseObject({
@@ -365,6 +366,7 @@ class ResponsesTurn {
   private readonly reasoning: ReasoningItem[] = [];
   private unattached: ReasoningItem[] = [];
   private calledTools = false;
+  private summaryPart: string | undefined;
 
   constructor(private readonly config: ResolvedConfig) {}
 
@@ -375,7 +377,7 @@ class ResponsesTurn {
       case 'response.output_text.delta':
         return event.delta ? [{ type: 'text.delta', delta: event.delta }] : [];
       case 'response.reasoning_summary_text.delta':
-        return event.delta ? [{ type: 'reasoning.delta', delta: event.delta }] : [];
+        return this.summaryDelta(event);
       case 'response.output_item.added':
         if (event.item?.type === 'function_call') this.open(event.item);
         return [];
@@ -395,6 +397,15 @@ class ResponsesTurn {
       default:
         return [];
     }
+  }
+
+  /** Summary parts (per item and `summary_index`) are separated by a blank line in the reasoning text. */
+  private summaryDelta(event: ResponsesEvent): StreamEvent[] {
+    if (!event.delta) return [];
+    const part = `${event.item_id ?? ''}#${event.summary_index ?? 0}`;
+    const separator = this.summaryPart !== undefined && this.summaryPart !== part ? '\n\n' : '';
+    this.summaryPart = part;
+    return [{ type: 'reasoning.delta', delta: separator + event.delta }];
   }
 
   private open(item: OutputItem): void {

@@ -111,6 +111,23 @@ describe('openai-responses - stream normalisation', () => {
     expect(toolCalls(events)[0]!.providerMetadata).toEqual({ openaiResponses: { reasoning: [item] } });
   });
 
+  it('openai-responses - summary parts are separated by a blank line and unknown events are ignored', async () => {
+    const event = (type: string, fields: Record<string, unknown>) => ({ type, ...fields });
+    const target = await start();
+    const chunks = [
+      event('response.created', { response: { status: 'in_progress' } }),
+      event('response.reasoning_summary_text.delta', { item_id: 'rs_1', summary_index: 0, delta: 'First.' }),
+      event('response.reasoning_summary_part.added', { item_id: 'rs_1', summary_index: 1 }),
+      event('response.reasoning_summary_text.delta', { item_id: 'rs_1', summary_index: 1, delta: 'Second.' }),
+      event('response.some_future_event', { anything: true }),
+      event('response.completed', { response: { status: 'completed', usage: { input_tokens: 1, output_tokens: 2 } } }),
+    ];
+    target.push({ raw: chunks });
+    const events = await collect(providerFor(target).stream(turnRequest()));
+    expect(textOf(events, 'reasoning.delta')).toBe('First.\n\nSecond.');
+    expect(finishOf(events).usage).toEqual({ inputTokens: 1, outputTokens: 2 });
+  });
+
   it('openai-responses - response.incomplete for the output limit finishes with length', async () => {
     const target = await start({ text: 'cut', incomplete: 'max_output_tokens' });
     const events = await collect(providerFor(target).stream(turnRequest()));
