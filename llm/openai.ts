@@ -84,7 +84,7 @@ export interface OpenAIProviderOptions {
   clock?: Clock;
 }
 
-interface ResolvedConfig {
+export interface ResolvedConfig {
   url: string;
   target: string;
   apiKey: string | undefined;
@@ -158,7 +158,7 @@ function resolveConfig(options: OpenAIProviderOptions): ResolvedConfig {
   };
 }
 
-function parseBaseURL(baseURL: string): URL {
+export function parseBaseURL(baseURL: string): URL {
   let url: URL;
   try {
     url = new URL(baseURL);
@@ -178,7 +178,7 @@ function defaultMaxTokensParameter(base: URL): MaxTokensParameter {
 /** Largest delay setTimeout honours; longer ones fire at once. */
 const TIMER_MS_MAX = 2 ** 31 - 1;
 
-function positive(name: string, value: number): number {
+export function positive(name: string, value: number): number {
   if (!Number.isFinite(value) || value <= 0 || value > TIMER_MS_MAX) {
     throw new RangeError(`${name} must be a positive number no larger than ${TIMER_MS_MAX}, got ${value}`);
   }
@@ -251,7 +251,7 @@ function echoedReasoningField(metadata: ProviderMetadata | undefined): Reasoning
 
 type ResponseBody = Dispatcher.ResponseData['body'];
 
-interface BodyProgress {
+export interface BodyProgress {
   bytes: number;
   /** The stream reached `[DONE]` or its end normally, so the connection may be reused. */
   complete: boolean;
@@ -297,7 +297,7 @@ function send(config: ResolvedConfig, request: ProviderRequest, signal: AbortSig
 }
 
 /** Throws the typed failure for an HTTP error or a response that is not an event stream. */
-async function rejectUnlessEventStream(
+export async function rejectUnlessEventStream(
   config: ResolvedConfig,
   request: ProviderRequest,
   response: Dispatcher.ResponseData,
@@ -331,7 +331,7 @@ async function readText(chunks: AsyncIterable<Buffer>, bytesMax: number): Promis
 }
 
 /** The body's chunks, with the idle timer armed only while waiting for the server and the byte cap applied. */
-async function* readBody(
+export async function* readBody(
   body: ResponseBody,
   guard: AttemptGuard,
   progress: BodyProgress,
@@ -354,7 +354,7 @@ async function* readBody(
 }
 
 /** Lets a finished connection go back to the pool; anything else is closed at once. */
-function release(body: ResponseBody, progress: BodyProgress): void {
+export function release(body: ResponseBody, progress: BodyProgress): void {
   body.on('error', () => {});
   if (!progress.complete) {
     body.destroy();
@@ -371,7 +371,7 @@ function release(body: ResponseBody, progress: BodyProgress): void {
  * Folds the caller's AbortSignal and the three timers (headers, idle, total) into one signal for
  * undici, and remembers which of them fired so a failure is reported as what it was.
  */
-class AttemptGuard {
+export class AttemptGuard {
   private readonly controller = new AbortController();
   private readonly timers = new Map<ProviderTimeoutPhase, NodeJS.Timeout>();
   private timedOut: ProviderTimeoutPhase | undefined;
@@ -432,7 +432,7 @@ class AttemptGuard {
   }
 }
 
-function abortedError(signal: AbortSignal, cause: unknown = signal.reason): ProviderAbortedError {
+export function abortedError(signal: AbortSignal, cause: unknown = signal.reason): ProviderAbortedError {
   return new ProviderAbortedError('The provider request was aborted', { cause });
 }
 
@@ -480,7 +480,7 @@ interface EventReader {
   flush(): EventSourceMessage[];
 }
 
-function createEventReader(): EventReader {
+export function createEventReader(): EventReader {
   const messages: EventSourceMessage[] = [];
   let overflow = false;
   const parser = createParser({

@@ -2,6 +2,7 @@ import type { ResolvedConfig } from '../services/config.js';
 import { anthropicProviderFromEnv } from './anthropic.js';
 import { ProviderConfigError } from './errors.js';
 import { openAIProviderFromEnv } from './openai.js';
+import { openAIResponsesProviderFromEnv } from './openai-responses.js';
 import type { Provider } from './types.js';
 
 /** Splits `provider/model`; the model part may itself contain slashes (`openai/meta/llama-3`). */
@@ -32,15 +33,17 @@ export function createProviderResolver(config: ResolvedConfig, env: NodeJS.Proce
 }
 
 /** The providers Loom knows, by the prefix of `provider/model`. */
-export const PROVIDER_IDS = ['openai', 'anthropic'] as const;
+export const PROVIDER_IDS = ['openai', 'openai-responses', 'anthropic'] as const;
 
 function buildProvider(providerId: string, ref: string, config: ResolvedConfig, env: NodeJS.ProcessEnv): Provider {
-  if (providerId === 'openai') {
+  if (providerId === 'openai' || providerId === 'openai-responses') {
     const o = config.providers.openai ?? {};
     const merged = { ...env };
     if (o.baseURL && !env.OPENAI_BASE_URL) merged.OPENAI_BASE_URL = o.baseURL;
     if (o.apiKey && !env.OPENAI_API_KEY) merged.OPENAI_API_KEY = o.apiKey;
-    return openAIProviderFromEnv(merged, { idempotent: o.idempotent });
+    // openai-responses is configured exactly like openai (same key, base URL and config entry).
+    const fromEnv = providerId === 'openai' ? openAIProviderFromEnv : openAIResponsesProviderFromEnv;
+    return fromEnv(merged, { idempotent: o.idempotent });
   }
   if (providerId === 'anthropic') {
     const a = config.providers.anthropic ?? {};
