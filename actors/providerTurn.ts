@@ -66,7 +66,9 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
         session.openAttempt = null;
         session.observe([
           ...(reasoningPart ? [owner({ type: 'reasoning.done', data: { activityId: activity.id, attemptId, partId: reasoningPart, text: reasoning, providerMetadata: ev.providerMetadata } })] : []),
-          ...(textPart ? [owner({ type: 'text.done', data: { activityId: activity.id, attemptId, partId: textPart, text } })] : []),
+          // Opaque provider data (thinking signatures, encrypted reasoning) rides on the reasoning part,
+          // or on the text part when the turn streamed no reasoning text, so it is sent back either way.
+          ...(textPart ? [owner({ type: 'text.done', data: { activityId: activity.id, attemptId, partId: textPart, text, ...(reasoningPart ? {} : { providerMetadata: ev.providerMetadata }) } })] : []),
           owner({ type: 'turn.finished', data: { activityId: activity.id, turnId: activity.turnId!, attemptId, finishReason: ev.finishReason, usage: ev.usage, toolCalls, providerMetadata: ev.providerMetadata } }),
         ]);
         return;

@@ -57,4 +57,29 @@ describe('openai-responses session', () => {
     expect(replay[3]).toMatchObject({ type: 'function_call_output', call_id: 'call_read' });
     expect(String(replay[3]!.output)).toContain('hello there');
   });
+
+  it('openai-responses session - encrypted reasoning without a summary on a text-only turn is replayed with the next input', async () => {
+    const server = await startScriptedResponsesServer([
+      { reasoning: { id: 'rs_quiet', summary: '', encryptedContent: 'enc-quiet==' }, text: 'Hello.' },
+      { text: 'Still here.' },
+    ]);
+    onCleanup(() => void server.close());
+    const store = tempStore();
+    const config = resolveConfig({ version: 1 } as ConfigV1);
+    const home = tempDir();
+    const deps = () => ({ config, home, tools: createDefaultRegistry(), resolveProvider: createProviderResolver(config, { OPENAI_BASE_URL: server.url }) });
+    const coordinator = new Coordinator({ store, deps });
+    onCleanup(() => coordinator.shutdown());
+    const sessionId = store.ids.next('ses');
+    store.append({ sessionId, type: 'session.created', data: { location: tempDir(), model: 'openai-responses/test' } });
+    store.admitInput(sessionId, { mode: 'steer', text: 'hi' });
+    coordinator.own(sessionId);
+    await coordinator.runUntilQuiet(sessionId);
+    store.admitInput(sessionId, { mode: 'steer', text: 'again' });
+    coordinator.get(sessionId)!.catchUp();
+    await coordinator.runUntilQuiet(sessionId);
+    expect(server.requests).toHaveLength(2);
+    const replay = (server.requests[1]!.body as { input: Array<Record<string, unknown>> }).input;
+    expect(replay.find((item) => item.type === 'reasoning')).toMatchObject({ id: 'rs_quiet', encrypted_content: 'enc-quiet==' });
+  });
 });
