@@ -90,7 +90,9 @@ describe('loom CLI (real processes)', () => {
   });
 
   it('loom prompt --steer - from a second process reaches the session loom run is running, at the next safe boundary', async () => {
-    const { env, dir, server } = await setup([slow('a long first answer, streamed slowly'), { text: 'steered' }]);
+    // The first answer streams for ~2.5 s, so the steer lands while it runs even on a loaded machine
+    // (if the first activity settled first, the prompt would run the session itself and the test would not test steering).
+    const { env, dir, server } = await setup([slow('a long first answer, streamed slowly, two characters every fifty milliseconds, for long'), { text: 'steered' }]);
     const run = loom(['run', '--model', 'openai/test', '--dir', dir, 'first'], env);
     const [, id] = await run.stderrUntil(/session (ses_\S+)/);
     await new Promise((r) => setTimeout(r, 400));
