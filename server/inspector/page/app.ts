@@ -314,6 +314,10 @@ async function select(sessionId: string): Promise<void> {
     addEvent(e);
     refreshState();
   });
+  // The state above was read before the history page: an event committed in between (a permission
+  // ask, say) is in the timeline but not in that state, and a session then waiting sends nothing
+  // more. Read the state once more now that the stream is subscribed.
+  refreshState();
 }
 
 const refreshState = coalesce(async () => {
