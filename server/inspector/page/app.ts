@@ -349,9 +349,18 @@ function renderState(): void {
 
 function renderAsks(s: SessionStateView): void {
   const list = $('asks');
+  $('grants').textContent = s.permissions.grants.length > 0 ? `Always granted: ${s.permissions.grants.map((g) => `${g.tool} ${g.pattern ?? '(any)'}`).join(', ')}` : '';
+  // Re-render only when the pending asks change: a refresh while someone types a message (or is
+  // about to click) must not replace the input under them; a typed message survives a re-render.
+  const key = `${s.sessionId}:${s.permissions.pending.map((a) => a.requestId).join(',')}`;
+  if (list.dataset.key === key) return;
+  list.dataset.key = key;
+  const typed = new Map<string, string>();
+  list.querySelectorAll<HTMLElement>('li[data-ask]').forEach((li) => typed.set(li.dataset.ask ?? '', li.querySelector('input')?.value ?? ''));
   list.replaceChildren(
     ...s.permissions.pending.map((ask) => {
       const message = h('input', { type: 'text', placeholder: 'message (optional, sent with reject)', 'aria-label': 'message' });
+      message.value = typed.get(ask.requestId) ?? '';
       const reply = (answer: 'once' | 'always' | 'reject') => async (e: Event) => {
         const buttons = (e.currentTarget as HTMLElement).parentElement!.querySelectorAll('button');
         buttons.forEach((b) => (b.disabled = true));
@@ -383,7 +392,6 @@ function renderAsks(s: SessionStateView): void {
     }),
   );
   if (s.permissions.pending.length === 0) list.append(h('li', { class: 'empty' }, 'None pending.'));
-  $('grants').textContent = s.permissions.grants.length > 0 ? `Always granted: ${s.permissions.grants.map((g) => `${g.tool} ${g.pattern ?? '(any)'}`).join(', ')}` : '';
 }
 
 /** A child's state as a state of its machine ('cancelling' jobs are stopping). */
