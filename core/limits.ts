@@ -9,6 +9,9 @@
 /** Busy timeout for SQLite locks. Write transactions are short, so a wait this long means trouble. */
 export const SQLITE_BUSY_TIMEOUT_MS = 5_000; // 5 seconds
 
+/** Pause between tries of the WAL switch when another process holds the new file (it gets no busy handler). */
+export const WAL_SWITCH_RETRY_MS = 10;
+
 /** Largest page a paged read returns; callers asking for more get this many. Bounds replay memory. */
 export const READ_PAGE_EVENTS_MAX = 1_000;
 

@@ -1,6 +1,6 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { SQLITE_BUSY_TIMEOUT_MS } from '../core/limits.js';
+import { SQLITE_BUSY_TIMEOUT_MS, WAL_SWITCH_RETRY_MS } from '../core/limits.js';
 import { ForeignDatabaseError, NewerSchemaError } from './errors.js';
 import { MIGRATIONS } from './migrations.js';
 
@@ -26,7 +26,7 @@ export function openDatabase(path: string, options: { onMigrated?: (applied: num
   try {
     db.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
     identify(db, path);
-    db.pragma('journal_mode = WAL');
+    switchToWal(db);
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     const applied = migrate(db, path);
@@ -35,6 +35,25 @@ export function openDatabase(path: string, options: { onMigrated?: (applied: num
   } catch (error) {
     db.close();
     throw error;
+  }
+}
+
+/**
+ * Switches the file to WAL. Two processes opening a brand-new file at once can collide here:
+ * SQLite does not call the busy handler for this switch, so SQLITE_BUSY is retried (every
+ * WAL_SWITCH_RETRY_MS, at most SQLITE_BUSY_TIMEOUT_MS in all) like busy_timeout would.
+ */
+function switchToWal(db: Db): void {
+  const deadline = Date.now() + SQLITE_BUSY_TIMEOUT_MS;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw error;
+      Atomics.wait(pause, 0, 0, WAL_SWITCH_RETRY_MS);
+    }
   }
 }
 

@@ -57,6 +57,14 @@ describe('loom CLI (real processes)', () => {
     expect(r.stdout).toBe('');
   });
 
+  it('two processes opening a brand-new $LOOM_HOME at once both succeed (the WAL switch waits instead of failing "database is locked")', async () => {
+    for (let i = 0; i < 10; i++) {
+      const home = tempDir();
+      const results = await Promise.all([loom(['session', 'ls'], { LOOM_HOME: home }).done, loom(['session', 'ls'], { LOOM_HOME: home }).done]);
+      expect(results.map((r) => `${r.code} ${r.stderr}`)).toEqual(['0 ', '0 ']);
+    }
+  });
+
   it('loom run - with no provider configured exits 2 and names the missing variable', async () => {
     const home = tempDir();
     const r = await loom(['run', 'hello'], { LOOM_HOME: home, OPENAI_API_KEY: '', OPENAI_BASE_URL: '' }).done;
