@@ -1,48 +1,25 @@
 import { mkdirSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { Coordinator } from '../actors/coordinator.js';
-import { natsUrlFromEnv, startNats, type NatsServices } from '../actors/nats.js';
+import { natsUrlFromEnv } from '../actors/nats.js';
 import type { PermissionAnswer, PermissionAsk, PermissionAsker } from '../actors/permission.js';
-import { createProviderResolver } from '../llm/resolve.js';
-import { loadConfig, resolveLoomHome, type ResolvedConfig } from '../services/config.js';
+import { resolveLoomHome } from '../services/config.js';
+import { defaultSystemPrompt, openLoomRuntime, type LoomRuntime } from '../services/runtime.js';
 import { Store } from '../store/index.js';
-import { createDefaultRegistry } from '../tools/builtin/index.js';
-import { testToolsFromEnv } from '../tools/testing/probe.js';
 import { UsageError } from './exit.js';
+
+export { defaultSystemPrompt };
 
 export type PermissionMode = 'allow' | 'deny' | 'ask';
 
 /** What a CLI command works with: the store in $LOOM_HOME, config, tools and a coordinator. */
-export interface CliRuntime {
-  home: string;
-  store: Store;
-  coordinator: Coordinator;
-  /** Set when LOOM_NATS_URL (or `--nats URL`) names a server: the transport, outbox and owner mirror. */
-  nats?: NatsServices;
-  configFor(location: string): Promise<ResolvedConfig>;
-  /**
-   * Tells the session's owner (in any process) to look now: a `wake` after an admission or reply,
-   * a `cancel` after a cancel request. Advisory (the owner also polls); never throws.
-   */
-  signal(kind: 'wake' | 'cancel', sessionId: string): Promise<void>;
-  /** Shuts the coordinator down and closes the store (with NATS: after the outbox has published what was committed, bounded). */
-  close(): void;
-}
+/** What a CLI command works with: the shared loom runtime (store, config, tools, coordinator, NATS). */
+export type CliRuntime = LoomRuntime;
 
 export function openStore(): { home: string; store: Store } {
   const home = resolveLoomHome();
   mkdirSync(home, { recursive: true });
   return { home, store: Store.open(join(home, 'loom.db')) };
-}
-
-export function defaultSystemPrompt(location: string, now: Date): string {
-  return [
-    'You are Loom, a coding agent working in a user\'s project.',
-    `Working directory: ${location}. File tools take paths relative to it and cannot leave it.`,
-    `Platform: ${process.platform}. Date: ${now.toISOString().slice(0, 10)}.`,
-    'Use the tools to look at the project before answering questions about it. Be concise.',
-  ].join('\n');
 }
 
 /**
@@ -106,70 +83,15 @@ export interface RuntimeOptions {
 }
 
 export async function openRuntime(options: RuntimeOptions = {}): Promise<CliRuntime> {
-  const { home, store } = openStore();
-  const configs = new Map<string, ResolvedConfig>();
-  const configFor = async (location: string) => {
-    let c = configs.get(location);
-    if (!c) {
-      c = (await loadConfig({ home, location })).config;
-      configs.set(location, c);
-    }
-    return c;
-  };
-  const tools = createDefaultRegistry();
-  for (const tool of testToolsFromEnv()) tools.register(tool);
-  const asker = options.durableAsks ? undefined : createAsker(options.permission ?? defaultPermissionMode());
-  const natsUrl = natsUrlFromEnv();
-  const nats = natsUrl
-    ? startNats({ store, url: natsUrl, name: `loom ${process.argv[2] ?? ''} ${process.pid}`.replace(/\s+/g, ' '), onError: debugNats })
-    : undefined;
-  const coordinator = new Coordinator({
-    store,
-    transport: nats?.transport,
+  return openLoomRuntime({
+    home: resolveLoomHome(),
+    natsUrl: natsUrlFromEnv(),
+    processName: `loom ${process.argv[2] ?? ''} ${process.pid}`.replace(/\s+/g, ' '),
+    asker: options.durableAsks ? undefined : createAsker(options.permission ?? defaultPermissionMode()),
     leaseTtlMs: options.leaseTtlMs,
     onSessionFailure: options.onSessionFailure,
-    // The KV mirror of owners (visibility across processes and machines); SQLite stays the truth.
-    onLease: nats
-      ? (kind, lease) => void (kind === 'released' ? nats.owners.delete(lease.sessionId, lease) : nats.owners.put(lease.sessionId, lease)).catch(debugNats)
-      : undefined,
-    deps: (sessionId) => {
-      const session = store.queries.session(sessionId)!;
-      const config = configs.get(session.location);
-      if (!config) throw new Error(`config for ${session.location} was not loaded before owning ${sessionId}`);
-      return {
-        config,
-        home,
-        tools,
-        resolveProvider: createProviderResolver(config),
-        askPermission: asker,
-        systemPrompt: defaultSystemPrompt(session.location, new Date(store.clock.now())),
-      };
-    },
+    systemPrompt: defaultSystemPrompt,
   });
-  return {
-    home,
-    store,
-    coordinator,
-    nats,
-    configFor,
-    async signal(kind, sessionId) {
-      try {
-        await (kind === 'wake' ? coordinator.transport.wake(sessionId) : coordinator.transport.cancel(sessionId));
-      } catch (error) {
-        debugNats(error); // the owner notices by polling instead
-      }
-    },
-    close() {
-      coordinator.shutdown();
-      if (!nats) return store.close();
-      // The process stays alive until the outbox has published what this command committed.
-      void nats.close().finally(() => store.close());
-    },
-  };
-}
-
-function debugNats(error: unknown): void {
-  if (process.env.LOOM_DEBUG) process.stderr.write(`loom: nats: ${(error as Error)?.message ?? String(error)}\n`);
 }
 
 /** The real path of a directory a session will be confined to. */
