@@ -4,7 +4,8 @@ import { Coordinator } from '../actors/coordinator.js';
 import { startNats, type NatsServices } from '../actors/nats.js';
 import type { PermissionAsker } from '../actors/permission.js';
 import { createProviderResolver } from '../llm/resolve.js';
-import { Store } from '../store/index.js';
+import { Store, type AppendRequest } from '../store/index.js';
+import type { EventData, EventType, eventDefinitions } from '../store/schemas.js';
 import { createDefaultRegistry } from '../tools/builtin/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { testToolsFromEnv } from '../tools/testing/probe.js';
@@ -85,6 +86,12 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
   const tools = createDefaultRegistry();
   for (const tool of testToolsFromEnv(env)) tools.register(tool);
 
+  // Tools added or removed while the process runs (plugins, MCP servers) are system events, so
+  // subscribers and the inspector see the registry change; sessions read the registry each turn.
+  tools.subscribe((change) => {
+    emitSystem(store, change.kind === 'added' ? { type: 'registry.tool.added', data: { tool: change.name } } : { type: 'registry.tool.removed', data: { tool: change.name } });
+  });
+
   const nats = options.natsUrl ? startNats({ store, url: options.natsUrl, name: options.processName, onError: debugNats }) : undefined;
   const coordinator = new Coordinator({
     store,
@@ -144,6 +151,20 @@ export function defaultSystemPrompt(location: string, now: Date): string {
     'Use the tools to look at the project before answering questions about it. Be concise.',
   ].join('\n');
 }
+
+/** A system event that cannot be recorded (the store closed under it) is not worth failing the change it reports. */
+export function emitSystem(store: Store, event: SystemEventRequest): void {
+  try {
+    store.append({ ...event, sessionId: null } as AppendRequest);
+  } catch (error) {
+    if (process.env.LOOM_DEBUG) process.stderr.write(`loom: system event ${event.type} not recorded: ${(error as Error)?.message ?? String(error)}\n`);
+  }
+}
+
+/** A system event to record (DESIGN §4): `config.updated`, `provider.loaded`, `model.*`, `registry.tool.*`. */
+export type SystemEventRequest = {
+  [T in EventType]: (typeof eventDefinitions)[T]['kind'] extends 'system' ? { type: T; data: EventData<T> } : never;
+}[EventType];
 
 export function debugNats(error: unknown): void {
   if (process.env.LOOM_DEBUG) process.stderr.write(`loom: nats: ${(error as Error)?.message ?? String(error)}\n`);

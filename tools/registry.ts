@@ -46,6 +46,17 @@ export interface ToolRegistry {
    * dropped. Tools must honour `ctx.signal`.
    */
   execute(name: string, rawInput: unknown, ctx: ToolContext): Promise<ToolResult>;
+  /**
+   * Told of every later `register` / successful `unregister` (a plugin or MCP server adding or
+   * removing a tool while sessions run). Returns the unsubscribe function. A listener that
+   * throws is ignored (the registry's change has happened either way).
+   */
+  subscribe(listener: (change: ToolRegistryChange) => void): () => void;
+}
+
+export interface ToolRegistryChange {
+  kind: 'added' | 'removed';
+  name: string;
 }
 
 const TOOL_NAME_PATTERN = /^[A-Za-z0-9_-]+$/;
@@ -53,6 +64,16 @@ const TOOL_NAME_PATTERN = /^[A-Za-z0-9_-]+$/;
 /** Creates an empty registry. Each session (or process) may hold its own. */
 export function createToolRegistry(): ToolRegistry {
   const tools = new Map<string, { tool: Tool; spec: ToolSpec }>();
+  const listeners = new Set<(change: ToolRegistryChange) => void>();
+  const notify = (change: ToolRegistryChange) => {
+    for (const listener of listeners) {
+      try {
+        listener(change);
+      } catch {
+        // a listener's failure is its own; the registry changed regardless
+      }
+    }
+  };
 
   return {
     register(tool) {
@@ -62,8 +83,17 @@ export function createToolRegistry(): ToolRegistry {
       }
       checkTool(tool);
       tools.set(tool.name, { tool, spec: specOf(tool) });
+      notify({ kind: 'added', name: tool.name });
     },
-    unregister: (name) => tools.delete(name),
+    unregister(name) {
+      const removed = tools.delete(name);
+      if (removed) notify({ kind: 'removed', name });
+      return removed;
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
     get: (name) => tools.get(name)?.tool,
     list: () => [...tools.values()].map((entry) => entry.tool),
     specs: () => [...tools.values()].map((entry) => entry.spec),
