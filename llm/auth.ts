@@ -122,7 +122,24 @@ const CAUSE_DEPTH_MAX = 8;
 
 function scrub(error: unknown, secrets: readonly string[], depth: number): void {
   if (!(error instanceof Error) || depth > CAUSE_DEPTH_MAX) return;
-  error.message = redactSecrets(error.message, secrets);
-  if (typeof error.stack === 'string') error.stack = redactSecrets(error.stack, secrets);
+  rewrite(error, 'message', secrets);
+  rewrite(error, 'stack', secrets);
   scrub(error.cause, secrets, depth + 1);
+}
+
+/** Rewrites one text property when it holds a secret. Some errors (DOMException) have read-only messages: those are fixed texts we did not make. */
+function rewrite(error: Error, property: 'message' | 'stack', secrets: readonly string[]): void {
+  const text = error[property];
+  if (typeof text !== 'string') return;
+  const redacted = redactSecrets(text, secrets);
+  if (redacted === text) return;
+  try {
+    error[property] = redacted;
+  } catch {
+    try {
+      Object.defineProperty(error, property, { value: redacted, configurable: true, writable: true });
+    } catch {
+      // a frozen error: nothing of ours can be in it
+    }
+  }
 }
