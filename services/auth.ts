@@ -311,11 +311,6 @@ export interface AuthService extends CredentialProvider {
   remove(providerId: string): Promise<void>;
   /** Registers the refresher of a provider's OAuth tokens (a plugin's); returns its unregistration. */
   registerRefresher(providerId: string, refresher: CredentialRefresher): () => void;
-  /**
-   * Every secret this service knows (environment and file), in the forms an echo may take: for
-   * redacting text that may carry one before it is recorded or printed.
-   */
-  secrets(): string[];
   /** Starts watching the file: a change is read within AUTH_WATCH_DEBOUNCE_MS and reported through `onChange`. */
   watch(): void;
   /** Stops watching. */
@@ -404,24 +399,6 @@ class FileAuthService implements AuthService {
       entries.push(entry);
     }
     return entries;
-  }
-
-  secrets(): string[] {
-    const all = new Set<string>();
-    for (const credential of Object.values(this.load().credentials)) for (const s of credentialSecrets(credential)) all.add(s);
-    for (const [name, value] of Object.entries(this.env)) {
-      if (value === undefined || value.trim() === '') continue;
-      const known = Object.values(PROVIDER_KEY_VARIABLES).some((vars) => vars.includes(name));
-      if (!known && !name.startsWith(AUTH_ENV_PREFIX)) continue;
-      try {
-        for (const s of credentialSecrets(this.fromVariable(name, value.trim()))) all.add(s);
-      } catch {
-        // An invalid variable is reported where it is used; its raw value is still a secret.
-        all.add(value.trim());
-      }
-    }
-    for (const { credential } of this.envRefreshed.values()) for (const s of credentialSecrets(credential)) all.add(s);
-    return [...all];
   }
 
   /** The credential in force: every environment variable of the id and its fallbacks, then the file. */
