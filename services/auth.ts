@@ -156,12 +156,13 @@ export function providerIdProblem(id: string): string | undefined {
   return undefined;
 }
 
-const secret = (what: string) =>
+/** A key, token or password; only a password may start or end with white space (keys and tokens never do: it is a paste error). */
+const secret = (what: string, spaces: 'allowed' | 'refused' = 'refused') =>
   z.string().superRefine((value, ctx) => {
     if (value.length < AUTH_SECRET_CHARS_MIN) ctx.addIssue({ code: 'custom', message: `${what} is shorter than ${AUTH_SECRET_CHARS_MIN} characters` });
     else if (Buffer.byteLength(value) > AUTH_SECRET_BYTES_MAX) ctx.addIssue({ code: 'custom', message: `${what} is longer than ${AUTH_SECRET_BYTES_MAX} bytes` });
     else if (CONTROL.test(value)) ctx.addIssue({ code: 'custom', message: `${what} contains a control character (a line break?)` });
-    else if (value.trim() !== value) ctx.addIssue({ code: 'custom', message: `${what} starts or ends with white space` });
+    else if (spaces === 'refused' && value.trim() !== value) ctx.addIssue({ code: 'custom', message: `${what} starts or ends with white space` });
   });
 
 const headerValue = z.string().superRefine((value, ctx) => {
@@ -203,7 +204,7 @@ export const credentialSchema = z.discriminatedUnion('type', [
       .min(1)
       .max(AUTH_PROVIDER_ID_CHARS_MAX * 4)
       .refine((u) => !u.includes(':') && !CONTROL.test(u), 'username may not contain ":" or control characters'),
-    password: secret('password'),
+    password: secret('password', 'allowed'),
   }),
   z.strictObject({ type: z.literal('headers'), headers: headersSchema }),
 ]);

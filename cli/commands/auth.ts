@@ -284,13 +284,17 @@ export interface HiddenInput {
  * interrupts, Backspace removes the last character, other control characters are ignored.
  */
 export function feedHidden(state: HiddenInput, chunk: string): HiddenInput {
-  let value = state.value;
+  const chars = [...state.value];
+  let bytes = Buffer.byteLength(state.value);
   for (const ch of chunk) {
-    if (ch === '\r' || ch === '\n' || ch === '\u0004') return { value, done: 'enter' };
+    if (ch === '\r' || ch === '\n' || ch === '\u0004') return { value: chars.join(''), done: 'enter' };
     if (ch === '\u0003') return { value: '', done: 'interrupt' };
-    if (ch === '\u007f' || ch === '\b') value = [...value].slice(0, -1).join('');
-    else if (ch >= ' ') value += ch;
-    if (Buffer.byteLength(value) > AUTH_CREDENTIAL_BYTES_MAX) return { value: '', done: 'overflow' };
+    if (ch === '\u007f' || ch === '\b') bytes -= Buffer.byteLength(chars.pop() ?? '');
+    else if (ch >= ' ') {
+      chars.push(ch);
+      bytes += Buffer.byteLength(ch);
+      if (bytes > AUTH_CREDENTIAL_BYTES_MAX) return { value: '', done: 'overflow' };
+    }
   }
-  return { value };
+  return { value: chars.join('') };
 }
