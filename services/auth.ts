@@ -173,7 +173,7 @@ const headerValue = z.string().superRefine((value, ctx) => {
 
 /** The problem with a header name a credential sets, or undefined when there is none. */
 function headerNameProblem(name: string): string | undefined {
-  if (!HEADER_NAME.test(name)) return `"${name.slice(0, 64)}" is not a valid header name`;
+  if (!HEADER_NAME.test(name)) return `"${safeName(name)}" is not a valid header name`;
   if (FORBIDDEN_HEADERS.has(name.toLowerCase())) return `header "${name}" may not be set by a credential`;
   return undefined;
 }
@@ -231,12 +231,27 @@ interface AuthFileData {
   credentials: Record<string, Credential>;
 }
 
-/** The issues of a failed parse, as `path: message` (zod's messages never repeat the value). */
+/**
+ * The issues of a failed parse, as `path: message`. Zod's messages never repeat a value, but paths
+ * and unknown keys are names taken from the input, and a malformed input may have a secret where a
+ * name belongs: a name that does not look like one (too long, or other characters) is shown as `…`.
+ */
 function describeIssues(error: z.ZodError): string {
   return error.issues
     .slice(0, 5)
-    .map((issue) => `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}`)
+    .map((issue) => {
+      const path = issue.path.map((segment) => safeName(String(segment))).join('.');
+      const message = issue.code === 'unrecognized_keys' ? `unknown field${issue.keys.length === 1 ? '' : 's'} ${issue.keys.map((k) => `"${safeName(k)}"`).join(', ')}` : issue.message;
+      return `${path === '' ? '' : `${path}: `}${message}`;
+    })
     .join('; ');
+}
+
+/** Characters of a name from the input shown in an error; longer ones (or odd ones) could be a pasted secret. */
+const SHOWN_NAME_CHARS_MAX = 24;
+
+function safeName(name: string): string {
+  return name.length <= SHOWN_NAME_CHARS_MAX && /^[A-Za-z0-9._-]*$/.test(name) ? name : '…';
 }
 
 /**

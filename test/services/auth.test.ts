@@ -79,10 +79,15 @@ describe('auth service - the credentials file', () => {
     expect(message).not.toContain(SECRET);
   });
 
-  it('a file of the wrong shape is refused naming the field, never the value', () => {
+  it('a file of the wrong shape is refused naming the field, never the value nor a secret pasted where a name belongs', () => {
     const { auth, path } = service();
     writeFileSync(path, JSON.stringify({ version: 1, credentials: { openai: { type: 'api', kee: SECRET } } }), { mode: 0o600 });
     expect(() => auth.has('openai')).toThrow(/credentials\.openai/);
+    expect(() => auth.has('openai')).not.toThrow(new RegExp(SECRET));
+    writeFileSync(path, JSON.stringify({ version: 1, credentials: { openai: { type: 'api', key: 'sk-fine-1234', [SECRET]: true } } }), { mode: 0o600 });
+    expect(() => auth.has('openai')).toThrow(/credentials\.openai: unknown field "…"/);
+    writeFileSync(path, JSON.stringify({ version: 1, credentials: { [SECRET]: { type: 'api', key: 'sk-fine-1234' } } }), { mode: 0o600 });
+    expect(() => auth.has('openai')).toThrow(/credentials\.…: provider id/);
     expect(() => auth.has('openai')).not.toThrow(new RegExp(SECRET));
   });
 
