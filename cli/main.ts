@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Argument, Command, CommanderError, Option } from 'commander';
 import { WORKER_CAPACITY_DEFAULT } from '../core/limits.js';
+import { CREDENTIAL_TYPES } from '../services/credentials.js';
 import { EXIT, UsageError } from './exit.js';
 import { colorsFor } from './style.js';
 
@@ -240,6 +241,50 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the report as one JSON object')
     .action(async (opts) => set(await (await import('./commands/db.js')).dbPrune(opts)));
 
+  const auth = program
+    .command('auth')
+    .description('keep provider credentials (API keys, OAuth tokens, basic, custom headers) in $LOOM_HOME/auth.json (mode 0600); environment variables override it')
+    .addHelpText(
+      'after',
+      '\nEnvironment variables win over the file and are never written to it: LOOM_AUTH_<PROVIDER> (the id upper-cased,\n' +
+        'other characters as _; a key, or a credential as JSON) for any provider, then OPENAI_API_KEY (openai,\n' +
+        'openai-responses) and ANTHROPIC_API_KEY (anthropic). Providers read the credential before every request,\n' +
+        'so a change takes effect without a restart.',
+    );
+  const authCommands = () => import('./commands/auth.js');
+  auth
+    .command('set')
+    .description('store the credential of PROVIDER, read from stdin (or asked for, hidden, on a terminal)')
+    .argument('<provider>', 'provider id: openai, openai-responses, anthropic or a custom provider\'s id')
+    .addOption(new Option('--type <type>', 'the kind of credential (default: api)').choices(CREDENTIAL_TYPES))
+    .option('--username <name>', 'with --type basic: the user name (the password comes from stdin)')
+    .option('--expires-at <time>', 'with --type oauth: when the token expires (ISO 8601 or epoch ms); it is refreshed before then when a refresher is registered')
+    .option('--expires-in <seconds>', 'with --type oauth: the token expires this many seconds from now')
+    .option('--json', 'print the result (never the secret) as one JSON object')
+    .addOption(new Option('--key <secret>', 'refused: argv is visible to other users').hideHelp())
+    .addHelpText(
+      'after',
+      '\nThe secret is never taken from the command line (argv shows in ps and shell history):\n' +
+        '  printf %s "$KEY" | loom auth set openai\n' +
+        '  loom auth set anthropic                                   (on a terminal: asked for, not echoed)\n' +
+        '  printf %s "$TOKEN" | loom auth set my-gateway --type oauth --expires-in 3600\n' +
+        '  printf %s "$PASSWORD" | loom auth set my-proxy --type basic --username me\n' +
+        '  printf \'X-Api-Key: %s\\n\' "$K" | loom auth set my-gateway --type headers\n' +
+        'stdin may also hold the credential as JSON, e.g. {"type":"oauth","access":"…","refresh":"…","expiresAt":1767225600000}.',
+    )
+    .action(async (provider: string, opts) => set(await (await authCommands()).authSet(provider, opts)));
+  auth
+    .command('ls')
+    .description('list the credential in force per provider: type, source (env VARIABLE or file) and a safe description (never the secret)')
+    .option('--json', 'one JSON object per line')
+    .action(async (opts) => set(await (await authCommands()).authLs(opts)));
+  auth
+    .command('rm')
+    .description('remove the stored credential of PROVIDER from the file (a credential from an environment variable stays in force)')
+    .argument('<provider>', 'provider id')
+    .option('--json', 'print the result as one JSON object')
+    .action(async (provider: string, opts) => set(await (await authCommands()).authRm(provider, opts)));
+
   program.addHelpText(
     'after',
     '\nExit codes: 0 completed; 1 failed or abandoned; 2 usage, invalid input or missing configuration;\n' +
@@ -276,6 +321,10 @@ function reportError(error: unknown): number {
     e?.name === 'PermissionRequestNotFoundError' ||
     e?.name === 'PermissionNotPendingError' ||
     e?.name === 'PermissionGrantNotFoundError' ||
-    e?.name === 'NewerSchemaError';
+    e?.name === 'NewerSchemaError' ||
+    e?.name === 'AuthFileError' ||
+    e?.name === 'AuthFilePermissionError' ||
+    e?.name === 'InvalidCredentialError' ||
+    e?.name === 'CredentialNotFoundError';
   return usage ? EXIT.usage : EXIT.failed;
 }

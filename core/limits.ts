@@ -683,3 +683,73 @@ export const WORKER_QUIET_MEMO_MAX = 10_000;
  * the field, and this is large enough for a long answer without letting one turn run away. Tokens.
  */
 export const ANTHROPIC_MAX_TOKENS_DEFAULT = 8_192;
+
+// ---- auth: the credentials file (issue 8 item 6) -----------------------------------------------
+
+/**
+ * Bytes of `$LOOM_HOME/auth.json`. Credentials are small (a few hundred bytes each; a JWT a few
+ * KiB), so a bigger file is not ours or is broken: it is refused, never read into memory whole.
+ */
+export const AUTH_FILE_BYTES_MAX = 256 * 1024; // 256 KiB
+
+/** Provider entries the credentials file holds; one per provider id is all anyone needs. */
+export const AUTH_PROVIDERS_MAX = 256;
+
+/** Characters of a provider id (`openai`, `my-gateway`): it names an environment variable too. */
+export const AUTH_PROVIDER_ID_CHARS_MAX = 64;
+
+/**
+ * Bytes of one credential as JSON (a key, a token with its refresh token, a set of headers).
+ * Bounds `loom auth set`'s stdin, a `LOOM_AUTH_<ID>` variable and a refresher's answer.
+ */
+export const AUTH_CREDENTIAL_BYTES_MAX = 64 * 1024; // 64 KiB
+
+/** Bytes of one secret (a key, a token, a password, a header value); JWTs run to a few KiB. */
+export const AUTH_SECRET_BYTES_MAX = 16 * 1024; // 16 KiB
+
+/**
+ * Characters a secret has at least. Shorter strings cannot be kept out of error text reliably
+ * (redacting "ab" would mangle every message), so keys, tokens and passwords this short are
+ * refused, and shorter header values are treated as not secret (`X-Org: 7`).
+ */
+export const AUTH_SECRET_CHARS_MIN = 4;
+
+/** Headers one `headers` credential carries; a gateway needs a handful. */
+export const AUTH_HEADERS_MAX = 32;
+
+/**
+ * Characters at the end of an error text that, being the start of a known secret, are redacted
+ * too: a provider's echo of a key cut off by the error-body bound leaves a prefix of it. Shorter
+ * tails are too common in ordinary text to mean anything.
+ */
+export const AUTH_REDACT_PARTIAL_CHARS_MIN = 6;
+
+/**
+ * An OAuth token whose `expiresAt` is this close is refreshed before use: a request started with
+ * it must not see it expire while the provider checks it.
+ */
+export const AUTH_REFRESH_MARGIN_MS = 2 * 60_000; // 2 minutes
+
+/** How long one refresher call may take before the request that needed it fails, naming the provider. */
+export const AUTH_REFRESH_TIMEOUT_MS = 30_000; // 30 seconds
+
+/**
+ * How long a writer of the credentials file waits for its lock. A refresh holds the lock while it
+ * runs (so two processes never spend one refresh token twice), so this exceeds AUTH_REFRESH_TIMEOUT_MS.
+ */
+export const AUTH_LOCK_TIMEOUT_MS = 45_000; // 45 seconds
+
+/** Pause between two attempts to take the lock of the credentials file. */
+export const AUTH_LOCK_RETRY_MS = 20;
+
+/**
+ * A lock file older than this is stale even when its holder cannot be checked (another host on a
+ * shared home): no holder keeps it longer than a refresh plus a write.
+ */
+export const AUTH_LOCK_STALE_MS = 2 * 60_000; // 2 minutes
+
+/**
+ * Quiet time after the last change to the credentials file before it is read again: an editor's
+ * save or an atomic rename arrives as several watch events.
+ */
+export const AUTH_WATCH_DEBOUNCE_MS = 100;

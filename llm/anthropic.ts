@@ -45,6 +45,8 @@ import {
   type HttpFailure,
   type ProviderTimeoutPhase,
 } from './errors.js';
+import { redactSecrets, type CredentialProvider } from '../services/credentials.js';
+import { createRequestAuth, redactFailure, type RequestAuth, type RequestAuthHeaders } from './auth.js';
 import type {
   ChatMessage,
   FinishReason,
@@ -64,8 +66,16 @@ export const ANTHROPIC_VERSION = '2023-06-01';
 export interface AnthropicProviderOptions {
   /** Base URL without `/v1`, e.g. `https://api.anthropic.com`. Default: Anthropic. */
   baseURL?: string;
-  /** Sent as `x-api-key`. */
-  apiKey: string;
+  /** Sent as `x-api-key` when `credentials` has nothing for this provider. */
+  apiKey?: string;
+  /**
+   * Asked before every request for this provider's credential (environment over the credentials
+   * file, tokens refreshed): an API key goes as `x-api-key`, a token as `Authorization: Bearer`,
+   * basic as Basic, custom headers as given. Either this or `apiKey` is required.
+   */
+  credentials?: CredentialProvider;
+  /** The id `credentials` is asked for. Default `anthropic`. */
+  credentialId?: string;
   /** Mark repeated requests harmless (enables automatic recovery retries). Default false. */
   idempotent?: boolean;
   /** `max_tokens` when the request names none. Default ANTHROPIC_MAX_TOKENS_DEFAULT. */
@@ -87,7 +97,8 @@ export interface AnthropicProviderOptions {
 interface ResolvedConfig {
   url: string;
   target: string;
-  apiKey: string;
+  /** The auth headers of each request (asked per request; see llm/auth.ts). */
+  auth: RequestAuth;
   maxTokens: number;
   timeouts: Record<ProviderTimeoutPhase, number>;
   responseBytesMax: number;
@@ -118,8 +129,8 @@ export function anthropicProviderFromEnv(
   options: Omit<AnthropicProviderOptions, 'baseURL' | 'apiKey'> = {},
 ): Provider {
   const apiKey = nonEmpty(env.ANTHROPIC_API_KEY);
-  if (apiKey === undefined) {
-    throw new ProviderConfigError('ANTHROPIC_API_KEY is not set: set it to use anthropic/… models', ['ANTHROPIC_API_KEY']);
+  if (apiKey === undefined && options.credentials?.has?.(options.credentialId ?? 'anthropic') !== true) {
+    throw new ProviderConfigError('ANTHROPIC_API_KEY is not set: set it (or run `loom auth set anthropic`) to use anthropic/… models', ['ANTHROPIC_API_KEY']);
   }
   return createAnthropicProvider({ ...options, apiKey, baseURL: nonEmpty(env.ANTHROPIC_BASE_URL) });
 }
@@ -133,12 +144,22 @@ function nonEmpty(value: string | undefined): string | undefined {
 
 function resolveConfig(options: AnthropicProviderOptions): ResolvedConfig {
   if (options.apiKey === '') throw new ProviderConfigError('The Anthropic API key is empty', ['ANTHROPIC_API_KEY']);
+  if (options.apiKey === undefined && options.credentials === undefined) {
+    throw new ProviderConfigError('The Anthropic provider needs an API key or a credential provider', ['ANTHROPIC_API_KEY']);
+  }
   const base = parseBaseURL(options.baseURL ?? ANTHROPIC_DEFAULT_BASE_URL);
   base.pathname = `${base.pathname.replace(/\/+$/, '')}/v1/messages`;
   return {
     url: base.href,
     target: `POST ${base.href}`,
-    apiKey: options.apiKey,
+    auth: createRequestAuth({
+      providerId: options.credentialId ?? 'anthropic',
+      credentials: options.credentials,
+      apiKey: options.apiKey,
+      apiKeyHeader: 'x-api-key',
+      required: true,
+      variables: ['ANTHROPIC_API_KEY'],
+    }),
     maxTokens: positive('maxTokens', options.maxTokens ?? ANTHROPIC_MAX_TOKENS_DEFAULT),
     timeouts: {
       headers: positive('headersTimeoutMs', options.headersTimeoutMs ?? PROVIDER_HEADERS_TIMEOUT_MS),
@@ -287,31 +308,33 @@ async function* streamAttempt(config: ResolvedConfig, request: ProviderRequest):
   const guard = new AttemptGuard(request.signal, config);
   const progress: BodyProgress = { bytes: 0, complete: false };
   let response: Dispatcher.ResponseData | undefined;
+  let auth: RequestAuthHeaders | undefined;
   try {
-    response = await send(config, request, guard.signal);
+    auth = await config.auth.headers(guard.signal);
+    response = await send(config, request, auth, guard.signal);
     guard.disarm('headers');
     const chunks = readBody(response.body, guard, progress, config);
-    await rejectUnlessEventStream(config, request, response, chunks);
+    await rejectUnlessEventStream(config, request, response, chunks, auth.secrets);
     for await (const event of decodeEvents(chunks, new MessagesTurn())) {
       yield event;
       guard.check();
     }
     progress.complete = true;
   } catch (error) {
-    throw guard.toProviderError(error, response !== undefined);
+    throw redactFailure(guard.toProviderError(error, response !== undefined), auth);
   } finally {
     guard.dispose();
     if (response !== undefined) release(response.body, progress);
   }
 }
 
-function send(config: ResolvedConfig, request: ProviderRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+function send(config: ResolvedConfig, request: ProviderRequest, auth: RequestAuthHeaders, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
   return undiciRequest(config.url, {
     method: 'POST',
     headers: {
+      ...auth.headers,
       'content-type': 'application/json',
       accept: 'text/event-stream',
-      'x-api-key': config.apiKey,
       'anthropic-version': ANTHROPIC_VERSION,
     },
     body: JSON.stringify(buildMessagesBody(request, config.maxTokens)),
@@ -323,20 +346,22 @@ function send(config: ResolvedConfig, request: ProviderRequest, signal: AbortSig
   });
 }
 
+/** As llm/openai.ts's: the body is redacted with what the request sent before anything is cut from it. */
 async function rejectUnlessEventStream(
   config: ResolvedConfig,
   request: ProviderRequest,
   response: Dispatcher.ResponseData,
   chunks: AsyncIterable<Buffer>,
+  secrets: readonly string[],
 ): Promise<void> {
   const { statusCode: status, headers } = response;
   if (status < 200 || status >= 300) {
-    const body = await readText(chunks, PROVIDER_ERROR_BODY_READ_BYTES_MAX);
+    const body = redactSecrets(await readText(chunks, PROVIDER_ERROR_BODY_READ_BYTES_MAX), secrets);
     throw anthropicHttpError({ status, headers, body, target: config.target, model: request.model, nowMs: config.clock.now() });
   }
   const contentType = String(headers['content-type'] ?? '');
   if (contentType.includes('application/json')) {
-    const body = await readText(chunks, PROVIDER_ERROR_BODY_READ_BYTES_MAX);
+    const body = redactSecrets(await readText(chunks, PROVIDER_ERROR_BODY_READ_BYTES_MAX), secrets);
     throw new ProviderMalformedChunkError(`Expected an event stream from ${config.target} but got JSON: ${excerptErrorBody(body)}`, { status });
   }
 }

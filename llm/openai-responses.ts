@@ -37,6 +37,7 @@ import {
 import {
   abortedError,
   AttemptGuard,
+  openAIRequestAuth,
   createEventReader,
   OPENAI_DEFAULT_BASE_URL,
   parseBaseURL,
@@ -48,6 +49,7 @@ import {
   type OpenAIProviderOptions,
   type ResolvedConfig,
 } from './openai.js';
+import { redactFailure, type RequestAuthHeaders } from './auth.js';
 import type {
   ChatMessage,
   FinishReason,
@@ -91,9 +93,9 @@ export function openAIResponsesProviderFromEnv(
 ): Provider {
   const baseURL = env.OPENAI_BASE_URL?.trim() || undefined;
   const apiKey = env.OPENAI_API_KEY?.trim() || undefined;
-  if (baseURL === undefined && apiKey === undefined) {
+  if (baseURL === undefined && apiKey === undefined && options.credentials?.has?.(options.credentialId ?? 'openai-responses') !== true) {
     throw new ProviderConfigError(
-      'OPENAI_API_KEY or OPENAI_BASE_URL is not set: the openai-responses provider needs OPENAI_API_KEY ' +
+      'OPENAI_API_KEY or OPENAI_BASE_URL is not set: the openai-responses provider needs OPENAI_API_KEY (or `loom auth set openai`) ' +
         'for api.openai.com, or OPENAI_BASE_URL for a server that speaks the Responses API',
       ['OPENAI_API_KEY', 'OPENAI_BASE_URL'],
     );
@@ -107,7 +109,7 @@ function resolveConfig(options: OpenAIResponsesProviderOptions): ResolvedConfig 
   return {
     url: base.href,
     target: `POST ${base.href}`,
-    apiKey: options.apiKey === '' ? undefined : options.apiKey,
+    auth: openAIRequestAuth(options, 'openai-responses'),
     timeouts: {
       headers: positive('headersTimeoutMs', options.headersTimeoutMs ?? PROVIDER_HEADERS_TIMEOUT_MS),
       idle: positive('idleTimeoutMs', options.idleTimeoutMs ?? PROVIDER_IDLE_TIMEOUT_MS),
@@ -209,27 +211,28 @@ async function* streamAttempt(config: ResolvedConfig, request: ProviderRequest):
   const guard = new AttemptGuard(request.signal, config);
   const progress: BodyProgress = { bytes: 0, complete: false };
   let response: Dispatcher.ResponseData | undefined;
+  let auth: RequestAuthHeaders | undefined;
   try {
-    response = await send(config, request, guard.signal);
+    auth = await config.auth.headers(guard.signal);
+    response = await send(config, request, auth, guard.signal);
     guard.disarm('headers');
     const chunks = readBody(response.body, guard, progress, config);
-    await rejectUnlessEventStream(config, request, response, chunks);
+    await rejectUnlessEventStream(config, request, response, chunks, auth.secrets);
     for await (const event of decodeEvents(chunks, new ResponsesTurn(config))) {
       yield event;
       guard.check();
     }
     progress.complete = true;
   } catch (error) {
-    throw guard.toProviderError(error, response !== undefined);
+    throw redactFailure(guard.toProviderError(error, response !== undefined), auth);
   } finally {
     guard.dispose();
     if (response !== undefined) release(response.body, progress);
   }
 }
 
-function send(config: ResolvedConfig, request: ProviderRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
-  if (config.apiKey !== undefined) headers.authorization = `Bearer ${config.apiKey}`;
+function send(config: ResolvedConfig, request: ProviderRequest, auth: RequestAuthHeaders, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  const headers: Record<string, string> = { ...auth.headers, 'content-type': 'application/json', accept: 'text/event-stream' };
   return undiciRequest(config.url, {
     method: 'POST',
     headers,

@@ -22,6 +22,8 @@ import {
   SSE_EVENT_BYTES_MAX,
   TOOL_ARGUMENTS_BYTES_MAX,
 } from '../core/limits.js';
+import { redactSecrets, type CredentialProvider } from '../services/credentials.js';
+import { createRequestAuth, redactFailure, type RequestAuth, type RequestAuthHeaders } from './auth.js';
 import {
   excerptErrorBody,
   ProviderAbortedError,
@@ -62,8 +64,19 @@ export type MaxTokensParameter = 'max_tokens' | 'max_completion_tokens';
 export interface OpenAIProviderOptions {
   /** Base URL ending in the API version, e.g. `http://127.0.0.1:11434/v1`. Default: OpenAI. */
   baseURL?: string;
-  /** Sent as `Authorization: Bearer …` when set. Local servers usually need none. */
+  /**
+   * Sent as `Authorization: Bearer …` when set and `credentials` has nothing for this provider.
+   * Local servers usually need none.
+   */
   apiKey?: string;
+  /**
+   * Asked before every request for this provider's credential (environment over the credentials
+   * file, tokens refreshed), so a rotated key is used by the next request. An API key goes as
+   * `Authorization: Bearer`, a token as Bearer, basic as Basic, custom headers as given.
+   */
+  credentials?: CredentialProvider;
+  /** The id `credentials` is asked for. Default: the provider's id (`openai`, `openai-responses`). */
+  credentialId?: string;
   /** Mark repeated requests harmless (enables automatic recovery retries). Default false. */
   idempotent?: boolean;
   /** Time to the response headers. Default PROVIDER_HEADERS_TIMEOUT_MS. */
@@ -87,7 +100,8 @@ export interface OpenAIProviderOptions {
 export interface ResolvedConfig {
   url: string;
   target: string;
-  apiKey: string | undefined;
+  /** The auth headers of each request (asked per request; see llm/auth.ts). */
+  auth: RequestAuth;
   timeouts: Record<ProviderTimeoutPhase, number>;
   responseBytesMax: number;
   maxTokensParameter: MaxTokensParameter;
@@ -121,14 +135,32 @@ export function openAIProviderFromEnv(
 ): Provider {
   const baseURL = nonEmpty(env.OPENAI_BASE_URL);
   const apiKey = nonEmpty(env.OPENAI_API_KEY);
-  if (baseURL === undefined && apiKey === undefined) {
+  if (baseURL === undefined && apiKey === undefined && options.credentials?.has?.(options.credentialId ?? 'openai') !== true) {
     throw new ProviderConfigError(
-      'OPENAI_API_KEY or OPENAI_BASE_URL is not set: set OPENAI_API_KEY for api.openai.com, ' +
+      'OPENAI_API_KEY or OPENAI_BASE_URL is not set: set OPENAI_API_KEY (or run `loom auth set openai`) for api.openai.com, ' +
         'or OPENAI_BASE_URL for an OpenAI-compatible server (Ollama, llama.cpp, vLLM)',
       ['OPENAI_API_KEY', 'OPENAI_BASE_URL'],
     );
   }
   return createOpenAIProvider({ ...options, baseURL, apiKey });
+}
+
+/** The environment variables that name an OpenAI key, for messages about a missing one. */
+export const OPENAI_KEY_VARIABLES = ['OPENAI_API_KEY'] as const;
+
+/**
+ * The auth of an OpenAI-kind adapter: a credential is required only for api.openai.com (the
+ * default base URL); a local server usually needs none.
+ */
+export function openAIRequestAuth(options: OpenAIProviderOptions, providerId: string): RequestAuth {
+  return createRequestAuth({
+    providerId: options.credentialId ?? providerId,
+    credentials: options.credentials,
+    apiKey: options.apiKey,
+    apiKeyHeader: 'authorization',
+    required: options.baseURL === undefined,
+    variables: OPENAI_KEY_VARIABLES,
+  });
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
@@ -144,7 +176,7 @@ function resolveConfig(options: OpenAIProviderOptions): ResolvedConfig {
   return {
     url: base.href,
     target: `POST ${base.href}`,
-    apiKey: options.apiKey === '' ? undefined : options.apiKey,
+    auth: openAIRequestAuth(options, 'openai'),
     timeouts: {
       headers: positive('headersTimeoutMs', options.headersTimeoutMs ?? PROVIDER_HEADERS_TIMEOUT_MS),
       idle: positive('idleTimeoutMs', options.idleTimeoutMs ?? PROVIDER_IDLE_TIMEOUT_MS),
@@ -262,27 +294,28 @@ async function* streamAttempt(config: ResolvedConfig, request: ProviderRequest):
   const guard = new AttemptGuard(request.signal, config);
   const progress: BodyProgress = { bytes: 0, complete: false };
   let response: Dispatcher.ResponseData | undefined;
+  let auth: RequestAuthHeaders | undefined;
   try {
-    response = await send(config, request, guard.signal);
+    auth = await config.auth.headers(guard.signal);
+    response = await send(config, request, auth, guard.signal);
     guard.disarm('headers');
     const chunks = readBody(response.body, guard, progress, config);
-    await rejectUnlessEventStream(config, request, response, chunks);
+    await rejectUnlessEventStream(config, request, response, chunks, auth.secrets);
     for await (const event of decodeEvents(chunks, new ChatCompletionTurn(config.ids))) {
       yield event;
       guard.check();
     }
     progress.complete = true;
   } catch (error) {
-    throw guard.toProviderError(error, response !== undefined);
+    throw redactFailure(guard.toProviderError(error, response !== undefined), auth);
   } finally {
     guard.dispose();
     if (response !== undefined) release(response.body, progress);
   }
 }
 
-function send(config: ResolvedConfig, request: ProviderRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
-  if (config.apiKey !== undefined) headers.authorization = `Bearer ${config.apiKey}`;
+function send(config: ResolvedConfig, request: ProviderRequest, auth: RequestAuthHeaders, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  const headers: Record<string, string> = { ...auth.headers, 'content-type': 'application/json', accept: 'text/event-stream' };
   return undiciRequest(config.url, {
     method: 'POST',
     headers,
@@ -296,22 +329,27 @@ function send(config: ResolvedConfig, request: ProviderRequest, signal: AbortSig
   });
 }
 
-/** Throws the typed failure for an HTTP error or a response that is not an event stream. */
+/**
+ * Throws the typed failure for an HTTP error or a response that is not an event stream. The body
+ * is redacted with `secrets` (what the request sent) before anything is cut from it, so an echoed
+ * key never reaches the message, not even in part.
+ */
 export async function rejectUnlessEventStream(
   config: ResolvedConfig,
   request: ProviderRequest,
   response: Dispatcher.ResponseData,
   chunks: AsyncIterable<Buffer>,
+  secrets: readonly string[] = [],
 ): Promise<void> {
   const { statusCode: status, headers } = response;
   if (status < 200 || status >= 300) {
-    const body = await readText(chunks, PROVIDER_ERROR_BODY_READ_BYTES_MAX);
+    const body = redactSecrets(await readText(chunks, PROVIDER_ERROR_BODY_READ_BYTES_MAX), secrets);
     const nowMs = config.clock.now();
     throw providerErrorFromResponse({ status, headers, body, target: config.target, model: request.model, nowMs });
   }
   const contentType = String(headers['content-type'] ?? '');
   if (contentType.includes('application/json')) {
-    const body = await readText(chunks, PROVIDER_ERROR_BODY_READ_BYTES_MAX);
+    const body = redactSecrets(await readText(chunks, PROVIDER_ERROR_BODY_READ_BYTES_MAX), secrets);
     throw new ProviderMalformedChunkError(
       `Expected an event stream from ${config.target} but got JSON (does the server support stream: true?): ${excerptErrorBody(body)}`,
       { status },

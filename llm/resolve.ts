@@ -1,4 +1,5 @@
 import type { ResolvedConfig } from '../services/config.js';
+import type { CredentialProvider } from '../services/credentials.js';
 import { anthropicProviderFromEnv } from './anthropic.js';
 import { ProviderConfigError } from './errors.js';
 import { openAIProviderFromEnv } from './openai.js';
@@ -18,14 +19,18 @@ export function parseModelRef(ref: string): { providerId: string; model: string 
  * Resolves `provider/model` to a provider adapter, built once per provider id from the
  * environment and config. Unknown providers and missing credentials are typed config errors
  * that name what is missing; there is never a fallback to a fake model.
+ *
+ * With `credentials` (the auth service), adapters ask it for their credential before every
+ * request (environment over `$LOOM_HOME/auth.json`, then the config's `apiKey`), so a key set or
+ * rotated with `loom auth set` is used by the next request of a provider already built.
  */
-export function createProviderResolver(config: ResolvedConfig, env: NodeJS.ProcessEnv = process.env) {
+export function createProviderResolver(config: ResolvedConfig, env: NodeJS.ProcessEnv = process.env, credentials?: CredentialProvider) {
   const cache = new Map<string, Provider>();
   return (ref: string): { provider: Provider; model: string } => {
     const { providerId, model } = parseModelRef(ref);
     let provider = cache.get(providerId);
     if (!provider) {
-      provider = buildProvider(providerId, ref, config, env);
+      provider = buildProvider(providerId, ref, config, env, credentials);
       cache.set(providerId, provider);
     }
     return { provider, model };
@@ -35,7 +40,7 @@ export function createProviderResolver(config: ResolvedConfig, env: NodeJS.Proce
 /** The providers Loom knows, by the prefix of `provider/model`. */
 export const PROVIDER_IDS = ['openai', 'openai-responses', 'anthropic'] as const;
 
-function buildProvider(providerId: string, ref: string, config: ResolvedConfig, env: NodeJS.ProcessEnv): Provider {
+function buildProvider(providerId: string, ref: string, config: ResolvedConfig, env: NodeJS.ProcessEnv, credentials: CredentialProvider | undefined): Provider {
   if (providerId === 'openai' || providerId === 'openai-responses') {
     const o = config.providers.openai ?? {};
     const merged = { ...env };
@@ -43,14 +48,14 @@ function buildProvider(providerId: string, ref: string, config: ResolvedConfig, 
     if (o.apiKey && !env.OPENAI_API_KEY) merged.OPENAI_API_KEY = o.apiKey;
     // openai-responses is configured exactly like openai (same key, base URL and config entry).
     const fromEnv = providerId === 'openai' ? openAIProviderFromEnv : openAIResponsesProviderFromEnv;
-    return fromEnv(merged, { idempotent: o.idempotent });
+    return fromEnv(merged, { idempotent: o.idempotent, credentials });
   }
   if (providerId === 'anthropic') {
     const a = config.providers.anthropic ?? {};
     const merged = { ...env };
     if (a.baseURL && !env.ANTHROPIC_BASE_URL) merged.ANTHROPIC_BASE_URL = a.baseURL;
     if (a.apiKey && !env.ANTHROPIC_API_KEY) merged.ANTHROPIC_API_KEY = a.apiKey;
-    return anthropicProviderFromEnv(merged, { idempotent: a.idempotent });
+    return anthropicProviderFromEnv(merged, { idempotent: a.idempotent, credentials });
   }
   throw new ProviderConfigError(`unknown provider "${providerId}" in model "${ref}"; available: ${PROVIDER_IDS.join(', ')}`, []);
 }

@@ -5,6 +5,7 @@ import { getCookie } from 'hono/cookie';
 import type { Coordinator } from '../actors/coordinator.js';
 import { HTTP_BODY_BYTES_MAX, SSE_CONNECTION_BUFFER_BYTES_MAX, SSE_CONNECTION_BUFFER_EVENTS_MAX, SSE_HEARTBEAT_INTERVAL_MS } from '../core/limits.js';
 import type { ResolvedConfig } from '../services/config.js';
+import type { CredentialProvider } from '../services/credentials.js';
 import type { Store } from '../store/index.js';
 import { AUTH_COOKIE, bearerOf, tokenMatches } from './auth.js';
 import { ApiError, errorResponse, fromZodError, toApiError } from './errors.js';
@@ -43,6 +44,8 @@ export interface ServerContext {
   version: string;
   /** The environment providers are configured from (OPENAI_BASE_URL, OPENAI_API_KEY, LOOM_MODEL). */
   env: NodeJS.ProcessEnv;
+  /** Credentials for providers (the runtime's auth service); unset = the environment only. */
+  credentials?: CredentialProvider;
   /** SSE bounds; tests shrink them. */
   sse: { heartbeatMs: number; bufferEventsMax: number; bufferBytesMax: number };
 }

@@ -74,6 +74,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     allowedHosts: new Set(),
     version: VERSION,
     env,
+    credentials: rt.auth,
     sse: { ...defaultSseLimits(), ...options.sse },
     async discover(signal) {
       const report = await discoverUnsettled(coordinator, {

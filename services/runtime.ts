@@ -9,6 +9,7 @@ import type { EventData, EventType, eventDefinitions } from '../store/schemas.js
 import { createDefaultRegistry } from '../tools/builtin/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { testToolsFromEnv } from '../tools/testing/probe.js';
+import { createAuthService, type AuthService } from './auth.js';
 import { loadConfig, type ResolvedConfig } from './config.js';
 
 /**
@@ -26,6 +27,12 @@ export interface LoomRuntime {
   store: Store;
   coordinator: Coordinator;
   tools: ToolRegistry;
+  /**
+   * Credentials (services/auth.ts): environment over `$LOOM_HOME/auth.json`, watched, expiring
+   * tokens refreshed. Providers ask it before every request; plugins register refreshers on it.
+   * Pass it as the resolver's `credentials` wherever a provider is resolved.
+   */
+  auth: AuthService;
   /** Set when a NATS URL was given: the transport, outbox and owner mirror. */
   nats?: NatsServices;
   /**
@@ -83,6 +90,16 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     return c;
   };
 
+  // Credentials: a change to the file (by `loom auth`, a refresh, or a hand edit) is read by the next
+  // request; the ones this process makes or notices are system events (provider and change only).
+  const auth = createAuthService({
+    home,
+    env,
+    onChange: (change) => emitSystem(store, { type: 'auth.updated', data: change }),
+    onError: (error) => process.stderr.write(`loom: ${error.message}\n`),
+  });
+  auth.watch();
+
   const tools = createDefaultRegistry();
   for (const tool of testToolsFromEnv(env)) tools.register(tool);
 
@@ -110,7 +127,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
         config,
         home,
         tools,
-        resolveProvider: createProviderResolver(config, env),
+        resolveProvider: createProviderResolver(config, env, auth),
         askPermission: options.asker,
         systemPrompt: options.systemPrompt?.(session.location, new Date(store.clock.now())),
       };
@@ -123,6 +140,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     store,
     coordinator,
     tools,
+    auth,
     nats,
     configFor,
     loadedConfig: (location) => loaded.get(location),
@@ -134,6 +152,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
       }
     },
     close() {
+      auth.close();
       coordinator.shutdown();
       if (!nats) return store.close();
       // The process stays alive until the outbox has published what this process committed.
@@ -161,7 +180,7 @@ export function emitSystem(store: Store, event: SystemEventRequest): void {
   }
 }
 
-/** A system event to record (DESIGN §4): `config.updated`, `provider.loaded`, `model.*`, `registry.tool.*`. */
+/** A system event to record (DESIGN §4): `config.updated`, `provider.loaded`, `model.*`, `registry.tool.*`, `auth.updated`. */
 export type SystemEventRequest = {
   [T in EventType]: (typeof eventDefinitions)[T]['kind'] extends 'system' ? { type: T; data: EventData<T> } : never;
 }[EventType];

@@ -308,6 +308,14 @@ export const eventDefinitions = {
   'model.removed': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
   'registry.tool.added': { kind: 'system', version: 1, schema: z.object({ tool: z.string() }) },
   'registry.tool.removed': { kind: 'system', version: 1, schema: z.object({ tool: z.string() }) },
+  // auth: a provider's credential in $LOOM_HOME/auth.json was set, removed or refreshed. Never the
+  // secret, nor any part of it: the provider id and what happened only. `origin` says whether Loom
+  // made the change (`loom auth set|rm`, a token refresh) or it was found edited by hand.
+  'auth.updated': {
+    kind: 'system',
+    version: 1,
+    schema: z.strictObject({ provider: z.string().min(1), change: z.enum(['set', 'removed', 'refreshed']), origin: z.enum(['loom', 'edit']) }),
+  },
   // A session and everything stored about it were removed (`loom session rm`, `DELETE /sessions/:id`,
   // retention): its log is gone, so the removal is told in the system log.
   'session.removed': {

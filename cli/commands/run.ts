@@ -36,7 +36,7 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
   try {
     const config = await rt.configFor(location);
     const model = opts.model ?? config.model ?? process.env.LOOM_MODEL ?? DEFAULT_MODEL;
-    createProviderResolver(config)(model); // fail before creating anything when the provider is not configured
+    createProviderResolver(config, process.env, rt.auth)(model); // fail before creating anything when the provider is not configured
     const attachments = await attachmentsFor(location, opts.attach); // resolved before anything is stored
     const sessionId = rt.store.ids.next('ses');
     rt.store.append({ sessionId, type: 'session.created', data: { location, model, ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}) } });

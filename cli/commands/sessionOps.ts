@@ -25,7 +25,7 @@ export async function sessionNew(opts: { dir: string; model?: string; title?: st
   try {
     const config = await rt.configFor(location);
     const model = opts.model ?? config.model ?? process.env.LOOM_MODEL ?? DEFAULT_MODEL;
-    createProviderResolver(config)(model); // a session that could never run is refused now, as `run` does
+    createProviderResolver(config, process.env, rt.auth)(model); // a session that could never run is refused now, as `run` does
     const sessionId = rt.store.ids.next('ses');
     rt.store.append({
       sessionId,

@@ -23,7 +23,7 @@ export const sessionRoutes: RouteModule = {
       const config = await ctx.configFor(location);
       const model = body.model ?? config.model ?? ctx.env.LOOM_MODEL ?? DEFAULT_MODEL;
       try {
-        createProviderResolver(config, ctx.env)(model); // refuse before creating anything when the provider is not configured
+        createProviderResolver(config, ctx.env, ctx.credentials)(model); // refuse before creating anything when the provider is not configured
       } catch (error) {
         throw new ApiError(400, 'configuration', `body.model: ${(error as Error).message}`, 'body.model');
       }

@@ -28,7 +28,7 @@ export const systemRoutes: RouteModule = {
       const def = config.model ?? ctx.env.LOOM_MODEL ?? DEFAULT_MODEL;
       let missing: string[] = [];
       try {
-        createProviderResolver(config, ctx.env)('openai/probe');
+        createProviderResolver(config, ctx.env, ctx.credentials)('openai/probe');
       } catch (error) {
         missing = [...((error as { variables?: readonly string[] }).variables ?? ['OPENAI_API_KEY'])];
       }
