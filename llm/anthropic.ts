@@ -45,6 +45,7 @@ import {
   type HttpFailure,
   type ProviderTimeoutPhase,
 } from './errors.js';
+import { lowerCaseHeaders } from './openai.js';
 import type {
   ChatMessage,
   FinishReason,
@@ -68,6 +69,8 @@ export interface AnthropicProviderOptions {
   apiKey: string;
   /** Mark repeated requests harmless (enables automatic recovery retries). Default false. */
   idempotent?: boolean;
+  /** Extra request headers (config `providers.<id>.headers`); the adapter's own headers win. */
+  headers?: Record<string, string>;
   /** `max_tokens` when the request names none. Default ANTHROPIC_MAX_TOKENS_DEFAULT. */
   maxTokens?: number;
   /** Time to the response headers. Default PROVIDER_HEADERS_TIMEOUT_MS. */
@@ -88,6 +91,8 @@ interface ResolvedConfig {
   url: string;
   target: string;
   apiKey: string;
+  /** Extra headers, lower-cased. */
+  headers: Record<string, string>;
   maxTokens: number;
   timeouts: Record<ProviderTimeoutPhase, number>;
   responseBytesMax: number;
@@ -139,6 +144,7 @@ function resolveConfig(options: AnthropicProviderOptions): ResolvedConfig {
     url: base.href,
     target: `POST ${base.href}`,
     apiKey: options.apiKey,
+    headers: lowerCaseHeaders(options.headers),
     maxTokens: positive('maxTokens', options.maxTokens ?? ANTHROPIC_MAX_TOKENS_DEFAULT),
     timeouts: {
       headers: positive('headersTimeoutMs', options.headersTimeoutMs ?? PROVIDER_HEADERS_TIMEOUT_MS),
@@ -309,6 +315,7 @@ function send(config: ResolvedConfig, request: ProviderRequest, signal: AbortSig
   return undiciRequest(config.url, {
     method: 'POST',
     headers: {
+      ...config.headers,
       'content-type': 'application/json',
       accept: 'text/event-stream',
       'x-api-key': config.apiKey,

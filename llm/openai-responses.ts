@@ -38,6 +38,7 @@ import {
   abortedError,
   AttemptGuard,
   createEventReader,
+  lowerCaseHeaders,
   OPENAI_DEFAULT_BASE_URL,
   parseBaseURL,
   positive,
@@ -108,6 +109,7 @@ function resolveConfig(options: OpenAIResponsesProviderOptions): ResolvedConfig 
     url: base.href,
     target: `POST ${base.href}`,
     apiKey: options.apiKey === '' ? undefined : options.apiKey,
+    headers: lowerCaseHeaders(options.headers),
     timeouts: {
       headers: positive('headersTimeoutMs', options.headersTimeoutMs ?? PROVIDER_HEADERS_TIMEOUT_MS),
       idle: positive('idleTimeoutMs', options.idleTimeoutMs ?? PROVIDER_IDLE_TIMEOUT_MS),
@@ -228,7 +230,7 @@ async function* streamAttempt(config: ResolvedConfig, request: ProviderRequest):
 }
 
 function send(config: ResolvedConfig, request: ProviderRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
+  const headers: Record<string, string> = { ...config.headers, 'content-type': 'application/json', accept: 'text/event-stream' };
   if (config.apiKey !== undefined) headers.authorization = `Bearer ${config.apiKey}`;
   return undiciRequest(config.url, {
     method: 'POST',

@@ -66,6 +66,8 @@ export interface OpenAIProviderOptions {
   apiKey?: string;
   /** Mark repeated requests harmless (enables automatic recovery retries). Default false. */
   idempotent?: boolean;
+  /** Extra request headers (config `providers.<id>.headers`); the adapter's own headers win. */
+  headers?: Record<string, string>;
   /** Time to the response headers. Default PROVIDER_HEADERS_TIMEOUT_MS. */
   headersTimeoutMs?: number;
   /** Longest silence between two chunks. Default PROVIDER_IDLE_TIMEOUT_MS. */
@@ -88,6 +90,8 @@ export interface ResolvedConfig {
   url: string;
   target: string;
   apiKey: string | undefined;
+  /** Extra headers, lower-cased. */
+  headers: Record<string, string>;
   timeouts: Record<ProviderTimeoutPhase, number>;
   responseBytesMax: number;
   maxTokensParameter: MaxTokensParameter;
@@ -145,6 +149,7 @@ function resolveConfig(options: OpenAIProviderOptions): ResolvedConfig {
     url: base.href,
     target: `POST ${base.href}`,
     apiKey: options.apiKey === '' ? undefined : options.apiKey,
+    headers: lowerCaseHeaders(options.headers),
     timeouts: {
       headers: positive('headersTimeoutMs', options.headersTimeoutMs ?? PROVIDER_HEADERS_TIMEOUT_MS),
       idle: positive('idleTimeoutMs', options.idleTimeoutMs ?? PROVIDER_IDLE_TIMEOUT_MS),
@@ -280,8 +285,13 @@ async function* streamAttempt(config: ResolvedConfig, request: ProviderRequest):
   }
 }
 
+/** Header names lower-cased (so the adapter's own headers replace a configured one of the same name). */
+export function lowerCaseHeaders(headers: Record<string, string> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers ?? {}).map(([name, value]) => [name.toLowerCase(), value]));
+}
+
 function send(config: ResolvedConfig, request: ProviderRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
+  const headers: Record<string, string> = { ...config.headers, 'content-type': 'application/json', accept: 'text/event-stream' };
   if (config.apiKey !== undefined) headers.authorization = `Bearer ${config.apiKey}`;
   return undiciRequest(config.url, {
     method: 'POST',
