@@ -86,6 +86,11 @@ export class Coordinator {
     return this.live.get(sessionId)?.actor;
   }
 
+  /** Every live actor this process owns now (subagents' sessions included). */
+  liveActors(): SessionActor[] {
+    return [...this.live.values()].map((entry) => entry.actor);
+  }
+
   /**
    * Takes ownership of a session and restores its actor, or returns null when another live owner
    * holds it. Owning an already-owned session returns the same actor.

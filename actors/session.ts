@@ -28,6 +28,10 @@ export interface SessionDeps {
   sessionId: string;
   resolveProvider: ProviderResolver;
   tools: ToolRegistry;
+  /**
+   * The config in force. `SessionActor.reconfigure` replaces it (and `resolveProvider`) when the
+   * files change while the session runs: read it through `deps` at each use, never keep a copy.
+   */
   config: ResolvedConfig;
   /** `$LOOM_HOME`: tools keep full outputs and job output files under it. */
   home: string;
@@ -68,7 +72,10 @@ export class SessionActor {
   private failed: unknown;
   private readonly idleWaiters = new Set<() => void>();
 
-  constructor(readonly deps: SessionDeps) {
+  private currentDeps: SessionDeps;
+
+  constructor(deps: SessionDeps) {
+    this.currentDeps = deps;
     this.sessionId = deps.sessionId;
     const row = deps.store.queries.session(deps.sessionId);
     if (!row) throw new Error(`session ${deps.sessionId} does not exist`);
@@ -183,6 +190,25 @@ export class SessionActor {
 
   get lease(): Lease {
     return this.deps.lease;
+  }
+
+  /** What the session runs with; `config` and `resolveProvider` change with `reconfigure`. */
+  get deps(): SessionDeps {
+    return this.currentDeps;
+  }
+
+  /**
+   * Applies a changed config to the live session (hot reload): permission rules, job settings and
+   * the provider resolver take effect at their next use; the limits (turn limit, tool calls per
+   * turn, concurrency, timeouts) reach the machine now, so the next turn and the next tool call
+   * use them. Work in flight keeps the bounds it started with. Runs one step (it commits the
+   * snapshot with the new limits); a stopped or failed session ignores it.
+   */
+  reconfigure(patch: Pick<SessionDeps, 'config'> & Partial<Pick<SessionDeps, 'resolveProvider'>>): void {
+    if (this.stopped || this.failed !== undefined) return;
+    this.currentDeps = { ...this.currentDeps, ...patch };
+    const { sessionId: _, ...limits } = this.input();
+    this.step([], () => this.actor.send({ type: 'CONFIGURE', limits }));
   }
 
   snapshot(): SessionSnapshot {

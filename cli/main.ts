@@ -284,6 +284,34 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<provider>', 'provider id')
     .option('--json', 'print the result as one JSON object')
     .action(async (provider: string, opts) => set(await (await authCommands()).authRm(provider, opts)));
+  const config = program
+    .command('config')
+    .description('show the config in force, migrate config files to the current version, print its JSON Schema')
+    .addHelpText(
+      'after',
+      '\nFiles: $LOOM_HOME/config.jsonc (global) and DIR/.loom/config.jsonc (project, merged over it). Older versions are\n' +
+        'converted in memory at every load (a note on stderr says what changed); `config migrate` makes it permanent.\n' +
+        'Running processes reload a changed file (LOOM_CONFIG_WATCH=poll polls instead of watching; off never reloads).',
+    );
+  config
+    .command('show')
+    .description('the merged config in force for DIR (defaults filled in), the files read and where each setting comes from; never secrets')
+    .option('-d, --dir <dir>', 'the project directory whose .loom/config.jsonc is merged over the global file', '.')
+    .option('--json', 'one JSON object: home, location, files, config, origins (key → file or "default"), legacyCredentials')
+    .action(async (opts) => set(await (await import('./commands/config.js')).configShow(opts)));
+  config
+    .command('migrate')
+    .description('rewrite config files at the current version, each with a timestamped backup next to it (config.jsonc.v1-<time>.bak); comments kept where possible; a file newer than this Loom is refused')
+    .option('-d, --dir <dir>', 'migrate DIR/.loom/config.jsonc')
+    .option('--global', 'migrate $LOOM_HOME/config.jsonc')
+    .option('--drop-credentials', 'remove version 1 API keys (providers.*.apiKey) from the file: move them first with `loom auth set PROVIDER`')
+    .option('--json', 'one JSON object per file: file, status (migrated, current, missing), from, to, backup, notes')
+    .addHelpText('after', '\nWithout --dir or --global: the global file and ./.loom/config.jsonc, those that exist.')
+    .action(async (opts) => set(await (await import('./commands/config.js')).configMigrate(opts)));
+  config
+    .command('schema')
+    .description('print the JSON Schema of the current config version (save it and point "$schema" at it for completion in your editor)')
+    .action(async () => set(await (await import('./commands/config.js')).configSchema()));
 
   program.addHelpText(
     'after',

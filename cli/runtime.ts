@@ -6,13 +6,13 @@ import type { PermissionAnswer, PermissionAsk, PermissionAsker } from '../actors
 import { resolveLoomHome } from '../services/config.js';
 import { defaultSystemPrompt, openLoomRuntime, type LoomRuntime } from '../services/runtime.js';
 import { Store } from '../store/index.js';
+import { printConfigNote } from './configNotes.js';
 import { UsageError } from './exit.js';
 
 export { defaultSystemPrompt };
 
 export type PermissionMode = 'allow' | 'deny' | 'ask';
 
-/** What a CLI command works with: the store in $LOOM_HOME, config, tools and a coordinator. */
 /** What a CLI command works with: the shared loom runtime (store, config, tools, coordinator, NATS). */
 export type CliRuntime = LoomRuntime;
 
@@ -91,6 +91,7 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<CliRunt
     leaseTtlMs: options.leaseTtlMs,
     onSessionFailure: options.onSessionFailure,
     systemPrompt: defaultSystemPrompt,
+    onConfigNotes: (note) => printConfigNote(note),
   });
 }
 

@@ -753,3 +753,52 @@ export const AUTH_LOCK_STALE_MS = 2 * 60_000; // 2 minutes
  * save or an atomic rename arrives as several watch events.
  */
 export const AUTH_WATCH_DEBOUNCE_MS = 100;
+// ---- config v2 and hot reload (issue 8) ----------------------------------------------------------
+
+/** Provider entries in one config file; each may become an adapter and a catalog of models. */
+export const CONFIG_PROVIDERS_MAX = 64;
+
+/** Models listed under one provider in config; the catalog holds every one of them. */
+export const CONFIG_PROVIDER_MODELS_MAX = 1_000;
+
+/** Extra headers of one provider; every request carries all of them. */
+export const CONFIG_PROVIDER_HEADERS_MAX = 32;
+
+/** Characters of one configured header value (servers commonly refuse header sections over 8 KiB). */
+export const CONFIG_PROVIDER_HEADER_CHARS_MAX = 4_096;
+
+/** Largest context or output size a model entry may declare, in tokens (far beyond any model today). */
+export const CONFIG_MODEL_TOKENS_MAX = 100_000_000;
+
+/** Largest price a model entry may declare, in US dollars per million tokens (a typo guard). */
+export const CONFIG_MODEL_COST_MAX = 100_000;
+
+/**
+ * Quiet time after the last change of a watched config file before it is read: editors save in
+ * several writes (truncate, write, rename), and reading between them would see a broken file.
+ */
+export const CONFIG_RELOAD_DEBOUNCE_MS = 100;
+
+/** Longest a reload waits while a file keeps changing (a file rewritten in a loop still gets read). */
+export const CONFIG_RELOAD_DEBOUNCE_MAX_MS = 1_000; // 1 second
+
+/**
+ * How often config files are checked (size, mtime, inode) where fs.watch fails or is turned off
+ * (`LOOM_CONFIG_WATCH=poll`; network filesystems, exhausted inotify watches).
+ */
+export const CONFIG_POLL_INTERVAL_MS = 2_000; // 2 seconds
+
+/**
+ * Directories whose config one process keeps loaded and watched (one watch each). The least
+ * recently used is dropped beyond it (loaded again, unwatched, on its next use).
+ */
+export const CONFIG_SCOPES_MAX = 256;
+
+/** Changed keys one `config.updated` event lists; the rest are counted in its `more` field. */
+export const CONFIG_UPDATED_KEYS_MAX = 200;
+
+/** Names tried for a `loom config migrate` backup when the timestamped one exists. */
+export const CONFIG_BACKUP_NAMES_MAX = 100;
+
+/** Listeners of one config service (services reconfiguring on change); more is a leak. */
+export const CONFIG_SUBSCRIBERS_MAX = 1_000;

@@ -47,6 +47,7 @@ import {
 } from './errors.js';
 import { redactSecrets, type CredentialProvider } from '../services/credentials.js';
 import { createRequestAuth, redactFailure, type RequestAuth, type RequestAuthHeaders } from './auth.js';
+import { lowerCaseHeaders } from './openai.js';
 import type {
   ChatMessage,
   FinishReason,
@@ -78,6 +79,8 @@ export interface AnthropicProviderOptions {
   credentialId?: string;
   /** Mark repeated requests harmless (enables automatic recovery retries). Default false. */
   idempotent?: boolean;
+  /** Extra request headers (config `providers.<id>.headers`); the adapter's own headers win. */
+  headers?: Record<string, string>;
   /** `max_tokens` when the request names none. Default ANTHROPIC_MAX_TOKENS_DEFAULT. */
   maxTokens?: number;
   /** Time to the response headers. Default PROVIDER_HEADERS_TIMEOUT_MS. */
@@ -99,6 +102,8 @@ interface ResolvedConfig {
   target: string;
   /** The auth headers of each request (asked per request; see llm/auth.ts). */
   auth: RequestAuth;
+  /** Extra headers (config), lower-cased; the auth and the adapter's own headers win. */
+  headers: Record<string, string>;
   maxTokens: number;
   timeouts: Record<ProviderTimeoutPhase, number>;
   responseBytesMax: number;
@@ -160,6 +165,7 @@ function resolveConfig(options: AnthropicProviderOptions): ResolvedConfig {
       required: true,
       variables: ['ANTHROPIC_API_KEY'],
     }),
+    headers: lowerCaseHeaders(options.headers),
     maxTokens: positive('maxTokens', options.maxTokens ?? ANTHROPIC_MAX_TOKENS_DEFAULT),
     timeouts: {
       headers: positive('headersTimeoutMs', options.headersTimeoutMs ?? PROVIDER_HEADERS_TIMEOUT_MS),
@@ -332,7 +338,8 @@ function send(config: ResolvedConfig, request: ProviderRequest, auth: RequestAut
   return undiciRequest(config.url, {
     method: 'POST',
     headers: {
-      ...auth.headers,
+      ...config.headers,
+      ...lowerCaseHeaders(auth.headers),
       'content-type': 'application/json',
       accept: 'text/event-stream',
       'anthropic-version': ANTHROPIC_VERSION,

@@ -39,6 +39,7 @@ import {
   AttemptGuard,
   openAIRequestAuth,
   createEventReader,
+  lowerCaseHeaders,
   OPENAI_DEFAULT_BASE_URL,
   parseBaseURL,
   positive,
@@ -110,6 +111,7 @@ function resolveConfig(options: OpenAIResponsesProviderOptions): ResolvedConfig 
     url: base.href,
     target: `POST ${base.href}`,
     auth: openAIRequestAuth(options, 'openai-responses'),
+    headers: lowerCaseHeaders(options.headers),
     timeouts: {
       headers: positive('headersTimeoutMs', options.headersTimeoutMs ?? PROVIDER_HEADERS_TIMEOUT_MS),
       idle: positive('idleTimeoutMs', options.idleTimeoutMs ?? PROVIDER_IDLE_TIMEOUT_MS),
@@ -232,7 +234,7 @@ async function* streamAttempt(config: ResolvedConfig, request: ProviderRequest):
 }
 
 function send(config: ResolvedConfig, request: ProviderRequest, auth: RequestAuthHeaders, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-  const headers: Record<string, string> = { ...auth.headers, 'content-type': 'application/json', accept: 'text/event-stream' };
+  const headers: Record<string, string> = { ...config.headers, ...lowerCaseHeaders(auth.headers), 'content-type': 'application/json', accept: 'text/event-stream' };
   return undiciRequest(config.url, {
     method: 'POST',
     headers,

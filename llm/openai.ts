@@ -79,6 +79,8 @@ export interface OpenAIProviderOptions {
   credentialId?: string;
   /** Mark repeated requests harmless (enables automatic recovery retries). Default false. */
   idempotent?: boolean;
+  /** Extra request headers (config `providers.<id>.headers`); the adapter's own headers win. */
+  headers?: Record<string, string>;
   /** Time to the response headers. Default PROVIDER_HEADERS_TIMEOUT_MS. */
   headersTimeoutMs?: number;
   /** Longest silence between two chunks. Default PROVIDER_IDLE_TIMEOUT_MS. */
@@ -102,6 +104,8 @@ export interface ResolvedConfig {
   target: string;
   /** The auth headers of each request (asked per request; see llm/auth.ts). */
   auth: RequestAuth;
+  /** Extra headers (config), lower-cased; the auth and the adapter's own headers win. */
+  headers: Record<string, string>;
   timeouts: Record<ProviderTimeoutPhase, number>;
   responseBytesMax: number;
   maxTokensParameter: MaxTokensParameter;
@@ -177,6 +181,7 @@ function resolveConfig(options: OpenAIProviderOptions): ResolvedConfig {
     url: base.href,
     target: `POST ${base.href}`,
     auth: openAIRequestAuth(options, 'openai'),
+    headers: lowerCaseHeaders(options.headers),
     timeouts: {
       headers: positive('headersTimeoutMs', options.headersTimeoutMs ?? PROVIDER_HEADERS_TIMEOUT_MS),
       idle: positive('idleTimeoutMs', options.idleTimeoutMs ?? PROVIDER_IDLE_TIMEOUT_MS),
@@ -314,8 +319,13 @@ async function* streamAttempt(config: ResolvedConfig, request: ProviderRequest):
   }
 }
 
+/** Header names lower-cased (so the adapter's own headers replace a configured one of the same name). */
+export function lowerCaseHeaders(headers: Record<string, string> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers ?? {}).map(([name, value]) => [name.toLowerCase(), value]));
+}
+
 function send(config: ResolvedConfig, request: ProviderRequest, auth: RequestAuthHeaders, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-  const headers: Record<string, string> = { ...auth.headers, 'content-type': 'application/json', accept: 'text/event-stream' };
+  const headers: Record<string, string> = { ...config.headers, ...lowerCaseHeaders(auth.headers), 'content-type': 'application/json', accept: 'text/event-stream' };
   return undiciRequest(config.url, {
     method: 'POST',
     headers,

@@ -6,8 +6,8 @@ import { toolCallMachine, type ToolCallInput } from './toolCall.machine.js';
 /**
  * The session statechart (DESIGN §3). It is driven by committed log events: every event it reacts
  * to is an envelope from the session's log (type-only import: machines/ load no store code), plus
- * two runtime nudges, WAKE (advisory: eligible input may wait) and CHECK (re-evaluate after a
- * restore). Decisions are guarded transitions here; the named actions record the events that
+ * three runtime nudges, WAKE (advisory: eligible input may wait), CHECK (re-evaluate after a
+ * restore) and CONFIGURE (new limits from a changed config). Decisions are guarded transitions here; the named actions record the events that
  * carry them out, and those recorded events, not the actions, move the machine on. So replaying a
  * log through the machine with no-op actions reproduces its state.
  *
@@ -86,7 +86,15 @@ export interface SessionContext extends SessionInput {
   jobs: Record<string, JobRef>;
 }
 
-export type SessionEvent = AnyEnvelope | { type: 'WAKE' } | { type: 'CHECK' };
+/** The limits a CONFIGURE nudge replaces: everything in SessionInput but the session id. */
+export type SessionLimits = Omit<SessionInput, 'sessionId'>;
+
+/**
+ * Besides log envelopes: WAKE, CHECK, and CONFIGURE (the config changed while the session runs:
+ * the next turn and the next tool call use the new limits; like a restore, which also takes the
+ * limits from the config in force, it is not an event of the log).
+ */
+export type SessionEvent = AnyEnvelope | { type: 'WAKE' } | { type: 'CHECK' } | { type: 'CONFIGURE'; limits: SessionLimits };
 
 type E<T extends AnyEnvelope['type']> = Extract<AnyEnvelope, { type: T }>;
 const data = <T extends AnyEnvelope['type']>(event: SessionEvent) => (event as E<T>).data as EventData<T>;
@@ -365,6 +373,7 @@ export const sessionMachine = session.createMachine({
       actions: cancelJob,
     },
     CHECK: { actions: resumeJobs },
+    CONFIGURE: { actions: assign(({ event }) => ({ ...(event as Extract<SessionEvent, { type: 'CONFIGURE' }>).limits })) },
     WAKE: { actions: assign({ parked: false }) },
     'activity.settled': {
       target: '.idle',

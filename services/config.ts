@@ -8,20 +8,34 @@
  * Objects merge key by key; permission rules are concatenated (global first, so project rules win
  * under "last matching rule wins").
  *
- * Versions: a file without `version` is version 0 (`{ defaultModel, turnLimit }`). Each version
- * below the current one has one migration step in `migrations`; a new version adds a step and a
- * schema, and old files keep working unchanged on disk. A version newer than this Loom knows is
- * refused rather than guessed at.
+ * Versions: a file without `version` is version 0 (`{ defaultModel, turnLimit }`); version 1 kept
+ * provider credentials in the file; version 2 (current) makes `providers` a map of provider id →
+ * settings and holds no credentials. Each version below the current one has one migration step
+ * in `migrations` that also says, in sentences, what it changed; a new version adds a step and
+ * a schema, and old files keep working unchanged on disk (`loom config migrate` rewrites them).
+ * A version newer than this Loom knows is refused rather than guessed at.
+ *
+ * The current version is made of *sections*, one per top-level key: a schema, the defaults that
+ * complete it, and optionally how it merges and what a project file may not set. Adding a key is
+ * one line in `sections` plus its self-contained section block.
+ *
+ * The live, watched version of this (hot reload) is services/configService.ts.
  */
 import { constants } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
+import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import {
   CONFIG_FILE_BYTES_MAX,
+  CONFIG_MODEL_COST_MAX,
+  CONFIG_MODEL_TOKENS_MAX,
   CONFIG_PERMISSION_RULES_MAX,
+  CONFIG_PROVIDER_HEADER_CHARS_MAX,
+  CONFIG_PROVIDER_HEADERS_MAX,
+  CONFIG_PROVIDER_MODELS_MAX,
+  CONFIG_PROVIDERS_MAX,
   CONFIG_TOOL_CALLS_PER_TURN_MAX,
   CONFIG_TOOL_CONCURRENCY_MAX,
   CONFIG_TOOL_TIMEOUT_MAX_MS,
@@ -37,9 +51,10 @@ import {
   CONFIG_RETENTION_DAYS_MAX,
 } from '../core/limits.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
+import { locateJsonPath, parseJsonc, type TextPosition } from './jsonc.js';
 
 /** The config version this Loom writes and reads natively. */
-export const CONFIG_VERSION_CURRENT = 1;
+export const CONFIG_VERSION_CURRENT = 2;
 
 /** Name of the config file in `$LOOM_HOME` and in a project's `.loom/` directory. */
 export const CONFIG_FILE_NAME = 'config.jsonc';
@@ -48,7 +63,7 @@ export const CONFIG_FILE_NAME = 'config.jsonc';
 export interface ConfigErrorLocation {
   /** Dotted path of the offending key (`limits.turnLimit`, `permission.rules.0.action`). */
   field?: string;
-  /** 1-based line and column, for syntax errors. */
+  /** 1-based line and column: of a syntax error, or of the offending key (or its nearest written parent). */
   line?: number;
   column?: number;
 }
@@ -61,7 +76,7 @@ export class ConfigError extends Error {
   readonly column?: number;
   constructor(
     readonly file: string,
-    detail: string,
+    readonly detail: string,
     where: ConfigErrorLocation = {},
   ) {
     super(`${file}${where.line === undefined ? '' : `:${where.line}:${where.column ?? 1}`}: ${where.field === undefined ? '' : `"${where.field}": `}${detail}`);
@@ -71,79 +86,306 @@ export class ConfigError extends Error {
   }
 }
 
-// ---- schemas -----------------------------------------------------------------------------------
+/** Finds where a key path is written in the file being read (undefined when it is not). */
+export type ConfigLocator = (path: readonly (string | number)[]) => TextPosition | undefined;
+
+/**
+ * A key path as users read it: `limits.turnLimit`, `permission.rules.0.action`; a key that is
+ * not a plain name is quoted in brackets (`providers.openai.models["gpt-4.1"]`).
+ */
+export function formatConfigPath(segments: readonly PropertyKey[]): string {
+  let out = '';
+  for (const s of segments) {
+    const key = String(s);
+    if (typeof s === 'number' || /^[A-Za-z0-9_$-]+$/.test(key)) out += out === '' ? key : `.${key}`;
+    else out += `[${JSON.stringify(key)}]`;
+  }
+  return out;
+}
+
+// ---- shared field schemas ----------------------------------------------------------------------
 
 const modelSchema = z.string().regex(/^[^/\s]+\/\S+$/, 'expected "provider/model", for example "openai/gpt-4o"');
 
 const turnLimitSchema = z.number().int().min(1).max(CONFIG_TURN_LIMIT_MAX);
 
 const limitsSchema = z.strictObject({
-  turnLimit: turnLimitSchema.optional(),
-  toolCallsPerTurn: z.number().int().min(1).max(CONFIG_TOOL_CALLS_PER_TURN_MAX).optional(),
-  toolConcurrency: z.number().int().min(1).max(CONFIG_TOOL_CONCURRENCY_MAX).optional(),
-  toolTimeoutMs: z.number().int().min(1).max(CONFIG_TOOL_TIMEOUT_MAX_MS).optional(),
+  turnLimit: turnLimitSchema.optional().describe('Turns one activity may take before it settles turn_limit.'),
+  toolCallsPerTurn: z.number().int().min(1).max(CONFIG_TOOL_CALLS_PER_TURN_MAX).optional().describe('Tool calls one turn may make; later calls get an error result.'),
+  toolConcurrency: z.number().int().min(1).max(CONFIG_TOOL_CONCURRENCY_MAX).optional().describe('Tool calls of one session running at once.'),
+  toolTimeoutMs: z.number().int().min(1).max(CONFIG_TOOL_TIMEOUT_MAX_MS).optional().describe('Running-time bound of a tool call without its own, in milliseconds.'),
 });
 
-const openaiProviderSchema = z.strictObject({
-  baseURL: z.url({ protocol: /^https?$/ }).optional(),
+const baseURLSchema = z.url({ protocol: /^https?$/ });
+
+const permissionSchema = z.strictObject({
+  default: permissionActionSchema.optional().describe('What a tool call no rule matches does: allow, deny or ask.'),
+  rules: z.array(permissionRuleSchema).max(CONFIG_PERMISSION_RULES_MAX).optional().describe('Rules by tool and pattern; the last matching rule wins.'),
+});
+
+const recoverySchema = z.strictObject({
+  /** Continue safe continuations (nothing ambiguous in flight) on restore without asking. */
+  autoResume: z.boolean().optional().describe('Continue safe continuations on restore without asking.'),
+  /** Automatic retries of an ambiguous attempt when the provider is idempotent (per activity). */
+  retryBudget: z.number().int().min(0).max(CONFIG_RECOVERY_RETRY_BUDGET_MAX).optional().describe('Automatic retries of an ambiguous attempt when the provider is idempotent.'),
+  /** Restarts of one activity before it settles `failed` (crash-loop stop). */
+  restartsMax: z.number().int().min(1).max(CONFIG_RECOVERY_RESTARTS_MAX).optional().describe('Restarts of one activity before it settles failed.'),
+});
+
+const jobsSchema = z.strictObject({
+  /** How a finished background job's result enters the session: queued (default) or as a steer. */
+  deliver: z.enum(['queue', 'steer']).optional().describe('How a finished background job\'s result enters the session.'),
+  /** A job still running when a new owner restores its session: watch it again (default) or stop it. */
+  onRestart: z.enum(['reattach', 'kill']).optional().describe('A job still running when a new owner restores its session: reattach or kill.'),
+});
+
+const retentionSchema = z.strictObject({
+  /** Sessions idle (no event) for longer than this many days are removed with their files. */
+  sessionsDays: z.number().positive().max(CONFIG_RETENTION_DAYS_MAX).optional(),
+  /** Saved tool outputs and finished jobs' output files older than this many days are removed. */
+  toolOutputDays: z.number().positive().max(CONFIG_RETENTION_DAYS_MAX).optional(),
+});
+
+// ---- providers (version 2) ---------------------------------------------------------------------
+
+/** The wire protocols Loom speaks; a provider entry's `kind`. */
+export const PROVIDER_KINDS = ['openai', 'openai-responses', 'anthropic'] as const;
+export type ProviderKind = (typeof PROVIDER_KINDS)[number];
+
+const providerIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a provider id is 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit');
+
+/** Header names that carry credentials: those belong in the credentials file (`loom auth set`). */
+const CREDENTIAL_HEADER = /^(authorization|proxy-authorization|cookie|x-api-key|api-key)$|token|secret|password|passwd|api[-_]?key|auth/i;
+
+const headerNameSchema = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, 'not a valid HTTP header name')
+  .refine((name) => !CREDENTIAL_HEADER.test(name), 'this header looks like a credential; credentials do not live in config: use `loom auth set <provider>`');
+
+const headerValueSchema = z
+  .string()
+  .max(CONFIG_PROVIDER_HEADER_CHARS_MAX)
+  .regex(/^[^\r\n\0]*$/, 'a header value may not contain line breaks');
+
+const modelNameSchema = z.string().regex(/^\S{1,200}$/, 'a model name is 1 to 200 characters without spaces');
+
+const tokensSchema = z.number().int().positive().max(CONFIG_MODEL_TOKENS_MAX);
+const priceSchema = z.number().nonnegative().max(CONFIG_MODEL_COST_MAX);
+
+/** One model of a provider, as the model catalog reads it (llm/modelInfo.ts). */
+export const modelSettingsSchema = z.strictObject({
+  name: z.string().min(1).max(200).optional().describe('A display name.'),
+  toolCalling: z.boolean().optional().describe('The model can call tools.'),
+  reasoning: z.boolean().optional().describe('The model reasons before answering.'),
+  context: tokensSchema.optional().describe('Context window in tokens (input + output).'),
+  output: tokensSchema.optional().describe('Most output tokens of one response.'),
+  cost: z
+    .strictObject({ input: priceSchema, output: priceSchema, cacheRead: priceSchema.optional(), cacheWrite: priceSchema.optional() })
+    .optional()
+    .describe('Price in US dollars per million tokens.'),
+});
+export type ModelSettings = z.infer<typeof modelSettingsSchema>;
+
+/** One provider entry: `providers.<id>`. */
+export const providerSettingsSchema = z.strictObject({
+  kind: z.enum(PROVIDER_KINDS).optional().describe('The API it speaks; defaults to the id when the id is openai, openai-responses or anthropic, required otherwise.'),
+  baseURL: baseURLSchema.optional().describe('The API base URL (global config only).'),
+  /** The endpoint de-duplicates requests, so an ambiguous attempt may be retried automatically. */
+  idempotent: z.boolean().optional().describe('The endpoint de-duplicates requests, so an ambiguous attempt may be retried automatically.'),
+  headers: z
+    .record(headerNameSchema, headerValueSchema)
+    .refine((h) => Object.keys(h).length <= CONFIG_PROVIDER_HEADERS_MAX, `at most ${CONFIG_PROVIDER_HEADERS_MAX} headers`)
+    .optional()
+    .describe('Extra request headers that are not secret (global config only).'),
+  enabled: z.boolean().optional().describe('false: the provider is not loaded and its models are refused.'),
+  models: z
+    .record(modelNameSchema, modelSettingsSchema)
+    .refine((m) => Object.keys(m).length <= CONFIG_PROVIDER_MODELS_MAX, `at most ${CONFIG_PROVIDER_MODELS_MAX} models per provider`)
+    .optional()
+    .describe('Models of this provider for the model catalog, by the name used in "provider/model".'),
+});
+export type ProviderSettings = z.infer<typeof providerSettingsSchema>;
+
+const providersSchema = z
+  .record(providerIdSchema, providerSettingsSchema)
+  .refine((p) => Object.keys(p).length <= CONFIG_PROVIDERS_MAX, `at most ${CONFIG_PROVIDERS_MAX} providers`);
+
+/** The kind of a provider entry: its `kind`, else its id when that is a kind; undefined otherwise. */
+export function providerKind(id: string, settings: ProviderSettings | undefined): ProviderKind | undefined {
+  if (settings?.kind !== undefined) return settings.kind;
+  return (PROVIDER_KINDS as readonly string[]).includes(id) ? (id as ProviderKind) : undefined;
+}
+
+/** The environment variable that holds a built-in provider's key (environment wins over every file). */
+export function providerKeyVariable(id: string): string | undefined {
+  if (id === 'openai' || id === 'openai-responses') return 'OPENAI_API_KEY';
+  if (id === 'anthropic') return 'ANTHROPIC_API_KEY';
+  return undefined;
+}
+
+// ---- sections of the current version -----------------------------------------------------------
+
+/** What a project file tried to set that only the global file may: the key path and why. */
+interface ProjectRefusal {
+  path: (string | number)[];
+  why: string;
+}
+
+/** One top-level key of the current config version. */
+interface ConfigSection<S extends z.ZodType, R> {
+  schema: S;
+  /** The value in force, defaults filled in, from the merged value (undefined: no file set it). */
+  resolve(value: z.output<S> | undefined): R;
+  /** How a later file's value combines with an earlier one's (default: key by key, later wins). */
+  merge?(base: z.output<S>, over: z.output<S>): z.output<S>;
+  /** A project file is read from the directory being worked on: what it may not set here. */
+  projectRefusal?(value: z.output<S>): ProjectRefusal | undefined;
+}
+
+function section<S extends z.ZodType, R>(s: ConfigSection<S, R>): ConfigSection<S, R> {
+  return s;
+}
+
+const GLOBAL_ONLY_PROVIDER_KEYS = ['kind', 'baseURL', 'headers'] as const;
+
+const sections = {
+  model: section({
+    schema: modelSchema.describe('The model sessions use when none is given, as "provider/model".'),
+    resolve: (model) => model,
+  }),
+
+  limits: section({
+    schema: limitsSchema.describe('Bounds of one activity and its tool calls.'),
+    resolve: (limits = {}) => ({
+      turnLimit: limits.turnLimit ?? TURN_LIMIT_DEFAULT,
+      toolCallsPerTurn: limits.toolCallsPerTurn ?? TOOL_CALLS_PER_TURN_MAX,
+      toolConcurrency: limits.toolConcurrency ?? TOOL_CONCURRENCY_PER_SESSION_MAX,
+      toolTimeoutMs: limits.toolTimeoutMs ?? TOOL_TIMEOUT_DEFAULT_MS,
+    }),
+  }),
+
+  permission: section({
+    schema: permissionSchema.describe('Which tool calls run, are refused or ask first.'),
+    resolve: (permission): { default?: PermissionAction; rules: PermissionRule[] } => ({
+      ...(permission?.default === undefined ? {} : { default: permission.default }),
+      rules: permission?.rules ?? [],
+    }),
+    // Rules are concatenated, global first, so the project's rules win under "last match wins".
+    merge: (base, over) => ({ ...base, ...dropUndefined(over), rules: [...(base.rules ?? []), ...(over.rules ?? [])] }),
+  }),
+
+  providers: section({
+    schema: providersSchema.describe('Providers by id (the part before "/" in "provider/model"): openai, openai-responses, anthropic, or your own with a kind.'),
+    resolve: (providers = {}): Record<string, ProviderSettings> => providers,
+    // A cloned repository must not redirect credentials: where requests go, and what they carry, is global only.
+    projectRefusal: (providers) => {
+      for (const [id, settings] of Object.entries(providers)) {
+        const key = GLOBAL_ONLY_PROVIDER_KEYS.find((k) => settings[k] !== undefined);
+        if (key !== undefined) return { path: [id, key], why: 'may not be set in a project config (the endpoint would receive your credentials); set it in $LOOM_HOME/config.jsonc' };
+      }
+      return undefined;
+    },
+  }),
+
+  recovery: section({
+    schema: recoverySchema.describe('What happens to an activity left unsettled by a lost process.'),
+    resolve: (recovery) => ({
+      autoResume: recovery?.autoResume ?? true,
+      retryBudget: recovery?.retryBudget ?? RECOVERY_RETRY_BUDGET_DEFAULT,
+      restartsMax: recovery?.restartsMax ?? ACTIVITY_RESTARTS_MAX,
+    }),
+  }),
+
+  jobs: section({
+    schema: jobsSchema.describe('Background jobs (bash with background: true).'),
+    resolve: (jobs): { deliver: 'queue' | 'steer'; onRestart: 'reattach' | 'kill' } => ({
+      deliver: jobs?.deliver ?? 'queue',
+      onRestart: jobs?.onRestart ?? 'reattach',
+    }),
+  }),
+
+  /** Global only: how long old sessions and saved tool outputs are kept (`loom db prune`, serve/worker). Unset: nothing is removed by age. */
+  retention: section({
+    schema: retentionSchema.describe('Global only: how long old sessions and saved tool outputs are kept.'),
+    resolve: (retention) => (retention === undefined ? undefined : { ...retention }),
+    // Retention removes sessions of every directory: one project must not decide it for all.
+    projectRefusal: () => ({ path: [], why: 'may not be set in a project config (it removes sessions of every directory); set it in $LOOM_HOME/config.jsonc' }),
+  }),
+};
+
+type Sections = typeof sections;
+type SectionShape = { [K in keyof Sections]: z.ZodOptional<Sections[K]['schema']> };
+const sectionShape = Object.fromEntries(Object.entries(sections).map(([key, s]) => [key, s.schema.optional()])) as unknown as SectionShape;
+
+/** Version 2, the current version. */
+export const configV2Schema = z
+  .strictObject({
+    /** Editors use it for completion (`loom config schema` prints the schema); Loom ignores it. */
+    $schema: z.string().optional().describe('The JSON Schema editors check this file against (`loom config schema` prints it).'),
+    version: z.literal(2).describe('The config format version.'),
+    ...sectionShape,
+  })
+  .meta({ title: 'Loom config', description: 'Loom configuration ($LOOM_HOME/config.jsonc or <project>/.loom/config.jsonc), version 2.' });
+
+export type ConfigV2 = z.infer<typeof configV2Schema>;
+/** The current config version's file contents. */
+export type Config = ConfigV2;
+
+/**
+ * The JSON Schema of the current version (draft-07, which editors support best), for a file's
+ * `$schema`. Constraints zod cannot express in JSON Schema are checked by Loom only.
+ */
+export function configJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(configV2Schema, { target: 'draft-7', io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+}
+
+type ResolvedSections = { [K in keyof Sections]: ReturnType<Sections[K]['resolve']> };
+
+/** The merged config with every limit filled in. */
+export interface ResolvedConfig extends ResolvedSections {
+  version: typeof CONFIG_VERSION_CURRENT;
+  /**
+   * API keys read from a version 1 file (`providers.<id>.apiKey`), by provider id, so an old setup
+   * keeps working until the key is moved (`loom auth set <id>`). Kept in memory only, and not
+   * enumerable: JSON, spreads and key diffs never see it.
+   */
+  readonly legacyApiKeys?: Readonly<Record<string, string>>;
+}
+
+// ---- legacy versions ---------------------------------------------------------------------------
+
+const openaiProviderV1Schema = z.strictObject({
+  baseURL: baseURLSchema.optional(),
   /** Prefer the environment (OPENAI_API_KEY): a key in a file ends up in backups and screenshots. */
   apiKey: z.string().min(1).optional(),
   /** The endpoint de-duplicates requests, so an ambiguous attempt may be retried automatically. */
   idempotent: z.boolean().optional(),
 });
 
-/** Version 1, the current version. */
+/** Version 1 (frozen: new keys go into the current version's `sections`). */
 export const configV1Schema = z.strictObject({
-  /** Editors use it for completion; Loom ignores it. */
   $schema: z.string().optional(),
   version: z.literal(1),
   model: modelSchema.optional(),
   limits: limitsSchema.optional(),
-  permission: z
-    .strictObject({
-      default: permissionActionSchema.optional(),
-      rules: z.array(permissionRuleSchema).max(CONFIG_PERMISSION_RULES_MAX).optional(),
-    })
-    .optional(),
+  permission: permissionSchema.optional(),
   providers: z
     .strictObject({
-      openai: openaiProviderSchema.optional(),
+      openai: openaiProviderV1Schema.optional(),
       /** Same fields as `openai`; the key is preferably ANTHROPIC_API_KEY. */
-      anthropic: openaiProviderSchema.optional(),
+      anthropic: openaiProviderV1Schema.optional(),
     })
     .optional(),
-  recovery: z
-    .strictObject({
-      /** Continue safe continuations (nothing ambiguous in flight) on restore without asking. */
-      autoResume: z.boolean().optional(),
-      /** Automatic retries of an ambiguous attempt when the provider is idempotent (per activity). */
-      retryBudget: z.number().int().min(0).max(CONFIG_RECOVERY_RETRY_BUDGET_MAX).optional(),
-      /** Restarts of one activity before it settles `failed` (crash-loop stop). */
-      restartsMax: z.number().int().min(1).max(CONFIG_RECOVERY_RESTARTS_MAX).optional(),
-    })
-    .optional(),
-  jobs: z
-    .strictObject({
-      /** How a finished background job's result enters the session: queued (default) or as a steer. */
-      deliver: z.enum(['queue', 'steer']).optional(),
-      /** A job still running when a new owner restores its session: watch it again (default) or stop it. */
-      onRestart: z.enum(['reattach', 'kill']).optional(),
-    })
-    .optional(),
-  /** Global only: how long old sessions and saved tool outputs are kept (`loom db prune`, serve/worker). */
-  retention: z
-    .strictObject({
-      /** Sessions idle (no event) for longer than this many days are removed with their files. */
-      sessionsDays: z.number().positive().max(CONFIG_RETENTION_DAYS_MAX).optional(),
-      /** Saved tool outputs and finished jobs' output files older than this many days are removed. */
-      toolOutputDays: z.number().positive().max(CONFIG_RETENTION_DAYS_MAX).optional(),
-    })
-    .optional(),
+  recovery: recoverySchema.optional(),
+  jobs: jobsSchema.optional(),
+  retention: retentionSchema.optional(),
 });
 
 export type ConfigV1 = z.infer<typeof configV1Schema>;
 
-/** Version 0, the legacy format. Its values are checked as strictly as their v1 homes. */
+/** Version 0, the legacy format. Its values are checked as strictly as their later homes. */
 const configV0Schema = z.strictObject({
   version: z.literal(0).optional(),
   defaultModel: modelSchema.optional(),
@@ -152,34 +394,31 @@ const configV0Schema = z.strictObject({
 
 type ConfigV0 = z.infer<typeof configV0Schema>;
 
-/** The merged config with every limit filled in. */
-export interface ResolvedConfig {
-  version: typeof CONFIG_VERSION_CURRENT;
-  model?: string;
-  limits: { turnLimit: number; toolCallsPerTurn: number; toolConcurrency: number; toolTimeoutMs: number };
-  permission: { default?: PermissionAction; rules: PermissionRule[] };
-  providers: NonNullable<ConfigV1['providers']>;
-  recovery: { autoResume: boolean; retryBudget: number; restartsMax: number };
-  jobs: { deliver: 'queue' | 'steer'; onRestart: 'reattach' | 'kill' };
-  /** Unset: nothing is removed by age. */
-  retention?: { sessionsDays?: number; toolOutputDays?: number };
-}
-
 // ---- migrations --------------------------------------------------------------------------------
+
+/** What a migration step can do besides converting: tell the user, and carry a key in memory. */
+interface MigrationContext {
+  /** One sentence for the user about a change (`defaultModel → model`). */
+  note(text: string): void;
+  /** A credential found in the file: used by this process, never written back. */
+  carryApiKey(providerId: string, key: string): void;
+}
 
 /** One step from version `from` to `from + 1`: the schema `from` is checked against, and the conversion. */
 interface ConfigMigration {
   schema: z.ZodType;
-  up(config: unknown): unknown;
+  up(config: unknown, context: MigrationContext): unknown;
 }
 
-const migrations: ReadonlyMap<number, ConfigMigration> = new Map([
+const migrations: ReadonlyMap<number, ConfigMigration> = new Map<number, ConfigMigration>([
   [
     0,
     {
       schema: configV0Schema,
-      up(config: unknown) {
+      up(config, context) {
         const v0 = config as ConfigV0;
+        if (v0.defaultModel !== undefined) context.note('defaultModel → model');
+        if (v0.turnLimit !== undefined) context.note('turnLimit → limits.turnLimit');
         return {
           version: 1,
           ...(v0.defaultModel === undefined ? {} : { model: v0.defaultModel }),
@@ -188,61 +427,115 @@ const migrations: ReadonlyMap<number, ConfigMigration> = new Map([
       },
     },
   ],
+  [
+    1,
+    {
+      schema: configV1Schema,
+      up(config, context) {
+        const { providers, ...rest } = config as ConfigV1;
+        const out: Record<string, unknown> = { ...rest, version: 2 };
+        const entries: Record<string, ProviderSettings> = {};
+        for (const [id, settings] of Object.entries(providers ?? {})) {
+          if (settings === undefined) continue;
+          const { apiKey, ...kept } = settings;
+          if (apiKey !== undefined) {
+            context.carryApiKey(id, apiKey);
+            context.note(
+              `providers.${id}.apiKey: credentials no longer live in config. The key is still used (from memory) for now; ` +
+                `move it with \`loom auth set ${id}\` (or set ${providerKeyVariable(id)}), then \`loom config migrate --drop-credentials\` removes it from the file`,
+            );
+          }
+          if (Object.keys(kept).length > 0) entries[id] = kept;
+        }
+        if (Object.keys(entries).length > 0) out.providers = entries;
+        return out;
+      },
+    },
+  ],
 ]);
+
+/** A file's contents brought to the current version, with what the migration said and carried. */
+export interface MigratedConfig {
+  config: ConfigV2;
+  /** The version the file was written in. */
+  version: number;
+  /** What changed, one sentence each, for the user; empty when the file was current. */
+  notes: string[];
+  /** Version 1 API keys by provider id: for this process only, never written anywhere. */
+  legacyApiKeys: Record<string, string>;
+}
 
 /**
  * Brings a parsed config file of any known version to the current one and validates it. `file`
- * names the source in errors. Throws ConfigError for a version newer than CONFIG_VERSION_CURRENT,
- * an unknown key (named by its dotted path) or a bad value. Problems are reported against the
- * version the file was written in, so the field names match the file.
+ * names the source in errors; `locate` (the file's text) adds the line of the offending key.
+ * Throws ConfigError for a version newer than CONFIG_VERSION_CURRENT, an unknown key (named by
+ * its dotted path) or a bad value. Problems are reported against the version the file was
+ * written in, so the key names match the file.
  */
-export function migrateConfig(raw: unknown, file = '<config>'): ConfigV1 {
+export function migrateConfig(raw: unknown, file = '<config>', locate?: ConfigLocator): MigratedConfig {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError(file, 'the config must be a JSON object');
+    throw new ConfigError(file, 'the config must be a JSON object', locate?.([]) ?? {});
   }
-  let version = versionOf(raw as Record<string, unknown>, file);
+  const from = versionOf(raw as Record<string, unknown>, file, locate);
+  const notes: string[] = [];
+  const legacyApiKeys: Record<string, string> = {};
+  const context: MigrationContext = {
+    note: (text) => notes.push(text),
+    carryApiKey: (id, key) => void (legacyApiKeys[id] = key),
+  };
   let config: unknown = raw;
-  while (version < CONFIG_VERSION_CURRENT) {
+  for (let version = from; version < CONFIG_VERSION_CURRENT; version++) {
     const step = migrations.get(version);
     if (step === undefined) throw new Error(`no config migration from version ${version}`);
-    config = step.up(validate(step.schema, config, file));
-    version++;
+    config = step.up(validate(step.schema, config, file, locate), context);
   }
-  return validate(configV1Schema, config, file);
+  return { config: validate(configV2Schema, config, file, locate), version: from, notes, legacyApiKeys };
 }
 
-function versionOf(raw: Record<string, unknown>, file: string): number {
+function versionOf(raw: Record<string, unknown>, file: string, locate?: ConfigLocator): number {
   const version = raw.version;
   if (version === undefined) return 0;
+  const where = { field: 'version', ...locate?.(['version']) };
   if (typeof version !== 'number' || !Number.isInteger(version) || version < 0) {
-    throw new ConfigError(file, 'must be a whole number (the config format version)', { field: 'version' });
+    throw new ConfigError(file, 'must be a whole number (the config format version)', where);
   }
   if (version > CONFIG_VERSION_CURRENT) {
     throw new ConfigError(
       file,
       `config version ${version} is newer than this Loom understands (up to ${CONFIG_VERSION_CURRENT}); upgrade Loom or use a version ${CONFIG_VERSION_CURRENT} file`,
-      { field: 'version' },
+      where,
     );
   }
   return version;
 }
 
-function validate<T>(schema: z.ZodType<T>, value: unknown, file: string): T {
+function validate<T>(schema: z.ZodType<T>, value: unknown, file: string, locate?: ConfigLocator): T {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
   const others = parsed.error.issues.length - 1;
   const more = others > 0 ? ` (and ${others} more problem${others === 1 ? '' : 's'})` : '';
-  const base = issue.path.map(String);
+  let at: PropertyKey[] = issue.path;
+  let detail = issue.message;
   if (issue.code === 'unrecognized_keys') {
-    const field = [...base, issue.keys[0]].join('.');
-    return fail(file, `unknown key${more}`, field);
+    at = [...at, issue.keys[0]];
+    detail = unknownKeyDetail(at);
+  } else if (issue.code === 'invalid_key') {
+    detail = issue.issues[0]?.message ?? detail;
   }
-  return fail(file, `${issue.message}${more}`, base.length === 0 ? undefined : base.join('.'));
+  const segments = at.map((s) => (typeof s === 'symbol' ? String(s) : s));
+  throw new ConfigError(file, `${detail}${more}`, {
+    field: segments.length === 0 ? undefined : formatConfigPath(segments),
+    ...locate?.(segments),
+  });
 }
 
-function fail(file: string, detail: string, field: string | undefined): never {
-  throw new ConfigError(file, detail, { field });
+/** An unknown key, with a hint where one is known (a version 1 key in a version 2 file). */
+function unknownKeyDetail(at: PropertyKey[]): string {
+  if (at.length === 3 && at[0] === 'providers' && at[2] === 'apiKey') {
+    return `unknown key: credentials do not live in config since version 2; use \`loom auth set ${String(at[1])}\`${providerKeyVariable(String(at[1])) ? ` or ${providerKeyVariable(String(at[1]))}` : ''}`;
+  }
+  return 'unknown key';
 }
 
 // ---- files -------------------------------------------------------------------------------------
@@ -261,14 +554,66 @@ export function projectConfigPath(location: string): string {
   return path.join(location, '.loom', CONFIG_FILE_NAME);
 }
 
+/** Global files may set everything; project files (from the directory worked on) may not redirect providers or set retention. */
+export type ConfigScope = 'global' | 'project';
+
+/** One config file read, migrated and checked for its scope. */
+export interface ConfigFile extends MigratedConfig {
+  file: string;
+  scope: ConfigScope;
+  /** The text as read (for `loom config migrate`, which edits it). */
+  text: string;
+  /** The parsed text, before migration. */
+  raw: unknown;
+  /** Where a key path is written in this file. */
+  locate: ConfigLocator;
+}
+
 /**
- * Reads and migrates one config file; undefined when it does not exist. Throws ConfigError when
- * it is unreadable, over CONFIG_FILE_BYTES_MAX, not valid JSONC (with line and column) or invalid.
+ * Reads, migrates and checks one config file; undefined when it does not exist. Throws
+ * ConfigError (with the line of the offending key where it is written) when it is unreadable,
+ * over CONFIG_FILE_BYTES_MAX, not valid JSONC, invalid, or — for a project file — sets what only
+ * the global file may.
  */
-export async function readConfigFile(file: string): Promise<ConfigV1 | undefined> {
+export async function readConfigFile(file: string, scope: ConfigScope = 'global'): Promise<ConfigFile | undefined> {
   const text = await readBounded(file);
   if (text === undefined) return undefined;
-  return migrateConfig(parseJsonc(text, file), file);
+  return parseConfigText(text, file, scope);
+}
+
+/** readConfigFile for text already in hand. */
+export function parseConfigText(text: string, file: string, scope: ConfigScope = 'global'): ConfigFile {
+  let parsed: ReturnType<typeof parseJsonc>;
+  try {
+    parsed = parseJsonc(text);
+  } catch (err) {
+    if (err instanceof RangeError) throw new ConfigError(file, 'is nested too deeply to parse');
+    throw err;
+  }
+  if (parsed.error !== undefined) {
+    const { line, column, detail } = parsed.error;
+    throw new ConfigError(file, `invalid JSONC: ${detail}`, { line, column });
+  }
+  const locate: ConfigLocator = (at) => locateJsonPath(text, at);
+  const migrated = migrateConfig(parsed.value, file, locate);
+  if (scope === 'project') checkProjectFile(migrated, file, locate);
+  return { ...migrated, file, scope, text, raw: parsed.value, locate };
+}
+
+function checkProjectFile(migrated: MigratedConfig, file: string, locate: ConfigLocator): void {
+  const legacy = Object.keys(migrated.legacyApiKeys)[0];
+  if (legacy !== undefined) {
+    const at = ['providers', legacy, 'apiKey'];
+    throw new ConfigError(file, 'may not be set in a project config (credentials never live in a project); use `loom auth set`', { field: formatConfigPath(at), ...locate(at) });
+  }
+  const config = migrated.config as Record<string, unknown>;
+  for (const [key, s] of Object.entries(sections) as [string, ConfigSection<z.ZodType, unknown>][]) {
+    if (config[key] === undefined || s.projectRefusal === undefined) continue;
+    const refusal = s.projectRefusal(config[key]);
+    if (refusal === undefined) continue;
+    const at = [key, ...refusal.path];
+    throw new ConfigError(file, refusal.why, { field: formatConfigPath(at), ...locate(at) });
+  }
 }
 
 async function readBounded(file: string): Promise<string | undefined> {
@@ -307,49 +652,18 @@ async function readUpTo(handle: FileHandle, size: number): Promise<Buffer> {
   return buffer.subarray(0, filled);
 }
 
-/** JSON with comments and trailing commas. The first syntax error is reported with line and column. */
-function parseJsonc(text: string, file: string): unknown {
-  const errors: ParseError[] = [];
-  let value: unknown;
-  try {
-    value = parse(text, errors, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: false });
-  } catch (err) {
-    if (err instanceof RangeError) throw new ConfigError(file, 'is nested too deeply to parse');
-    throw err;
-  }
-  if (errors.length > 0) {
-    const first = errors[0];
-    const { line, column } = lineAndColumn(text, first.offset);
-    throw new ConfigError(file, `invalid JSONC: ${describeParseError(first)}`, { line, column });
-  }
-  return value;
-}
-
-function describeParseError(error: ParseError): string {
-  // "CommaExpected" → "comma expected"
-  return printParseErrorCode(error.error)
-    .replace(/([a-z])([A-Z])/g, '$1 $2')
-    .toLowerCase();
-}
-
-function lineAndColumn(text: string, offset: number): { line: number; column: number } {
-  let line = 1;
-  let lineStart = 0;
-  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
-    line++;
-    lineStart = i + 1;
-  }
-  return { line, column: offset - lineStart + 1 };
-}
-
 // ---- merging and defaults ----------------------------------------------------------------------
 
-/** `over` wins key by key through nested objects; permission rules are concatenated, `base` first. */
-export function mergeConfigs(base: ConfigV1, over: ConfigV1): ConfigV1 {
-  const merged = deepMerge(base, over) as ConfigV1;
-  const rules = [...(base.permission?.rules ?? []), ...(over.permission?.rules ?? [])];
-  if (base.permission !== undefined || over.permission !== undefined) merged.permission = { ...merged.permission, rules };
-  return merged;
+/** `over` wins key by key through nested objects; sections with their own `merge` (permission rules) use it. */
+export function mergeConfigs(base: ConfigV2, over: ConfigV2): ConfigV2 {
+  const merged: Record<string, unknown> = { ...base, ...dropUndefined(over) };
+  const b = base as Record<string, unknown>;
+  const o = over as Record<string, unknown>;
+  for (const [key, s] of Object.entries(sections) as [string, ConfigSection<z.ZodType, unknown>][]) {
+    if (b[key] === undefined || o[key] === undefined) continue;
+    merged[key] = s.merge ? s.merge(b[key], o[key]) : deepMerge(b[key], o[key]);
+  }
+  return merged as ConfigV2;
 }
 
 function deepMerge(base: unknown, over: unknown): unknown {
@@ -361,39 +675,68 @@ function deepMerge(base: unknown, over: unknown): unknown {
   return merged;
 }
 
+function dropUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-/** Fills every limit the config leaves out with its default from core/limits.ts. */
-export function resolveConfig(config: ConfigV1): ResolvedConfig {
-  const limits = config.limits ?? {};
-  return {
-    version: CONFIG_VERSION_CURRENT,
-    ...(config.model === undefined ? {} : { model: config.model }),
-    limits: {
-      turnLimit: limits.turnLimit ?? TURN_LIMIT_DEFAULT,
-      toolCallsPerTurn: limits.toolCallsPerTurn ?? TOOL_CALLS_PER_TURN_MAX,
-      toolConcurrency: limits.toolConcurrency ?? TOOL_CONCURRENCY_PER_SESSION_MAX,
-      toolTimeoutMs: limits.toolTimeoutMs ?? TOOL_TIMEOUT_DEFAULT_MS,
-    },
-    permission: {
-      ...(config.permission?.default === undefined ? {} : { default: config.permission.default }),
-      rules: config.permission?.rules ?? [],
-    },
-    providers: config.providers ?? {},
-    recovery: {
-      autoResume: config.recovery?.autoResume ?? true,
-      retryBudget: config.recovery?.retryBudget ?? RECOVERY_RETRY_BUDGET_DEFAULT,
-      restartsMax: config.recovery?.restartsMax ?? ACTIVITY_RESTARTS_MAX,
-    },
-    jobs: {
-      deliver: config.jobs?.deliver ?? 'queue',
-      onRestart: config.jobs?.onRestart ?? 'reattach',
-    },
-    ...(config.retention === undefined ? {} : { retention: { ...config.retention } }),
-  };
+/** Input of resolveConfig: a current-version config (the version number itself is not looked at). */
+export type ConfigInput = Omit<ConfigV2, 'version' | '$schema'> & { version?: number; $schema?: string };
+
+/**
+ * Fills every setting the config leaves out with its default from core/limits.ts. `legacyApiKeys`
+ * (from a version 1 file) ride along, hidden from JSON (see ResolvedConfig.legacyApiKeys).
+ */
+export function resolveConfig(config: ConfigInput, extras: { legacyApiKeys?: Record<string, string> } = {}): ResolvedConfig {
+  const out: Record<string, unknown> = { version: CONFIG_VERSION_CURRENT };
+  const input = config as Record<string, unknown>;
+  for (const [key, s] of Object.entries(sections) as [string, ConfigSection<z.ZodType, unknown>][]) out[key] = s.resolve(input[key]);
+  const legacy = extras.legacyApiKeys;
+  if (legacy !== undefined && Object.keys(legacy).length > 0) {
+    Object.defineProperty(out, 'legacyApiKeys', { value: Object.freeze({ ...legacy }), enumerable: false });
+  }
+  return out as unknown as ResolvedConfig;
 }
+
+/** A JSON-safe copy without anything secret (for `loom config show`, `GET /config`). */
+export function publicConfig(config: ResolvedConfig): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
+}
+
+/** Providers whose key still comes from a version 1 file (tell the user to move it). */
+export function legacyCredentialIds(config: ResolvedConfig): string[] {
+  return Object.keys(config.legacyApiKeys ?? {});
+}
+
+/**
+ * The keys whose value differs between two resolved configs, as dotted paths
+ * (`limits.turnLimit`, `permission.rules`, `providers.local.baseURL`): objects are compared key by
+ * key, arrays as a whole; an object added or removed whole is named once (`providers.local`).
+ * Never values. A version 1 key that changed is named `providers.<id>.apiKey`.
+ */
+export function changedConfigKeys(before: ResolvedConfig, after: ResolvedConfig): string[] {
+  const keys: string[] = [];
+  collectChanges([], before, after, keys);
+  const a = before.legacyApiKeys ?? {};
+  const b = after.legacyApiKeys ?? {};
+  for (const id of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    if (a[id] !== b[id]) keys.push(formatConfigPath(['providers', id, 'apiKey']));
+  }
+  return keys;
+}
+
+function collectChanges(at: string[], a: unknown, b: unknown, out: string[]): void {
+  if (isPlainObject(a) && isPlainObject(b)) {
+    for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) collectChanges([...at, key], a[key], b[key], out);
+    return;
+  }
+  if (!isDeepStrictEqual(a, b)) out.push(formatConfigPath(at));
+}
+
+// ---- loading -----------------------------------------------------------------------------------
 
 export interface LoadConfigOptions {
   /** `$LOOM_HOME` (see resolveLoomHome). */
@@ -402,44 +745,119 @@ export interface LoadConfigOptions {
   location?: string;
 }
 
+/** What a migration changed in one file, for the user. */
+export interface ConfigNote {
+  file: string;
+  scope: ConfigScope;
+  /** The version the file is written in. */
+  from: number;
+  to: number;
+  /** One sentence per change. */
+  changes: string[];
+}
+
 export interface LoadedConfig {
   config: ResolvedConfig;
   /** The files that existed and were applied, global first. */
   sources: string[];
+  /** The files themselves (contents as migrated). */
+  files: ConfigFile[];
+  /** One per file written in an older version: what was converted in memory. */
+  notes: ConfigNote[];
+}
+
+/** The config files of a location, global first (the project file is skipped when it is the global file). */
+export function configPaths(options: LoadConfigOptions): { file: string; scope: ConfigScope }[] {
+  const global = globalConfigPath(options.home);
+  const paths: { file: string; scope: ConfigScope }[] = [{ file: global, scope: 'global' }];
+  if (options.location !== undefined) {
+    const project = projectConfigPath(options.location);
+    // `loom run --dir ~` with LOOM_HOME=~/.loom: the "project" file is the global one.
+    if (path.resolve(project) !== path.resolve(global)) paths.push({ file: project, scope: 'project' });
+  }
+  return paths;
 }
 
 /**
  * Loads the global and project config files (either may be missing), migrates, validates, merges
- * and fills defaults. Throws ConfigError naming the file (and field, or line and column) of the
- * first problem; nothing is half-applied.
+ * and fills defaults. Throws ConfigError naming the file (and key with its line, or the line and
+ * column of a syntax error) of the first problem; nothing is half-applied.
  *
  * Gotcha: the project file comes from the directory being worked on. A cloned repository can
- * therefore loosen permissions or point `providers.openai.baseURL` elsewhere; callers that open
- * untrusted directories should confirm a project config before honouring it.
+ * therefore loosen permissions; it cannot redirect providers (`kind`, `baseURL`, `headers`) nor
+ * set retention. Callers that open untrusted directories should confirm a project config before
+ * honouring it.
  */
 export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConfig> {
-  const files = [globalConfigPath(options.home)];
-  if (options.location !== undefined) files.push(projectConfigPath(options.location));
-  let merged: ConfigV1 = { version: CONFIG_VERSION_CURRENT };
-  const sources: string[] = [];
-  for (const file of files) {
-    const config = await readConfigFile(file);
-    if (config === undefined) continue;
-    if (file !== files[0]) {
-      // A cloned repository must not redirect credentials: provider endpoints and keys are global only.
-      for (const id of ['openai', 'anthropic'] as const) {
-        const provider = config.providers?.[id];
-        if (provider?.baseURL === undefined && provider?.apiKey === undefined) continue;
-        const field = provider.baseURL !== undefined ? `providers.${id}.baseURL` : `providers.${id}.apiKey`;
-        throw new ConfigError(file, 'may not be set in a project config (the endpoint would receive your credentials); set it in $LOOM_HOME/config.jsonc', { field });
-      }
-    }
-    if (file !== files[0] && config.retention !== undefined) {
-      // Retention removes sessions of every directory: one project must not decide it for all.
-      throw new ConfigError(file, 'may not be set in a project config (it removes sessions of every directory); set it in $LOOM_HOME/config.jsonc', { field: 'retention' });
-    }
-    merged = mergeConfigs(merged, config);
-    sources.push(file);
+  const files: ConfigFile[] = [];
+  for (const { file, scope } of configPaths(options)) {
+    const read = await readConfigFile(file, scope);
+    if (read !== undefined) files.push(read);
   }
-  return { config: resolveConfig(merged), sources };
+  return { config: mergeConfigFiles(files), sources: files.map((f) => f.file), files, notes: notesOf(files) };
+}
+
+/**
+ * Merges files already read (global first) into the config in force, after checking that every
+ * provider id Loom does not know has a `kind` once merged. Throws ConfigError naming the file
+ * that mentions such a provider.
+ */
+export function mergeConfigFiles(files: readonly ConfigFile[]): ResolvedConfig {
+  let merged: ConfigV2 = { version: CONFIG_VERSION_CURRENT };
+  const legacyApiKeys: Record<string, string> = {};
+  for (const f of files) {
+    merged = mergeConfigs(merged, f.config);
+    Object.assign(legacyApiKeys, f.legacyApiKeys);
+  }
+  for (const [id, settings] of Object.entries(merged.providers ?? {})) {
+    if (providerKind(id, settings) !== undefined) continue;
+    const file = [...files].reverse().find((f) => f.config.providers?.[id] !== undefined)!;
+    const at = ['providers', id, 'kind'];
+    throw new ConfigError(file.file, `is required for a provider id other than ${PROVIDER_KINDS.join(', ')}: the API it speaks, one of those three`, {
+      field: formatConfigPath(at),
+      ...file.locate(at),
+    });
+  }
+  return resolveConfig(merged, { legacyApiKeys });
+}
+
+/** What each older file's migration changed (empty for current files). */
+export function notesOf(files: readonly ConfigFile[]): ConfigNote[] {
+  return files
+    .filter((f) => f.version < CONFIG_VERSION_CURRENT)
+    .map((f) => ({ file: f.file, scope: f.scope, from: f.version, to: CONFIG_VERSION_CURRENT, changes: [...f.notes] }));
+}
+
+/**
+ * Where each setting in force comes from: leaf key path → the file that set it last, or
+ * `default`. Permission rules are listed one by one (`permission.rules.3`), from the file that
+ * holds each rule. For `loom config show`.
+ */
+export function configOrigins(files: readonly ConfigFile[], config: ResolvedConfig): Record<string, string> {
+  const origins: Record<string, string> = {};
+  const rulesFrom = files.flatMap((f) => (f.config.permission?.rules ?? []).map(() => f.file));
+  const visit = (at: string[], value: unknown): void => {
+    if (at.length === 2 && at[0] === 'permission' && at[1] === 'rules' && Array.isArray(value)) {
+      value.forEach((_, i) => (origins[formatConfigPath([...at, i])] = rulesFrom[i] ?? 'default'));
+      return;
+    }
+    if (isPlainObject(value) && Object.keys(value).length > 0) {
+      for (const [key, v] of Object.entries(value)) if (v !== undefined) visit([...at, key], v);
+      return;
+    }
+    const from = [...files].reverse().find((f) => valueAt(f.config, at) !== undefined);
+    origins[formatConfigPath(at)] = from?.file ?? 'default';
+  };
+  visit([], publicConfig(config));
+  delete origins.version;
+  return origins;
+}
+
+function valueAt(value: unknown, at: readonly string[]): unknown {
+  let v = value;
+  for (const key of at) {
+    if (!isPlainObject(v)) return undefined;
+    v = v[key];
+  }
+  return v;
 }

@@ -10,7 +10,10 @@ import { createDefaultRegistry } from '../tools/builtin/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { testToolsFromEnv } from '../tools/testing/probe.js';
 import { createAuthService, type AuthService } from './auth.js';
-import { loadConfig, type ResolvedConfig } from './config.js';
+import { CONFIG_UPDATED_KEYS_MAX } from '../core/limits.js';
+import type { ConfigNote, ResolvedConfig } from './config.js';
+import { createConfigService, type ConfigChange, type ConfigService } from './configService.js';
+import type { WatchMode } from './watch.js';
 
 /**
  * What every long-lived loom process (a CLI command, `loom serve`, `loom worker`) runs on: the
@@ -36,12 +39,18 @@ export interface LoomRuntime {
   /** Set when a NATS URL was given: the transport, outbox and owner mirror. */
   nats?: NatsServices;
   /**
+   * The config service: configs per directory, watched and reloaded while the process runs.
+   * `subscribe` to reconfigure on change (after the runtime has recorded the change and
+   * reconfigured the directory's live sessions).
+   */
+  config: ConfigService;
+  /**
    * The config in force for a session directory (global file merged with the directory's own),
-   * loaded once per directory. A file that fails to load rejects (naming file and key); the next
-   * call tries again, so a fixed file is picked up.
+   * loaded on first use and kept current. A file that fails to load the first time rejects
+   * (naming file, line and key); the next call tries again, so a fixed file is picked up.
    */
   configFor(location: string): Promise<ResolvedConfig>;
-  /** The config of a directory already loaded by `configFor`, if any. */
+  /** The config of a directory already loaded by `configFor`, if any (the newest applied). */
   loadedConfig(location: string): ResolvedConfig | undefined;
   /**
    * Tells the session's owner (in any process) to look now: a `wake` after an admission or reply,
@@ -67,6 +76,13 @@ export interface LoomRuntimeOptions {
   onSessionFailure?: (sessionId: string, error: unknown) => void;
   /** Builds the system prompt of a session's requests. */
   systemPrompt?: (location: string, now: Date) => string;
+  /**
+   * Told once per file when a config file older than the current version is read (what was
+   * converted in memory). The CLI prints it on stderr.
+   */
+  onConfigNotes?: (note: ConfigNote) => void;
+  /** How config files are watched; default `$LOOM_CONFIG_WATCH` (`watch`, `poll` or `off`), else `watch`. */
+  configWatch?: WatchMode | 'off';
 }
 
 export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
@@ -75,20 +91,12 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
   mkdirSync(home, { recursive: true });
   const store = Store.open(join(home, 'loom.db'));
 
-  const configs = new Map<string, Promise<ResolvedConfig>>();
-  const loaded = new Map<string, ResolvedConfig>();
-  const configFor = (location: string): Promise<ResolvedConfig> => {
-    let c = configs.get(location);
-    if (!c) {
-      c = loadConfig({ home, location }).then((r) => {
-        loaded.set(location, r.config);
-        return r.config;
-      });
-      c.catch(() => configs.delete(location)); // a broken config file may be fixed; try again next time
-      configs.set(location, c);
-    }
-    return c;
-  };
+  const config = createConfigService({
+    home,
+    watch: options.configWatch ?? configWatchFromEnv(env),
+    onNotes: options.onConfigNotes,
+    onWatchFallback: (file, error) => debug(`config: watching ${file} failed (${error.message}); polling it instead`),
+  });
 
   // Credentials: a change to the file (by `loom auth`, a refresh, or a hand edit) is read by the next
   // request; the ones this process makes or notices are system events (provider and change only).
@@ -121,17 +129,33 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
       : undefined,
     deps: (sessionId) => {
       const session = store.queries.session(sessionId)!;
-      const config = loaded.get(session.location);
-      if (!config) throw new Error(`config for ${session.location} was not loaded before owning ${sessionId}`);
+      const current = config.current(session.location);
+      if (!current) throw new Error(`config for ${session.location} was not loaded before owning ${sessionId}`);
       return {
-        config,
+        config: current,
         home,
         tools,
-        resolveProvider: createProviderResolver(config, env, auth),
+        resolveProvider: createProviderResolver(current, env, auth),
         askPermission: options.asker,
         systemPrompt: options.systemPrompt?.(session.location, new Date(store.clock.now())),
       };
     },
+  });
+
+  // Config changes: live sessions of the directory take the new config first (their next turn
+  // and tool call use it), then the change is recorded for subscribers and the inspector.
+  config.subscribe((change) => {
+    if (change.type === 'updated' && change.location !== undefined) {
+      for (const actor of coordinator.liveActors()) {
+        if (actor.location !== change.location) continue;
+        try {
+          actor.reconfigure({ config: change.config, resolveProvider: createProviderResolver(change.config, env, auth) });
+        } catch (error) {
+          debug(`config: session ${actor.sessionId} could not take the new config: ${(error as Error)?.message ?? String(error)}`);
+        }
+      }
+    }
+    recordConfigChange(store, change);
   });
 
   return {
@@ -142,8 +166,9 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     tools,
     auth,
     nats,
-    configFor,
-    loadedConfig: (location) => loaded.get(location),
+    config,
+    configFor: (location) => config.configFor(location),
+    loadedConfig: (location) => config.current(location),
     async signal(kind, sessionId) {
       try {
         await (kind === 'wake' ? coordinator.transport.wake(sessionId) : coordinator.transport.cancel(sessionId));
@@ -153,6 +178,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     },
     close() {
       auth.close();
+      config.close();
       coordinator.shutdown();
       if (!nats) return store.close();
       // The process stays alive until the outbox has published what this process committed.
@@ -184,6 +210,50 @@ export function emitSystem(store: Store, event: SystemEventRequest): void {
 export type SystemEventRequest = {
   [T in EventType]: (typeof eventDefinitions)[T]['kind'] extends 'system' ? { type: T; data: EventData<T> } : never;
 }[EventType];
+
+/** `LOOM_CONFIG_WATCH`: `poll` where fs.watch cannot be trusted (network filesystems), `off` to never reload. */
+export function configWatchFromEnv(env: NodeJS.ProcessEnv): WatchMode | 'off' {
+  const mode = env.LOOM_CONFIG_WATCH;
+  return mode === 'poll' || mode === 'off' ? mode : 'watch';
+}
+
+/**
+ * Records a config change as a system event: `config.updated` with the changed keys (never
+ * values), or `config.rejected` with the error (file, line, key); a rejection also goes to stderr
+ * under LOOM_DEBUG.
+ */
+export function recordConfigChange(store: Store, change: ConfigChange): void {
+  if (change.type === 'rejected') {
+    const { error } = change;
+    debug(`config: ${error.message} (the last good config stays in force)`);
+    emitSystem(store, {
+      type: 'config.rejected',
+      data: {
+        file: change.file,
+        message: error.message,
+        ...(error.field === undefined ? {} : { key: error.field }),
+        ...(error.line === undefined ? {} : { line: error.line, column: error.column ?? 1 }),
+      },
+    });
+    return;
+  }
+  const keys = change.keys.slice(0, CONFIG_UPDATED_KEYS_MAX);
+  const more = change.keys.length - keys.length;
+  emitSystem(store, {
+    type: 'config.updated',
+    data: {
+      source: change.source,
+      keys,
+      ...(change.location === undefined ? {} : { location: change.location }),
+      files: change.sources,
+      ...(more > 0 ? { more } : {}),
+    },
+  });
+}
+
+function debug(message: string): void {
+  if (process.env.LOOM_DEBUG) process.stderr.write(`loom: ${message}\n`);
+}
 
 export function debugNats(error: unknown): void {
   if (process.env.LOOM_DEBUG) process.stderr.write(`loom: nats: ${(error as Error)?.message ?? String(error)}\n`);

@@ -301,7 +301,35 @@ export const eventDefinitions = {
   },
 
   // ---- system events ----
-  'config.updated': { kind: 'system', version: 1, schema: z.object({ source: z.string(), keys: z.array(z.string()) }) },
+  'config.updated': {
+    kind: 'system',
+    version: 1,
+    schema: z.object({
+      /** The file whose change was applied. */
+      source: z.string(),
+      /** Dotted paths of the settings that changed (never values). */
+      keys: z.array(z.string()),
+      /** The session directory whose config in force changed; absent for the global config alone. */
+      location: z.string().optional(),
+      /** The files in force after the change, global first. */
+      files: z.array(z.string()).optional(),
+      /** Changed keys beyond CONFIG_UPDATED_KEYS_MAX, counted only. */
+      more: z.number().int().positive().optional(),
+    }),
+  },
+  // A changed config file that could not be applied (the last good config stays in force).
+  'config.rejected': {
+    kind: 'system',
+    version: 1,
+    schema: z.object({
+      file: z.string(),
+      /** The whole error, as the CLI prints it (file:line:column: "key": what is wrong). */
+      message: z.string(),
+      key: z.string().optional(),
+      line: z.number().int().positive().optional(),
+      column: z.number().int().positive().optional(),
+    }),
+  },
   'provider.loaded': { kind: 'system', version: 1, schema: z.object({ provider: z.string() }) },
   'model.added': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
   'model.updated': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },

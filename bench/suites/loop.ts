@@ -36,7 +36,7 @@ import { defaultSystemPrompt } from '../../cli/runtime.js';
 import { buildChatCompletionsBody } from '../../llm/openai.js';
 import { createProviderResolver } from '../../llm/resolve.js';
 import type { Provider, ProviderRequest } from '../../llm/types.js';
-import { resolveConfig, type ConfigV1 } from '../../services/config.js';
+import { resolveConfig } from '../../services/config.js';
 import { Store, type AnyEnvelope } from '../../store/index.js';
 import { startScriptedOpenAIServer, type RecordedRequest, type ScriptedTurn } from '../../test/fixtures/scripted-openai-server.js';
 import { createDefaultRegistry } from '../../tools/builtin/index.js';
@@ -192,7 +192,7 @@ function openLoom(dir: string, url: string): Loom {
   const location = join(dir, 'project');
   mkdirSync(location, { recursive: true });
   writeFileSync(join(location, 'notes.txt'), NOTES);
-  const config = resolveConfig({ version: 1 } as ConfigV1);
+  const config = resolveConfig({ version: 2 });
   const tools = createDefaultRegistry();
   const resolve = createProviderResolver(config, { OPENAI_BASE_URL: url });
   const systemPrompt = defaultSystemPrompt(location, new Date());

@@ -32,7 +32,7 @@ import { startNats } from '../../actors/nats.js';
 import { defaultSystemPrompt } from '../../cli/runtime.js';
 import { createProviderResolver } from '../../llm/resolve.js';
 import type { Provider } from '../../llm/types.js';
-import { resolveConfig, type ConfigV1 } from '../../services/config.js';
+import { resolveConfig } from '../../services/config.js';
 import { Store } from '../../store/index.js';
 import { startNatsServer, type NatsServer } from '../../test/fixtures/nats-server.js';
 import { startScriptedOpenAIServer, type ScriptedTurn } from '../../test/fixtures/scripted-openai-server.js';
@@ -149,7 +149,7 @@ async function childOwner(): Promise<void> {
       if (e.type === 'activity.settled') say({ k: 'settled', status: e.data.status, t });
     }
   });
-  const config = resolveConfig({ version: 1 } as ConfigV1);
+  const config = resolveConfig({ version: 2 });
   const tools = createDefaultRegistry();
   const resolve = createProviderResolver(config, { OPENAI_BASE_URL: process.env.BENCH_OPENAI_URL! });
   const wrapped = new Map<Provider, Provider>();

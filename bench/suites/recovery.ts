@@ -30,7 +30,7 @@ import { Coordinator } from '../../actors/coordinator.js';
 import { discoverUnsettled } from '../../actors/discovery.js';
 import { SessionActor, type ProviderResolver } from '../../actors/session.js';
 import type { Provider, StreamEvent } from '../../llm/types.js';
-import { resolveConfig, type ConfigV1 } from '../../services/config.js';
+import { resolveConfig } from '../../services/config.js';
 import { DISCOVERY_BATCH_SESSIONS, DISCOVERY_SESSIONS_MAX } from '../../core/limits.js';
 import { Store } from '../../store/index.js';
 import { createDefaultRegistry } from '../../tools/builtin/index.js';
@@ -84,7 +84,7 @@ const quickProvider: Provider = {
 const resolveProvider: ProviderResolver = (model) => ({ provider: model === HANG_MODEL ? hangProvider : quickProvider, model });
 
 function coordinatorFor(store: Store): Coordinator {
-  const config = resolveConfig({ version: 1 } as ConfigV1);
+  const config = resolveConfig({ version: 2 });
   const tools = createDefaultRegistry();
   return new Coordinator({
     store,

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { prune, type RetentionPolicy } from '../../ops/retention.js';
 import { loadConfig } from '../../services/config.js';
 import { backupDatabase, DatabaseMaintenanceError, vacuumDatabase } from '../../store/index.js';
+import { printConfigNote } from '../configNotes.js';
 import { EXIT, UsageError } from '../exit.js';
 import { openStore } from '../runtime.js';
 
@@ -45,7 +46,9 @@ export async function dbVacuum(opts: { json?: boolean }): Promise<number> {
 export async function dbPrune(opts: { dryRun?: boolean; sessionsDays?: string; toolOutputDays?: string; json?: boolean }): Promise<number> {
   const { home, store } = openStore();
   try {
-    const configured = (await loadConfig({ home })).config.retention ?? {};
+    const loaded = await loadConfig({ home });
+    for (const note of loaded.notes) printConfigNote(note);
+    const configured = loaded.config.retention ?? {};
     const policy: RetentionPolicy = {
       ...configured,
       ...(opts.sessionsDays === undefined ? {} : { sessionsDays: days('--sessions-days', opts.sessionsDays) }),

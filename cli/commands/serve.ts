@@ -4,6 +4,7 @@ import { startConfiguredRetention } from '../../ops/retention.js';
 import { openServerRuntime } from '../../server/runtime.js';
 import { listen } from '../../server/server.js';
 import { resolveLoomHome } from '../../services/config.js';
+import { printConfigNote } from '../configNotes.js';
 import { EXIT, UsageError } from '../exit.js';
 import { mkdirSync } from 'node:fs';
 
@@ -41,6 +42,7 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
     home,
     token: token.token,
     onSessionError: (sessionId, error) => process.stderr.write(`loom serve: session ${sessionId} stopped: ${(error as Error)?.message ?? String(error)}\n`),
+    onConfigNotes: (note) => printConfigNote(note),
   });
   let running;
   try {

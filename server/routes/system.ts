@@ -1,6 +1,6 @@
 import { setCookie } from 'hono/cookie';
 import { createProviderResolver } from '../../llm/resolve.js';
-import { loadConfig } from '../../services/config.js';
+import { loadConfig, publicConfig } from '../../services/config.js';
 import { DEFAULT_MODEL } from '../../cli/commands/run.js';
 import type { RouteModule } from '../app.js';
 import { AUTH_COOKIE, tokenMatches } from '../auth.js';
@@ -38,7 +38,8 @@ export const systemRoutes: RouteModule = {
 
     app.openapi(routes.config, async (c) => {
       const { config } = await loadConfig({ home: ctx.home });
-      return c.json({ home: ctx.home, config: redact(config) }, 200);
+      // publicConfig leaves out version 1 keys carried in memory; redact catches secret-looking names.
+      return c.json({ home: ctx.home, config: redact(publicConfig(config)) }, 200);
     });
   },
 };

@@ -18,7 +18,7 @@ describe('session with the anthropic provider', () => {
     ]);
     onCleanup(() => void server.close());
     const store = tempStore();
-    const config = resolveConfig({ version: 1 });
+    const config = resolveConfig({ version: 2 });
     const home = tempDir();
     const deps = () => ({
       config,

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { Coordinator } from '../../actors/coordinator.js';
 import type { PermissionAsker } from '../../actors/toolCall.js';
 import { createProviderResolver } from '../../llm/resolve.js';
-import { resolveConfig, type ConfigV1 } from '../../services/config.js';
+import { resolveConfig, type ConfigV2 } from '../../services/config.js';
 import type { AnyEnvelope, Store } from '../../store/index.js';
 import { createDefaultRegistry } from '../../tools/builtin/index.js';
 import type { ToolServices } from '../../tools/types.js';
@@ -53,7 +53,7 @@ export interface Harness {
 export async function createHarness(options: {
   script?: ScriptedTurn[];
   respond?: Parameters<typeof startScriptedOpenAIServer>[0] extends infer O ? (O extends { respond?: infer R } ? R : never) : never;
-  config?: Partial<ConfigV1>;
+  config?: Partial<ConfigV2>;
   askPermission?: PermissionAsker;
   store?: Store;
   /** Told when a live session stops on an operating failure (see CoordinatorOptions). */
@@ -68,7 +68,7 @@ export async function createHarness(options: {
   const server = await startScriptedOpenAIServer({ script: options.script ?? [], respond: options.respond });
   onCleanup(() => void server.close());
   const store = options.store ?? tempStore();
-  const config = resolveConfig({ version: 1, ...options.config } as ConfigV1);
+  const config = resolveConfig({ version: 2, ...options.config });
   const tools = createDefaultRegistry();
   tools.register(sleepTool);
   tools.register(slowReadTool);

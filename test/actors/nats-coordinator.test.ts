@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Coordinator } from '../../actors/coordinator.js';
 import { createProviderResolver } from '../../llm/resolve.js';
-import { resolveConfig, type ConfigV1 } from '../../services/config.js';
+import { resolveConfig } from '../../services/config.js';
 import { Store, type AnyEnvelope } from '../../store/index.js';
 import { createDefaultRegistry } from '../../tools/builtin/index.js';
 import { startScriptedOpenAIServer, type ScriptedTurn } from '../fixtures/scripted-openai-server.js';
@@ -18,7 +18,7 @@ async function ownerOverNats(script: ScriptedTurn[]) {
   onCleanup(() => void openai.close());
   const store = tempStore();
   store.changes.subscribeExternal = () => () => {};
-  const config = resolveConfig({ version: 1 } as ConfigV1);
+  const config = resolveConfig({ version: 2 });
   const tools = createDefaultRegistry();
   const home = tempDir();
   const transport = natsTransport(nats.url);

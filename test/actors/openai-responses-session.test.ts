@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Coordinator } from '../../actors/coordinator.js';
 import { createProviderResolver } from '../../llm/resolve.js';
-import { resolveConfig, type ConfigV1 } from '../../services/config.js';
+import { resolveConfig } from '../../services/config.js';
 import { createDefaultRegistry } from '../../tools/builtin/index.js';
 import { startScriptedResponsesServer } from '../fixtures/scripted-responses-server.js';
 import { onCleanup, tempDir, tempStore } from '../helpers.js';
@@ -20,7 +20,7 @@ describe('openai-responses session', () => {
     ]);
     onCleanup(() => void server.close());
     const store = tempStore();
-    const config = resolveConfig({ version: 1 } as ConfigV1);
+    const config = resolveConfig({ version: 2 });
     const tools = createDefaultRegistry();
     const home = tempDir();
     const deps = () => ({ config, home, tools, resolveProvider: createProviderResolver(config, { OPENAI_BASE_URL: server.url }) });
@@ -65,7 +65,7 @@ describe('openai-responses session', () => {
     ]);
     onCleanup(() => void server.close());
     const store = tempStore();
-    const config = resolveConfig({ version: 1 } as ConfigV1);
+    const config = resolveConfig({ version: 2 });
     const home = tempDir();
     const deps = () => ({ config, home, tools: createDefaultRegistry(), resolveProvider: createProviderResolver(config, { OPENAI_BASE_URL: server.url }) });
     const coordinator = new Coordinator({ store, deps });

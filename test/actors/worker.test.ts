@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Coordinator } from '../../actors/coordinator.js';
 import { Worker, type WorkerEvent } from '../../actors/worker.js';
 import { createProviderResolver } from '../../llm/resolve.js';
-import { resolveConfig, type ConfigV1 } from '../../services/config.js';
+import { resolveConfig } from '../../services/config.js';
 import { Store } from '../../store/index.js';
 import { createDefaultRegistry } from '../../tools/builtin/index.js';
 import { startScriptedOpenAIServer, type ScriptedTurn } from '../fixtures/scripted-openai-server.js';
@@ -18,7 +18,7 @@ async function setup(respond: (n: number) => ScriptedTurn) {
   const server = await startScriptedOpenAIServer({ respond: () => respond(n++) });
   onCleanup(() => void server.close());
   const path = join(tempDir(), 'loom.db');
-  const config = resolveConfig({ version: 1 } as ConfigV1);
+  const config = resolveConfig({ version: 2 });
   const home = tempDir();
   const tools = createDefaultRegistry();
   const client = Store.open(path); // the processes that admit inputs

@@ -166,7 +166,7 @@ describe('loom CLI (real processes)', () => {
 
   it('loom run - reaching the turn limit exits 4', async () => {
     const { env, dir, home } = await setup(Array.from({ length: 5 }, () => ({ toolCalls: [{ name: 'read', arguments: { path: 'notes.md' } }] })));
-    writeFileSync(join(home, 'config.jsonc'), '{ "version": 1, "limits": { "turnLimit": 2 } // two turns\n}');
+    writeFileSync(join(home, 'config.jsonc'), '{ "version": 2, "limits": { "turnLimit": 2 } // two turns\n}');
     const r = await loom(['run', '--model', 'openai/test', '--dir', dir, 'loop forever'], env).done;
     expect(r.code).toBe(4);
     expect(r.stderr).toContain('turn_limit');

@@ -137,7 +137,7 @@ describe('loom db (real processes)', () => {
     const none = await loom(['db', 'prune'], env);
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/no retention configured.*retention/);
-    writeFileSync(join(home, 'config.jsonc'), '{ "version": 1, "retention": { "sessionsDays": 0.000001 } }\n');
+    writeFileSync(join(home, 'config.jsonc'), '{ "version": 2, "retention": { "sessionsDays": 0.000001 } }\n');
     await new Promise((r) => setTimeout(r, 200)); // older than 0.0864 s
     const dry = await loom(['db', 'prune', '--dry-run'], env);
     expect(dry.code).toBe(0);
@@ -151,7 +151,7 @@ describe('loom db (real processes)', () => {
   it('a project config may not set retention', async () => {
     const { env, dir } = await setup([{ text: 'one' }]);
     mkdirSync(join(dir, '.loom'));
-    writeFileSync(join(dir, '.loom', 'config.jsonc'), '{ "version": 1, "retention": { "sessionsDays": 1 } }\n');
+    writeFileSync(join(dir, '.loom', 'config.jsonc'), '{ "version": 2, "retention": { "sessionsDays": 1 } }\n');
     const r = await loom(['run', '--model', 'openai/test', '--dir', dir, 'a'], env);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/"retention": may not be set in a project config/);

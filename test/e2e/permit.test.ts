@@ -14,7 +14,7 @@ async function setup(script: ScriptedTurn[]) {
   const dir = tempDir('loom-e2e-dir-');
   writeFileSync(join(dir, 'notes.md'), 'remember the milk\n');
   mkdirSync(join(dir, '.loom'));
-  writeFileSync(join(dir, '.loom', 'config.jsonc'), '{ "version": 1, "permission": { "rules": [{ "tool": "read", "action": "ask" }] } }\n');
+  writeFileSync(join(dir, '.loom', 'config.jsonc'), '{ "version": 2, "permission": { "rules": [{ "tool": "read", "action": "ask" }] } }\n');
   const env = { LOOM_HOME: home, OPENAI_BASE_URL: server.url, OPENAI_API_KEY: '' };
   return { server, env, dir };
 }

@@ -74,7 +74,7 @@ async function setup(options: HomeOptions & { config?: Record<string, unknown>; 
   onCleanup(() => void server.close());
   const home = tempDir('loom-wk-home-');
   writeHomeConfig(home, options);
-  if (options.config) writeFileSync(join(home, 'config.jsonc'), JSON.stringify({ version: 1, ...options.config }));
+  if (options.config) writeFileSync(join(home, 'config.jsonc'), JSON.stringify({ version: 2, ...options.config }));
   const env = { ...loomEnv(home, server.url), ...(nats ? { LOOM_NATS_URL: nats.url } : {}) };
   let store: Store | undefined;
   const db = () => (store ??= Store.open(join(home, 'loom.db')));

@@ -250,7 +250,7 @@ describe('anthropic provider - errors', () => {
 
 describe('anthropic provider - resolution', () => {
   it('anthropic - without ANTHROPIC_API_KEY the resolver throws a config error naming it', () => {
-    const resolve = createProviderResolver(resolveConfig({ version: 1 }), {});
+    const resolve = createProviderResolver(resolveConfig({ version: 2 }), {});
     expect(() => resolve('anthropic/claude-test')).toThrow(ProviderConfigError);
     expect(() => resolve('anthropic/claude-test')).toThrow(/ANTHROPIC_API_KEY/);
     expect(() => anthropicProviderFromEnv({ ANTHROPIC_API_KEY: ' ' })).toThrow(/ANTHROPIC_API_KEY/);
@@ -258,12 +258,13 @@ describe('anthropic provider - resolution', () => {
 
   it('anthropic - the resolver builds the anthropic provider from the environment and config', async () => {
     const target = await start([{ text: 'from env' }, { text: 'from config' }]);
-    const fromEnv = createProviderResolver(resolveConfig({ version: 1 }), { ANTHROPIC_API_KEY: 'env-key', ANTHROPIC_BASE_URL: target.url });
+    const fromEnv = createProviderResolver(resolveConfig({ version: 2 }), { ANTHROPIC_API_KEY: 'env-key', ANTHROPIC_BASE_URL: target.url });
     const { provider, model } = fromEnv('anthropic/claude-sonnet-4-5');
     expect(provider.id).toBe('anthropic');
     expect(model).toBe('claude-sonnet-4-5');
     await collect(provider.stream(request([{ role: 'user', content: 'x' }], { model })));
-    const config = resolveConfig({ version: 1, providers: { anthropic: { baseURL: target.url, apiKey: 'cfg-key' } } });
+    // A version 1 file's key (carried in memory by the migration) still works.
+    const config = resolveConfig({ version: 2, providers: { anthropic: { baseURL: target.url } } }, { legacyApiKeys: { anthropic: 'cfg-key' } });
     const fromConfig = createProviderResolver(config, {}).call(null, 'anthropic/claude-x');
     await collect(fromConfig.provider.stream(request([{ role: 'user', content: 'x' }], { model: fromConfig.model })));
     expect(target.requests.map((r) => [r.headers['x-api-key'], r.body.model])).toEqual([

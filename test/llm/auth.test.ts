@@ -204,7 +204,7 @@ describe('resolver - with the auth service', () => {
   it('an environment key wins over the file, which wins over the config key', async () => {
     const server = await openai([{ text: 'a' }, { text: 'b' }, { text: 'c' }]);
     const home = tempDir();
-    const config = resolveConfig({ version: 1, providers: { openai: { baseURL: server.url, apiKey: 'sk-from-config-1' } } });
+    const config = resolveConfig({ version: 2, providers: { openai: { baseURL: server.url } } }, { legacyApiKeys: { openai: 'sk-from-config-1' } });
     const send = async (env: NodeJS.ProcessEnv) => {
       const { provider, model } = createProviderResolver(config, env, createAuthService({ home, env }))('openai/m');
       await collect(provider.stream(request({ model })));

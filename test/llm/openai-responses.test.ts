@@ -15,7 +15,7 @@ import {
 } from '../../llm/openai-responses.js';
 import { createProviderResolver } from '../../llm/resolve.js';
 import type { ChatMessage, ProviderRequest, StreamEvent, ToolCallRequest } from '../../llm/types.js';
-import { resolveConfig, type ConfigV1 } from '../../services/config.js';
+import { resolveConfig } from '../../services/config.js';
 import {
   startScriptedResponsesServer,
   type ScriptedResponsesServer,
@@ -291,7 +291,7 @@ describe('openai-responses - resolution', () => {
 
   it('openai-responses - the resolver maps openai-responses/<model> to this adapter over the openai environment', async () => {
     const target = await start({ text: 'resolved' });
-    const resolve = createProviderResolver(resolveConfig({ version: 1 } as ConfigV1), { OPENAI_BASE_URL: target.url });
+    const resolve = createProviderResolver(resolveConfig({ version: 2 }), { OPENAI_BASE_URL: target.url });
     const { provider, model } = resolve('openai-responses/gpt-5');
     expect(provider.id).toBe('openai-responses');
     expect(model).toBe('gpt-5');

@@ -215,6 +215,20 @@ describe('session machine', () => {
     }
   });
 
+  it('session machine - CONFIGURE (a changed config) replaces the limits in every state, starts nothing, and the next boundary uses them', () => {
+    let s = streaming({ ...SMALL_INPUT, turnLimit: 5 });
+    const { sessionId: _, ...limits } = { ...SMALL_INPUT, turnLimit: 1, toolCallsPerTurn: 7 };
+    const [configured, actions] = transition(sessionMachine, s, { type: 'CONFIGURE', limits });
+    expect(actions).toEqual([]);
+    expect(configured.value).toEqual(s.value);
+    expect(configured.context).toMatchObject({ turnLimit: 1, toolCallsPerTurn: 7, activity: s.context.activity });
+    // Turn 1 ends with a tool call: under the old limit (5) a second turn would start; under the new one (1) it settles.
+    s = drive(configured, toolCalled, turnFinished);
+    const [, settle] = transition(sessionMachine, s, toolSettled(Object.keys(s.context.activity!.calls)[0]!));
+    expect(findAction(settle, 'settleActivity')!.params).toEqual({ status: 'turn_limit', reason: 'turn limit reached' });
+    expect(transition(sessionMachine, initial(), { type: 'CONFIGURE', limits })[0].value).toBe('idle');
+  });
+
   it('session machine - a steer pending at the turn limit is assigned and the turn counter restarts', () => {
     let s = streaming();
     s = drive(s, toolCalled, turnFinished);

@@ -11,11 +11,18 @@ import {
   TURN_LIMIT_DEFAULT,
 } from '../../core/limits.js';
 import {
+  changedConfigKeys,
+  CONFIG_VERSION_CURRENT,
   ConfigError,
+  configJsonSchema,
+  configOrigins,
+  formatConfigPath,
   globalConfigPath,
   loadConfig,
   migrateConfig,
   projectConfigPath,
+  publicConfig,
+  resolveConfig,
   resolveLoomHome,
 } from '../../services/config.js';
 
@@ -62,7 +69,7 @@ describe('loadConfig', () => {
     const { config, sources } = await loadConfig({ home, location });
     expect(sources).toEqual([]);
     expect(config).toEqual({
-      version: 1,
+      version: 2,
       limits: {
         turnLimit: TURN_LIMIT_DEFAULT,
         toolCallsPerTurn: TOOL_CALLS_PER_TURN_MAX,
@@ -77,9 +84,9 @@ describe('loadConfig', () => {
   });
 
   it('loadConfig - reads the background-job settings and refuses a value they do not have', async () => {
-    writeProject(`{ "version": 1, "jobs": { "deliver": "steer", "onRestart": "kill" } }`);
+    writeProject(`{ "version": 2, "jobs": { "deliver": "steer", "onRestart": "kill" } }`);
     expect((await loadConfig({ home, location })).config.jobs).toEqual({ deliver: 'steer', onRestart: 'kill' });
-    writeProject(`{ "version": 1, "jobs": { "onRestart": "rerun" } }`);
+    writeProject(`{ "version": 2, "jobs": { "onRestart": "rerun" } }`);
     const error = await loadConfig({ home, location }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).field).toBe('jobs.onRestart');
@@ -87,13 +94,13 @@ describe('loadConfig', () => {
 
   it('loadConfig - lets the project file override the global one, deep-merged', async () => {
     const global = writeGlobal(`{
-      "version": 1,
+      "version": 2,
       "model": "openai/gpt-4o",
       "limits": { "turnLimit": 10, "toolConcurrency": 2 },
       "providers": { "openai": { "baseURL": "https://api.example.com/v1", "idempotent": true } }
     }`);
     const project = writeProject(`{
-      "version": 1,
+      "version": 2,
       "model": "openai/gpt-4o-mini",
       "limits": { "turnLimit": 40 },
       "providers": { "openai": { "idempotent": false } }
@@ -111,8 +118,8 @@ describe('loadConfig', () => {
   });
 
   it('loadConfig - concatenates permission rules, global first', async () => {
-    writeGlobal(`{ "version": 1, "permission": { "default": "deny", "rules": [{ "tool": "bash", "action": "deny" }] } }`);
-    writeProject(`{ "version": 1, "permission": { "rules": [{ "tool": "bash", "pattern": "npm test", "action": "allow" }] } }`);
+    writeGlobal(`{ "version": 2, "permission": { "default": "deny", "rules": [{ "tool": "bash", "action": "deny" }] } }`);
+    writeProject(`{ "version": 2, "permission": { "rules": [{ "tool": "bash", "pattern": "npm test", "action": "allow" }] } }`);
     const { config } = await loadConfig({ home, location });
     expect(config.permission).toEqual({
       default: 'deny',
@@ -124,8 +131,8 @@ describe('loadConfig', () => {
   });
 
   it('loadConfig - reads only the global file when no location is given', async () => {
-    const global = writeGlobal('{ "version": 1, "model": "openai/gpt-4o" }');
-    writeProject('{ "version": 1, "model": "openai/other" }');
+    const global = writeGlobal('{ "version": 2, "model": "openai/gpt-4o" }');
+    writeProject('{ "version": 2, "model": "openai/other" }');
     const { config, sources } = await loadConfig({ home });
     expect(sources).toEqual([global]);
     expect(config.model).toBe('openai/gpt-4o');
@@ -134,7 +141,7 @@ describe('loadConfig', () => {
   it('loadConfig - accepts comments and trailing commas', async () => {
     writeGlobal(`// Loom settings
       {
-        "version": 1, /* the format */
+        "version": 2, /* the format */
         "limits": {
           "turnLimit": 7, // fewer turns
         },
@@ -144,15 +151,16 @@ describe('loadConfig', () => {
   });
 
   it('loadConfig - accepts a $schema key for editors', async () => {
-    writeGlobal('{ "$schema": "https://example.com/loom.schema.json", "version": 1 }');
+    writeGlobal('{ "$schema": "https://example.com/loom.schema.json", "version": 2 }');
     const { config } = await loadConfig({ home, location });
     expect(config).not.toHaveProperty('$schema');
   });
 
-  it('loadConfig - migrates a version 0 file to version 1', async () => {
-    writeGlobal('{ "defaultModel": "openai/gpt-4o", "turnLimit": 12 }');
-    const { config } = await loadConfig({ home, location });
-    expect(config.version).toBe(1);
+  it('loadConfig - migrates a version 0 file to the current version and says what changed', async () => {
+    const file = writeGlobal('{ "defaultModel": "openai/gpt-4o", "turnLimit": 12 }');
+    const { config, notes } = await loadConfig({ home, location });
+    expect(notes).toEqual([{ file, scope: 'global', from: 0, to: CONFIG_VERSION_CURRENT, changes: ['defaultModel → model', 'turnLimit → limits.turnLimit'] }]);
+    expect(config.version).toBe(2);
     expect(config.model).toBe('openai/gpt-4o');
     expect(config.limits.turnLimit).toBe(12);
   });
@@ -167,11 +175,12 @@ describe('loadConfig', () => {
   });
 
   it('loadConfig - refuses a version newer than it knows', async () => {
-    const file = writeGlobal('{ "version": 2, "model": "openai/gpt-4o" }');
+    const file = writeGlobal('{\n  "version": 3,\n  "model": "openai/gpt-4o"\n}');
     const error = await loadError();
     expect(error.file).toBe(file);
     expect(error.field).toBe('version');
-    expect(error.message).toMatch(/config version 2 is newer than this Loom understands/);
+    expect(error.line).toBe(2);
+    expect(error.message).toMatch(/config version 3 is newer than this Loom understands \(up to 2\)/);
   });
 
   it('loadConfig - refuses a version that is not a whole number', async () => {
@@ -181,7 +190,7 @@ describe('loadConfig', () => {
   });
 
   it('loadConfig - refuses an unknown top-level key and names it and the file', async () => {
-    const file = writeProject('{ "version": 1, "modle": "openai/gpt-4o" }');
+    const file = writeProject('{ "version": 2, "modle": "openai/gpt-4o" }');
     const error = await loadError();
     expect(error.file).toBe(file);
     expect(error.field).toBe('modle');
@@ -190,7 +199,7 @@ describe('loadConfig', () => {
   });
 
   it('loadConfig - refuses a nested unknown key and names its path', async () => {
-    writeGlobal('{ "version": 1, "limits": { "turnLimt": 3 } }');
+    writeGlobal('{ "version": 2, "limits": { "turnLimt": 3 } }');
     const error = await loadError();
     expect(error.field).toBe('limits.turnLimt');
   });
@@ -202,32 +211,32 @@ describe('loadConfig', () => {
   });
 
   it('loadConfig - refuses a bad value and names its field', async () => {
-    writeGlobal('{ "version": 1, "permission": { "rules": [{ "tool": "bash", "action": "maybe" }] } }');
+    writeGlobal('{ "version": 2, "permission": { "rules": [{ "tool": "bash", "action": "maybe" }] } }');
     const error = await loadError();
     expect(error.field).toBe('permission.rules.0.action');
   });
 
   it('loadConfig - refuses a model without a provider', async () => {
-    writeGlobal('{ "version": 1, "model": "gpt-4o" }');
+    writeGlobal('{ "version": 2, "model": "gpt-4o" }');
     const error = await loadError();
     expect(error.field).toBe('model');
     expect(error.message).toMatch(/provider\/model/);
   });
 
   it('loadConfig - refuses a limit above its bound', async () => {
-    writeGlobal('{ "version": 1, "limits": { "toolConcurrency": 100000 } }');
+    writeGlobal('{ "version": 2, "limits": { "toolConcurrency": 100000 } }');
     const error = await loadError();
     expect(error.field).toBe('limits.toolConcurrency');
   });
 
   it('loadConfig - refuses a base URL that is not http or https', async () => {
-    writeGlobal('{ "version": 1, "providers": { "openai": { "baseURL": "file:///etc/passwd" } } }');
+    writeGlobal('{ "version": 2, "providers": { "openai": { "baseURL": "file:///etc/passwd" } } }');
     const error = await loadError();
     expect(error.field).toBe('providers.openai.baseURL');
   });
 
   it('loadConfig - reports a syntax error with file, line and column', async () => {
-    const file = writeGlobal('{\n  "version": 1,\n  "model" "openai/gpt-4o"\n}');
+    const file = writeGlobal('{\n  "version": 2,\n  "model" "openai/gpt-4o"\n}');
     const error = await loadError();
     expect(error.file).toBe(file);
     expect(error.line).toBe(3);
@@ -248,7 +257,7 @@ describe('loadConfig', () => {
   });
 
   it('loadConfig - refuses a file over the size bound', async () => {
-    writeGlobal(`{ "version": 1 }${' '.repeat(CONFIG_FILE_BYTES_MAX)}`);
+    writeGlobal(`{ "version": 2 }${' '.repeat(CONFIG_FILE_BYTES_MAX)}`);
     const error = await loadError();
     expect(error.message).toMatch(/at most/);
   });
@@ -261,21 +270,209 @@ describe('loadConfig', () => {
 });
 
 describe('migrateConfig', () => {
-  it('migrateConfig - turns an empty version 0 object into a bare version 1', () => {
-    expect(migrateConfig({})).toEqual({ version: 1 });
+  it('migrateConfig - turns an empty version 0 object into a bare current config', () => {
+    expect(migrateConfig({})).toEqual({ config: { version: 2 }, version: 0, notes: [], legacyApiKeys: {} });
   });
 
-  it('migrateConfig - accepts an explicit version 0', () => {
-    expect(migrateConfig({ version: 0, defaultModel: 'a/b' })).toEqual({ version: 1, model: 'a/b' });
+  it('migrateConfig - accepts an explicit version 0 and notes the renamed key', () => {
+    expect(migrateConfig({ version: 0, defaultModel: 'a/b' })).toMatchObject({ config: { version: 2, model: 'a/b' }, notes: ['defaultModel → model'] });
   });
 
-  it('migrateConfig - leaves a valid version 1 config as it is', () => {
-    const v1 = { version: 1, model: 'a/b', limits: { turnLimit: 3 } };
-    expect(migrateConfig(v1)).toEqual(v1);
+  it('migrateConfig - leaves a valid current config as it is, with no notes', () => {
+    const v2 = { version: 2, model: 'a/b', limits: { turnLimit: 3 } };
+    expect(migrateConfig(v2)).toEqual({ config: v2, version: 2, notes: [], legacyApiKeys: {} });
+  });
+
+  it('migrateConfig - carries a version 1 API key in memory only and tells the user to move it', () => {
+    const v1 = { version: 1, providers: { openai: { apiKey: 'sk-carried-0001', baseURL: 'http://127.0.0.1:1/v1' } } };
+    const migrated = migrateConfig(v1);
+    expect(migrated.config).toEqual({ version: 2, providers: { openai: { baseURL: 'http://127.0.0.1:1/v1' } } });
+    expect(JSON.stringify(migrated.config)).not.toContain('sk-carried');
+    expect(migrated.legacyApiKeys).toEqual({ openai: 'sk-carried-0001' });
+    expect(migrated.notes).toHaveLength(1);
+    expect(migrated.notes[0]).toMatch(/^providers\.openai\.apiKey: credentials no longer live in config.*`loom auth set openai`/);
+    expect(migrated.notes[0]).not.toContain('sk-carried');
   });
 
   it('migrateConfig - names the legacy field when a legacy value is invalid', () => {
     expect(() => migrateConfig({ turnLimit: 0 }, 'legacy.jsonc')).toThrow(/legacy\.jsonc: "turnLimit"/);
+  });
+
+  it('migrateConfig - refuses an API key in a version 2 file, saying where credentials go', () => {
+    expect(() => migrateConfig({ version: 2, providers: { anthropic: { apiKey: 'k' } } }, 'f.jsonc')).toThrow(
+      /f\.jsonc: "providers\.anthropic\.apiKey": unknown key: credentials do not live in config since version 2; use `loom auth set anthropic` or ANTHROPIC_API_KEY/,
+    );
+  });
+});
+
+describe('config fixtures of every version', () => {
+  const dir = path.join(import.meta.dirname, '..', 'fixtures', 'config');
+  const fixtures = fs.readdirSync(dir).filter((f) => f.endsWith('.jsonc'));
+
+  it('fixtures - every version up to the current one has a fixture, and every fixture its expectations', () => {
+    const versions = new Set(fixtures.map((f) => Number(/^v(\d+)-/.exec(f)?.[1])));
+    for (let v = 0; v <= CONFIG_VERSION_CURRENT; v++) expect(versions.has(v), `a fixture test/fixtures/config/v${v}-*.jsonc`).toBe(true);
+    for (const f of fixtures) expect(fs.existsSync(path.join(dir, f.replace(/\.jsonc$/, '.expected.json'))), `${f} has an .expected.json`).toBe(true);
+  });
+
+  for (const name of fixtures) {
+    it(`fixtures - ${name} loads as the current version with the expected settings and notes`, async () => {
+      const expected = JSON.parse(fs.readFileSync(path.join(dir, name.replace(/\.jsonc$/, '.expected.json')), 'utf8')) as {
+        version: number;
+        config: unknown;
+        notes: string[];
+        legacyApiKeys: string[];
+      };
+      fs.copyFileSync(path.join(dir, name), globalConfigPath(home));
+      const { config, files, notes } = await loadConfig({ home });
+      expect(files[0].version).toBe(expected.version);
+      expect(files[0].config).toEqual(expected.config);
+      expect(files[0].notes).toEqual(expected.notes);
+      expect(Object.keys(files[0].legacyApiKeys)).toEqual(expected.legacyApiKeys);
+      expect(Object.keys(config.legacyApiKeys ?? {})).toEqual(expected.legacyApiKeys);
+      expect(notes).toHaveLength(expected.version < CONFIG_VERSION_CURRENT ? 1 : 0);
+      // Keys carried from version 1 never show in what can be printed or sent.
+      for (const id of expected.legacyApiKeys) expect(JSON.stringify(publicConfig(config))).not.toContain(config.legacyApiKeys![id]);
+      expect(JSON.stringify(config)).not.toMatch(/sk-/);
+    });
+  }
+});
+
+describe('config errors name file, line and key', () => {
+  it('loadConfig - an unknown nested key is reported at its own line', async () => {
+    const file = writeGlobal('{\n  "version": 2,\n  "limits": {\n    "turnLimit": 3,\n    "turnLimt": 4\n  }\n}\n');
+    const error = await loadError();
+    expect({ file: error.file, line: error.line, field: error.field }).toEqual({ file, line: 5, field: 'limits.turnLimt' });
+    expect(error.message).toBe(`${file}:5:5: "limits.turnLimt": unknown key`);
+  });
+
+  it('loadConfig - a bad value is reported at the line of its key', async () => {
+    writeGlobal('{\n  "version": 2,\n  "permission": {\n    "rules": [\n      { "tool": "bash", "action": "maybe" }\n    ]\n  }\n}\n');
+    const error = await loadError();
+    expect(error.field).toBe('permission.rules.0.action');
+    expect(error.line).toBe(5);
+  });
+
+  it('loadConfig - a bad value in a version 1 file is reported with the version 1 key and its line', async () => {
+    writeGlobal('{\n  "version": 1,\n  "providers": {\n    "openai": { "apiKey": "" }\n  }\n}\n');
+    const error = await loadError();
+    expect(error.field).toBe('providers.openai.apiKey');
+    expect(error.line).toBe(4);
+  });
+
+  it('loadConfig - a custom provider without a kind is refused, naming the file, line and key', async () => {
+    const file = writeGlobal('{\n  "version": 2,\n  "providers": {\n    "local": { "baseURL": "http://127.0.0.1:11434/v1" }\n  }\n}\n');
+    const error = await loadError();
+    expect({ file: error.file, line: error.line, field: error.field }).toEqual({ file, line: 4, field: 'providers.local.kind' });
+    expect(error.message).toMatch(/is required for a provider id other than openai, openai-responses, anthropic/);
+  });
+
+  it('loadConfig - a provider id that cannot be written in "provider/model" is refused', async () => {
+    writeGlobal('{ "version": 2, "providers": { "my provider": { "kind": "openai" } } }');
+    const error = await loadError();
+    expect(error.field).toBe('providers["my provider"]');
+    expect(error.message).toMatch(/a provider id is 1 to 64 letters/);
+  });
+
+  it('loadConfig - a header that looks like a credential is refused (credentials belong to loom auth)', async () => {
+    writeGlobal('{ "version": 2, "providers": { "local": { "kind": "openai", "headers": { "Authorization": "Bearer x" } } } }');
+    const error = await loadError();
+    expect(error.field).toBe('providers.local.headers.Authorization');
+    expect(error.message).toMatch(/looks like a credential.*loom auth set/);
+    expect(error.message).not.toContain('Bearer x');
+  });
+});
+
+describe('config version 2 providers', () => {
+  it('loadConfig - reads custom providers with kind, headers and models, and leaves built-in ids without kind', async () => {
+    writeGlobal(fs.readFileSync(path.join(import.meta.dirname, '..', 'fixtures', 'config', 'v2-custom-providers.jsonc'), 'utf8'));
+    const { config } = await loadConfig({ home, location });
+    expect(config.providers.local).toMatchObject({ kind: 'openai', headers: { 'X-Team': 'loom' } });
+    expect(config.providers.local.models!['qwen2.5-coder']).toMatchObject({ context: 32768, cost: { input: 0, output: 0 } });
+    expect(config.providers.openai).toEqual({ idempotent: false });
+  });
+
+  it('loadConfig - a project file may add models to a provider the global file defines, without a kind', async () => {
+    writeGlobal('{ "version": 2, "providers": { "local": { "kind": "openai", "baseURL": "http://127.0.0.1:1/v1" } } }');
+    writeProject('{ "version": 2, "providers": { "local": { "models": { "tiny": { "context": 4096 } } } } }');
+    const { config } = await loadConfig({ home, location });
+    expect(config.providers.local).toEqual({ kind: 'openai', baseURL: 'http://127.0.0.1:1/v1', models: { tiny: { context: 4096 } } });
+  });
+
+  for (const key of ['kind', 'baseURL', 'headers'] as const) {
+    it(`loadConfig - a project file may not set providers.*.${key}`, async () => {
+      const value = { kind: '"openai"', baseURL: '"http://evil.example/v1"', headers: '{ "X-Team": "a" }' }[key];
+      const file = writeProject(`{\n  "version": 2,\n  "providers": {\n    "anthropic": { "${key}": ${value} }\n  }\n}`);
+      const error = await loadError();
+      expect({ file: error.file, field: error.field, line: error.line }).toEqual({ file, field: `providers.anthropic.${key}`, line: 4 });
+      expect(error.message).toMatch(/may not be set in a project config/);
+    });
+  }
+
+  it('loadConfig - a project directory whose .loom is $LOOM_HOME reads the global file once, as global', async () => {
+    const homeInside = path.join(location, '.loom');
+    fs.mkdirSync(homeInside);
+    fs.writeFileSync(globalConfigPath(homeInside), '{ "version": 2, "providers": { "openai": { "baseURL": "http://127.0.0.1:1/v1" } }, "retention": { "sessionsDays": 3 } }');
+    const { sources, config } = await loadConfig({ home: homeInside, location });
+    expect(sources).toEqual([globalConfigPath(homeInside)]);
+    expect(config.retention).toEqual({ sessionsDays: 3 });
+  });
+});
+
+describe('config helpers', () => {
+  it('changedConfigKeys - names changed leaves as dotted paths, arrays as a whole, never values', () => {
+    const before = resolveConfig({ version: 2, limits: { turnLimit: 5 }, permission: { rules: [{ tool: 'read', action: 'allow' }] } });
+    const after = resolveConfig(
+      { version: 2, limits: { turnLimit: 6 }, permission: { rules: [] }, providers: { local: { kind: 'openai', models: { 'gpt-4.1': { context: 5 } } } } },
+      { legacyApiKeys: { openai: 'sk-secret-new' } },
+    );
+    const keys = changedConfigKeys(before, after);
+    // An added provider is named once, by its own path; a version 1 key by its version 1 name.
+    expect(keys).toEqual(['limits.turnLimit', 'permission.rules', 'providers.local', 'providers.openai.apiKey']);
+    const more = resolveConfig({ version: 2, limits: { turnLimit: 6 }, permission: { rules: [] }, providers: { local: { kind: 'openai', models: { 'gpt-4.1': { context: 6 } } } } });
+    expect(changedConfigKeys(after, more)).toEqual(['providers.local.models["gpt-4.1"].context', 'providers.openai.apiKey']);
+    expect(JSON.stringify(keys)).not.toContain('sk-secret');
+    expect(changedConfigKeys(after, resolveConfig({ ...after }, { legacyApiKeys: { openai: 'sk-secret-new' } }))).toEqual([]);
+  });
+
+  it('resolveConfig - legacy keys are invisible to JSON, spreads and key listings', () => {
+    const config = resolveConfig({ version: 2 }, { legacyApiKeys: { openai: 'sk-hidden-0001' } });
+    expect(config.legacyApiKeys).toEqual({ openai: 'sk-hidden-0001' });
+    expect(JSON.stringify(config)).not.toContain('sk-hidden');
+    expect(JSON.stringify({ ...config })).not.toContain('sk-hidden');
+    expect(Object.keys(config)).not.toContain('legacyApiKeys');
+  });
+
+  it('formatConfigPath - quotes keys that are not plain names', () => {
+    expect(formatConfigPath(['permission', 'rules', 0, 'action'])).toBe('permission.rules.0.action');
+    expect(formatConfigPath(['providers', 'my.host', 'models', 'a b'])).toBe('providers["my.host"].models["a b"]');
+  });
+
+  it('configOrigins - names the file that set each setting, default for the rest, and each permission rule', async () => {
+    const global = writeGlobal('{ "version": 2, "limits": { "turnLimit": 9 }, "permission": { "rules": [{ "tool": "bash", "action": "deny" }] } }');
+    const project = writeProject('{ "version": 2, "model": "openai/x", "permission": { "rules": [{ "tool": "read", "action": "allow" }] } }');
+    const loaded = await loadConfig({ home, location });
+    const origins = configOrigins(loaded.files, loaded.config);
+    expect(origins).toMatchObject({
+      model: project,
+      'limits.turnLimit': global,
+      'limits.toolConcurrency': 'default',
+      'permission.rules.0': global,
+      'permission.rules.1': project,
+      'jobs.deliver': 'default',
+    });
+  });
+
+  it('configJsonSchema - describes the current version for editors (providers as a map, no credentials)', () => {
+    const schema = configJsonSchema() as { $schema: string; properties: Record<string, any>; additionalProperties: boolean; required: string[] };
+    expect(schema.$schema).toBe('http://json-schema.org/draft-07/schema#');
+    expect(schema.properties.version.const).toBe(2);
+    expect(schema.required).toEqual(['version']);
+    expect(schema.additionalProperties).toBe(false);
+    const provider = schema.properties.providers.additionalProperties;
+    expect(Object.keys(provider.properties)).toEqual(['kind', 'baseURL', 'idempotent', 'headers', 'enabled', 'models']);
+    expect(provider.properties.kind.enum).toEqual(['openai', 'openai-responses', 'anthropic']);
+    expect(JSON.stringify(schema)).not.toContain('apiKey');
   });
 });
 
@@ -290,30 +487,25 @@ describe('resolveLoomHome', () => {
 });
 
 describe('config - project files and credentials', () => {
-  it('loadConfig - refuses providers in a project config, naming the file and field', async () => {
-    const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const { loadConfig } = await import('../../services/config.js');
-    const home = mkdtempSync(join(tmpdir(), 'loom-cfg-home-'));
-    const project = mkdtempSync(join(tmpdir(), 'loom-cfg-proj-'));
-    mkdirSync(join(project, '.loom'));
-    writeFileSync(join(project, '.loom', 'config.jsonc'), '{ "version": 1, "providers": { "openai": { "baseURL": "http://evil.example/v1" } } }');
-    await expect(loadConfig({ home, location: project })).rejects.toThrow(/"providers.openai.baseURL": may not be set in a project config/);
+  it('loadConfig - refuses a provider baseURL in a project config, naming the file and field', async () => {
+    writeProject('{ "version": 2, "providers": { "openai": { "baseURL": "http://evil.example/v1" } } }');
+    await expect(loadConfig({ home, location })).rejects.toThrow(/"providers.openai.baseURL": may not be set in a project config/);
   });
 
-  it('loadConfig - refuses an anthropic key in a project config and accepts providers.anthropic globally', async () => {
-    const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const { loadConfig } = await import('../../services/config.js');
-    const home = mkdtempSync(join(tmpdir(), 'loom-cfg-home-'));
-    const project = mkdtempSync(join(tmpdir(), 'loom-cfg-proj-'));
-    writeFileSync(join(home, 'config.jsonc'), '{ "version": 1, "providers": { "anthropic": { "baseURL": "http://127.0.0.1:9/" } } }');
-    const loaded = await loadConfig({ home, location: project });
+  it('loadConfig - refuses a version 1 anthropic key in a project config and accepts providers.anthropic globally', async () => {
+    writeGlobal('{ "version": 1, "providers": { "anthropic": { "baseURL": "http://127.0.0.1:9/" } } }');
+    const loaded = await loadConfig({ home, location });
     expect(loaded.config.providers.anthropic).toEqual({ baseURL: 'http://127.0.0.1:9/' });
-    mkdirSync(join(project, '.loom'));
-    writeFileSync(join(project, '.loom', 'config.jsonc'), '{ "version": 1, "providers": { "anthropic": { "apiKey": "sk-ant-planted" } } }');
-    await expect(loadConfig({ home, location: project })).rejects.toThrow(/"providers.anthropic.apiKey": may not be set in a project config/);
+    const file = writeProject('{\n  "version": 1,\n  "providers": { "anthropic": { "apiKey": "sk-ant-planted" } }\n}');
+    const error = await loadError();
+    expect(error.message).toMatch(/"providers.anthropic.apiKey": may not be set in a project config/);
+    expect({ file: error.file, line: error.line }).toEqual({ file, line: 3 });
+    expect(error.message).not.toContain('sk-ant-planted');
+  });
+
+  it('loadConfig - refuses retention in a project config', async () => {
+    writeProject('{ "version": 2, "retention": { "sessionsDays": 1 } }');
+    const error = await loadError();
+    expect(error.field).toBe('retention');
   });
 });
