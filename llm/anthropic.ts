@@ -23,6 +23,7 @@ import {
   SSE_EVENT_BYTES_MAX,
   TOOL_ARGUMENTS_BYTES_MAX,
 } from '../core/limits.js';
+import { withExtraHeaders } from './headers.js';
 import {
   excerptErrorBody,
   parseRetryAfterMs,
@@ -192,7 +193,7 @@ interface WireMessage {
  * message (consecutive results are merged, as the API requires).
  */
 export function buildMessagesBody(
-  request: Pick<ProviderRequest, 'model' | 'messages' | 'tools' | 'maxOutputTokens'>,
+  request: Pick<ProviderRequest, 'model' | 'messages' | 'tools' | 'maxOutputTokens' | 'temperature' | 'topP'>,
   maxTokens: number = ANTHROPIC_MAX_TOKENS_DEFAULT,
 ): Record<string, unknown> {
   const system = request.messages.filter((m) => m.role === 'system').map((m) => m.content);
@@ -206,6 +207,8 @@ export function buildMessagesBody(
   };
   if (system.length > 0) body.system = system.join('\n\n');
   if (request.tools.length > 0) body.tools = request.tools.map(toWireTool);
+  if (request.temperature !== undefined) body.temperature = request.temperature;
+  if (request.topP !== undefined) body.top_p = request.topP;
   return body;
 }
 
@@ -308,12 +311,15 @@ async function* streamAttempt(config: ResolvedConfig, request: ProviderRequest):
 function send(config: ResolvedConfig, request: ProviderRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
   return undiciRequest(config.url, {
     method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      accept: 'text/event-stream',
-      'x-api-key': config.apiKey,
-      'anthropic-version': ANTHROPIC_VERSION,
-    },
+    headers: withExtraHeaders(
+      {
+        'content-type': 'application/json',
+        accept: 'text/event-stream',
+        'x-api-key': config.apiKey,
+        'anthropic-version': ANTHROPIC_VERSION,
+      },
+      request.headers,
+    ),
     body: JSON.stringify(buildMessagesBody(request, config.maxTokens)),
     signal,
     dispatcher: config.dispatcher,

@@ -22,6 +22,7 @@ import {
   PROVIDER_RESPONSE_BYTES_MAX,
   TOOL_ARGUMENTS_BYTES_MAX,
 } from '../core/limits.js';
+import { withExtraHeaders } from './headers.js';
 import {
   excerptErrorBody,
   ProviderConfigError,
@@ -131,7 +132,7 @@ function resolveConfig(options: OpenAIResponsesProviderOptions): ResolvedConfig 
  * `function_call_output` items.
  */
 export function buildResponsesBody(
-  request: Pick<ProviderRequest, 'model' | 'messages' | 'tools' | 'maxOutputTokens'>,
+  request: Pick<ProviderRequest, 'model' | 'messages' | 'tools' | 'maxOutputTokens' | 'temperature' | 'topP'>,
 ): Record<string, unknown> {
   const instructions: string[] = [];
   const input: Record<string, unknown>[] = [];
@@ -149,6 +150,8 @@ export function buildResponsesBody(
   if (instructions.length > 0) body.instructions = instructions.join('\n\n');
   if (request.tools.length > 0) body.tools = request.tools.map(toWireTool);
   if (request.maxOutputTokens !== undefined) body.max_output_tokens = request.maxOutputTokens;
+  if (request.temperature !== undefined) body.temperature = request.temperature;
+  if (request.topP !== undefined) body.top_p = request.topP;
   return body;
 }
 
@@ -232,7 +235,7 @@ function send(config: ResolvedConfig, request: ProviderRequest, signal: AbortSig
   if (config.apiKey !== undefined) headers.authorization = `Bearer ${config.apiKey}`;
   return undiciRequest(config.url, {
     method: 'POST',
-    headers,
+    headers: withExtraHeaders(headers, request.headers),
     body: JSON.stringify(buildResponsesBody(request)),
     signal,
     dispatcher: config.dispatcher,

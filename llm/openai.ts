@@ -22,6 +22,7 @@ import {
   SSE_EVENT_BYTES_MAX,
   TOOL_ARGUMENTS_BYTES_MAX,
 } from '../core/limits.js';
+import { withExtraHeaders } from './headers.js';
 import {
   excerptErrorBody,
   ProviderAbortedError,
@@ -193,7 +194,7 @@ export function positive(name: string, value: number): number {
  * want it); it then goes in the field the server streamed it in.
  */
 export function buildChatCompletionsBody(
-  request: Pick<ProviderRequest, 'model' | 'messages' | 'tools' | 'maxOutputTokens'>,
+  request: Pick<ProviderRequest, 'model' | 'messages' | 'tools' | 'maxOutputTokens' | 'temperature' | 'topP'>,
   maxTokensParameter: MaxTokensParameter = 'max_completion_tokens',
 ): Record<string, unknown> {
   const body: Record<string, unknown> = {
@@ -205,6 +206,8 @@ export function buildChatCompletionsBody(
   // An empty `tools` array is rejected by api.openai.com, so it is left out.
   if (request.tools.length > 0) body.tools = request.tools.map(toWireTool);
   if (request.maxOutputTokens !== undefined) body[maxTokensParameter] = request.maxOutputTokens;
+  if (request.temperature !== undefined) body.temperature = request.temperature;
+  if (request.topP !== undefined) body.top_p = request.topP;
   return body;
 }
 
@@ -285,7 +288,7 @@ function send(config: ResolvedConfig, request: ProviderRequest, signal: AbortSig
   if (config.apiKey !== undefined) headers.authorization = `Bearer ${config.apiKey}`;
   return undiciRequest(config.url, {
     method: 'POST',
-    headers,
+    headers: withExtraHeaders(headers, request.headers),
     body: JSON.stringify(buildChatCompletionsBody(request, config.maxTokensParameter)),
     signal,
     dispatcher: config.dispatcher,

@@ -5,6 +5,7 @@ import { getCookie } from 'hono/cookie';
 import type { Coordinator } from '../actors/coordinator.js';
 import { HTTP_BODY_BYTES_MAX, SSE_CONNECTION_BUFFER_BYTES_MAX, SSE_CONNECTION_BUFFER_EVENTS_MAX, SSE_HEARTBEAT_INTERVAL_MS } from '../core/limits.js';
 import type { ResolvedConfig } from '../services/config.js';
+import type { Hooks } from '../services/hooks.js';
 import type { Store } from '../store/index.js';
 import { AUTH_COOKIE, bearerOf, tokenMatches } from './auth.js';
 import { ApiError, errorResponse, fromZodError, toApiError } from './errors.js';
@@ -45,6 +46,8 @@ export interface ServerContext {
   env: NodeJS.ProcessEnv;
   /** SSE bounds; tests shrink them. */
   sse: { heartbeatMs: number; bufferEventsMax: number; bufferBytesMax: number };
+  /** Plugins' hooks: admissions over HTTP run `input.admitted` (none when absent). */
+  hooks?: Hooks;
 }
 
 export const defaultSseLimits = (): ServerContext['sse'] => ({

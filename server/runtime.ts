@@ -62,6 +62,8 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
   });
   const { store, coordinator, configFor } = rt;
   const runner = new SessionRunner({ store, coordinator, configFor, onError: options.onSessionError });
+  // A plugin's loom.session.prompt into a session no live process owns: the server runs it, like an HTTP input.
+  rt.plugins.runSessionsWith((sessionId) => runner.kick(sessionId));
   const hub = new EventHub(store);
   return {
     home: rt.home,
@@ -69,6 +71,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     coordinator,
     runner,
     hub,
+    hooks: rt.hooks,
     configFor,
     token: options.token,
     allowedHosts: new Set(),

@@ -35,6 +35,8 @@ import {
   CONFIG_RECOVERY_RETRY_BUDGET_MAX,
   RECOVERY_RETRY_BUDGET_DEFAULT,
   CONFIG_RETENTION_DAYS_MAX,
+  PLUGINS_MAX,
+  PLUGIN_LOAD_TIMEOUT_MAX_MS,
 } from '../core/limits.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
 
@@ -92,6 +94,26 @@ const openaiProviderSchema = z.strictObject({
   idempotent: z.boolean().optional(),
 });
 
+// plugins (issue 8): global only, see loadConfig. Resolved against $LOOM_HOME by services/plugins.ts.
+/**
+ * One plugin: a module path (relative to the config file's directory, absolute, or a `file:` URL),
+ * or a package name installed under `$LOOM_HOME/node_modules`; the object form adds options for
+ * the plugin's function, a load timeout and a name.
+ */
+export const pluginEntrySchema = z.union([
+  z.string().min(1),
+  z.strictObject({
+    module: z.string().min(1),
+    /** Passed to the plugin's function as its second argument (never recorded in an event). */
+    options: z.record(z.string(), z.unknown()).optional(),
+    /** Time to import and run the plugin function (default PLUGIN_LOAD_TIMEOUT_DEFAULT_MS). */
+    timeoutMs: z.number().int().min(1).max(PLUGIN_LOAD_TIMEOUT_MAX_MS).optional(),
+    /** The name events and errors use (default: the module's file name without extension). */
+    name: z.string().regex(/^[A-Za-z0-9@._\/-]{1,100}$/, 'letters, digits and @ . _ / - (at most 100)').optional(),
+  }),
+]);
+export type PluginEntry = z.infer<typeof pluginEntrySchema>;
+
 /** Version 1, the current version. */
 export const configV1Schema = z.strictObject({
   /** Editors use it for completion; Loom ignores it. */
@@ -139,6 +161,8 @@ export const configV1Schema = z.strictObject({
       toolOutputDays: z.number().positive().max(CONFIG_RETENTION_DAYS_MAX).optional(),
     })
     .optional(),
+  /** Global only: modules loaded into every loom process that runs sessions (services/plugins.ts). */
+  plugins: z.array(pluginEntrySchema).max(PLUGINS_MAX).optional(),
 });
 
 export type ConfigV1 = z.infer<typeof configV1Schema>;
@@ -163,6 +187,8 @@ export interface ResolvedConfig {
   jobs: { deliver: 'queue' | 'steer'; onRestart: 'reattach' | 'kill' };
   /** Unset: nothing is removed by age. */
   retention?: { sessionsDays?: number; toolOutputDays?: number };
+  /** Plugins named by the global config, in order; unset when it names none. */
+  plugins?: PluginEntry[];
 }
 
 // ---- migrations --------------------------------------------------------------------------------
@@ -392,6 +418,7 @@ export function resolveConfig(config: ConfigV1): ResolvedConfig {
       onRestart: config.jobs?.onRestart ?? 'reattach',
     },
     ...(config.retention === undefined ? {} : { retention: { ...config.retention } }),
+    ...(config.plugins === undefined ? {} : { plugins: [...config.plugins] }),
   };
 }
 
@@ -433,6 +460,10 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
         const field = provider.baseURL !== undefined ? `providers.${id}.baseURL` : `providers.${id}.apiKey`;
         throw new ConfigError(file, 'may not be set in a project config (the endpoint would receive your credentials); set it in $LOOM_HOME/config.jsonc', { field });
       }
+    }
+    if (file !== files[0] && config.plugins !== undefined) {
+      // A plugin is code run in every loom process: a cloned repository must not run code.
+      throw new ConfigError(file, 'may not be set in a project config (a plugin runs code in every loom process; a cloned repository must not run code); set it in $LOOM_HOME/config.jsonc', { field: 'plugins' });
     }
     if (file !== files[0] && config.retention !== undefined) {
       // Retention removes sessions of every directory: one project must not decide it for all.

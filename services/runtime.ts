@@ -9,7 +9,10 @@ import type { EventData, EventType, eventDefinitions } from '../store/schemas.js
 import { createDefaultRegistry } from '../tools/builtin/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { testToolsFromEnv } from '../tools/testing/probe.js';
+import type { ModelCatalog } from '../llm/modelInfo.js';
 import { loadConfig, type ResolvedConfig } from './config.js';
+import { HookRegistry, recordHookFailure, type Hooks } from './hooks.js';
+import { PluginHost } from './plugins.js';
 
 /**
  * What every long-lived loom process (a CLI command, `loom serve`, `loom worker`) runs on: the
@@ -28,6 +31,13 @@ export interface LoomRuntime {
   tools: ToolRegistry;
   /** Set when a NATS URL was given: the transport, outbox and owner mirror. */
   nats?: NatsServices;
+  /**
+   * The plugins of the global config, loading in the background from the moment the runtime is
+   * opened (nothing waits for them); reloaded on a `config.updated` event naming `plugins`.
+   */
+  plugins: PluginHost;
+  /** The plugins' hooks; sessions and every admission run them (services/hooks.ts). */
+  hooks: Hooks;
   /**
    * The config in force for a session directory (global file merged with the directory's own),
    * loaded once per directory. A file that fails to load rejects (naming file and key); the next
@@ -60,6 +70,8 @@ export interface LoomRuntimeOptions {
   onSessionFailure?: (sessionId: string, error: unknown) => void;
   /** Builds the system prompt of a session's requests. */
   systemPrompt?: (location: string, now: Date) => string;
+  /** Load the global config's plugins (default true). */
+  plugins?: boolean;
 }
 
 export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
@@ -92,6 +104,22 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     emitSystem(store, change.kind === 'added' ? { type: 'registry.tool.added', data: { tool: change.name } } : { type: 'registry.tool.removed', data: { tool: change.name } });
   });
 
+  // Plugins load in the background: their tools join `tools` (recorded as registry.tool.added),
+  // their hooks join `hooks`, and a hook's failure is recorded in the log of the session it ran for.
+  const hooks: HookRegistry = new HookRegistry({ report: (failure) => recordHookFailure(store, failure), scrub: (text: string): string => plugins.scrub(text) });
+  const plugins: PluginHost = new PluginHost({
+    home,
+    env,
+    store,
+    tools,
+    hooks,
+    // The model catalog, once the runtime has one (`runtime.catalog`); until then loom.model.register refuses.
+    catalog: () => (runtime as { catalog?: ModelCatalog }).catalog,
+    configFor,
+    signal: (kind, sessionId) => runtime.signal(kind, sessionId),
+    emit: (event) => emitSystem(store, event),
+  });
+
   const nats = options.natsUrl ? startNats({ store, url: options.natsUrl, name: options.processName, onError: debugNats }) : undefined;
   const coordinator = new Coordinator({
     store,
@@ -110,6 +138,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
         config,
         home,
         tools,
+        hooks,
         resolveProvider: createProviderResolver(config, env),
         askPermission: options.asker,
         systemPrompt: options.systemPrompt?.(session.location, new Date(store.clock.now())),
@@ -117,13 +146,15 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     },
   });
 
-  return {
+  const runtime: LoomRuntime = {
     home,
     env,
     store,
     coordinator,
     tools,
     nats,
+    plugins,
+    hooks,
     configFor,
     loadedConfig: (location) => loaded.get(location),
     async signal(kind, sessionId) {
@@ -134,12 +165,15 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
       }
     },
     close() {
+      plugins.close();
       coordinator.shutdown();
       if (!nats) return store.close();
       // The process stays alive until the outbox has published what this process committed.
       void nats.close().finally(() => store.close());
     },
   };
+  if (options.plugins !== false) plugins.start();
+  return runtime;
 }
 
 /** The system prompt sessions get unless an agent profile says otherwise. */
