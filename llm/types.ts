@@ -57,7 +57,7 @@ export interface ProviderRequest {
   /**
    * Extra HTTP headers for this request (from plugins' `chat.headers` hooks). The adapter's own
    * headers (content type, credentials, API version) win over these on a name clash, whatever the
-   * case, so extra headers can neither read nor replace a credential.
+   * case, and credential headers are never taken from here (llm/headers.ts).
    */
   headers?: Record<string, string>;
 }

@@ -8,7 +8,7 @@
  * | hook | draft | runs |
  * |---|---|---|
  * | `chat.params` | `{ model, messages, maxOutputTokens?, temperature?, topP? }` | before each provider request (actors/providerTurn.ts) |
- * | `chat.headers` | extra HTTP headers (starts empty) | before each provider request; the adapter's own headers (credentials) win and are never shown |
+ * | `chat.headers` | extra HTTP headers (starts empty) | before each provider request; credential headers are refused and the adapter's own headers win (a hook never sees a credential) |
  * | `tool.before` | `{ tool, input }` (`tool` read-only) | after the permission decision, before the tool runs (actors/toolCall.ts) |
  * | `tool.after` | `{ tool, output, isError }` (`tool` read-only) | after the tool ran, before its result is recorded |
  * | `input.admitted` | `{ text, mode? }` | before an input is stored (every surface: CLI, HTTP, plugins) |
@@ -29,6 +29,7 @@ import {
   PLUGIN_HEADERS_MAX,
   PLUGIN_HOOK_TIMEOUT_MS,
 } from '../core/limits.js';
+import { CREDENTIAL_HEADERS } from '../llm/headers.js';
 import type { ChatMessage } from '../llm/types.js';
 import { admitWithPolicy, type Admission, type AdmitWithPolicyRequest, type AppendRequest, type Store } from '../store/index.js';
 
@@ -163,6 +164,7 @@ const headersSchema = z
     for (const name of names) {
       const lower = name.toLowerCase();
       if (FORBIDDEN_HEADERS.has(lower)) ctx.addIssue({ code: 'custom', path: [name], message: 'is managed by the HTTP client and may not be set' });
+      if (CREDENTIAL_HEADERS.has(lower)) ctx.addIssue({ code: 'custom', path: [name], message: 'carries a credential: credentials come from the provider configuration (loom auth), never from a hook' });
       if (seen.has(lower)) ctx.addIssue({ code: 'custom', path: [name], message: 'is set twice (header names ignore case)' });
       seen.add(lower);
     }

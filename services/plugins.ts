@@ -331,16 +331,17 @@ export class PluginHost {
 
   private async run(rec: PluginRecord): Promise<void> {
     const started = performance.now();
-    let stage: 'import' | 'init' = 'import';
-    try {
+    const at: { stage: 'import' | 'init' } = { stage: 'import' };
+    const load = async () => {
       const url = await this.moduleUrl(rec.module);
-      const mod = (await withTimeout(import(url) as Promise<Record<string, unknown>>, rec.timeoutMs, `importing ${rec.module}`)) ?? {};
-      const fn = pluginFunction(mod, rec.module);
+      const fn = pluginFunction(((await import(url)) ?? {}) as Record<string, unknown>, rec.module);
       if (rec.revoked) return;
-      stage = 'init';
-      const left = Math.max(1, rec.timeoutMs - (performance.now() - started));
-      const loom = this.instance(rec);
-      await withTimeout(Promise.resolve().then(() => fn(loom, Object.freeze({ ...rec.options }))), left, `the plugin function of ${rec.name}`);
+      at.stage = 'init';
+      await fn(this.instance(rec), Object.freeze({ ...rec.options }));
+    };
+    try {
+      // One bound for the import and the plugin function together; a late finish is ignored (revoked).
+      await withTimeout(load(), rec.timeoutMs, `loading ${rec.name}`);
       if (rec.revoked) return;
       rec.state = 'loaded';
       this.emit({
@@ -359,8 +360,8 @@ export class PluginHost {
       this.revoke(rec);
       rec.state = 'failed';
       rec.error = errorMessage(error, this.scrub);
-      this.log('error', rec.name, `failed to load (${stage}): ${rec.error}`);
-      this.emit({ type: 'plugin.failed', data: { plugin: rec.name, module: rec.module, stage, message: rec.error } });
+      this.log('error', rec.name, `failed to load (${at.stage}): ${rec.error}`);
+      this.emit({ type: 'plugin.failed', data: { plugin: rec.name, module: rec.module, stage: at.stage, message: rec.error } });
     }
   }
 
@@ -736,10 +737,15 @@ function redact(value: unknown, key = ''): unknown {
   return value;
 }
 
-/** Secrets to keep out of events and logs: secret-looking environment variables and config keys. */
+/**
+ * Secrets to keep out of events and logs: secret-looking variables of the runtime's environment
+ * and of the process's own (which plugins can read), and the config's provider keys.
+ */
 function secretsOf(env: NodeJS.ProcessEnv, config: ResolvedConfig | undefined): string[] {
   const found = new Set<string>();
-  for (const [name, value] of Object.entries(env)) if (value !== undefined && value.length >= 8 && SECRET_KEY.test(name)) found.add(value);
+  for (const source of [env, process.env]) {
+    for (const [name, value] of Object.entries(source)) if (value !== undefined && value.length >= 8 && SECRET_KEY.test(name)) found.add(value);
+  }
   for (const provider of Object.values(config?.providers ?? {})) {
     const key = (provider as { apiKey?: unknown } | undefined)?.apiKey;
     if (typeof key === 'string' && key.length >= 4) found.add(key);
