@@ -135,7 +135,7 @@ export async function decidePermission(
   let summary = summarizeInput(input ?? text, PERMISSION_SUMMARY_CHARS_MAX);
   const hooks = session.deps.hooks;
   if (hooks?.has('permission.ask')) {
-    const ctx = { sessionId: session.sessionId, location: session.location, model: session.model, callId: call.callId };
+    const ctx = { sessionId: session.sessionId, location: session.location, model: session.model, callId: call.callId, input: structuredClone(input ?? text) };
     const hooked = await hooks.run('permission.ask', { tool: call.tool, ...(pattern === undefined ? {} : { pattern }), summary, decision: 'ask' }, ctx);
     if (signal.aborted) return { allow: false, message: 'cancelled' };
     if (hooked.decision === 'allow') return { allow: true };

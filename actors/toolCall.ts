@@ -57,7 +57,7 @@ export function createToolCallImplementations(lookup: (sessionId: string) => Ses
     session.observe([owner(session, { type: 'tool.started', data: { callId: input.callId } })], { barrier: !tool.idempotent });
     const result = await runTool(session, input, value, signal);
     if (!hooks?.has('tool.after')) return result;
-    const after = await hooks.run('tool.after', { tool: input.tool, output: result.output, isError: result.status === 'error' }, ctx);
+    const after = await hooks.run('tool.after', { tool: input.tool, output: result.output, isError: result.status === 'error' }, { ...ctx, input: structuredClone(value) });
     if (after.output === result.output && after.isError === (result.status === 'error')) return result;
     const cut = truncateOutput(after.output, TOOL_OUTPUT_BYTES_MAX);
     return { status: after.isError ? 'error' : 'ok', output: cut.text, truncated: result.truncated === true || cut.truncated };

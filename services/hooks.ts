@@ -70,6 +70,8 @@ export interface HookContext {
   callId?: string;
   /** Who sent the input (`cli`, `http`, `plugin:<name>`): `input.admitted`. */
   source?: string;
+  /** The call's parsed input (a copy): `permission.ask` and `tool.after`. */
+  input?: unknown;
 }
 
 /** A hook: change `draft` in place (its return value is ignored). */
