@@ -116,8 +116,9 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
 async function applyChatHooks(session: SessionActor, request: ProviderRequest, activityId: string): Promise<ProviderRequest> {
   const hooks = session.deps.hooks!;
   const ctx = { sessionId: session.sessionId, location: session.location, model: session.model, activityId };
-  const { signal, tools, headers: _none, ...base } = request;
+  const { signal, tools: _before, headers: _none, ...base } = request;
   const params = await hooks.run('chat.params', base, ctx);
   const headers = await hooks.run('chat.headers', {}, ctx);
-  return { ...params, tools, signal, ...(Object.keys(headers).length === 0 ? {} : { headers }) };
+  // Read the tools again: a `required` plugin the hooks waited for may have registered some.
+  return { ...params, tools: session.deps.tools.specs(), signal, ...(Object.keys(headers).length === 0 ? {} : { headers }) };
 }

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { discoverUnsettled, type DiscoveryReport } from '../actors/discovery.js';
 import { natsUrlFromEnv } from '../actors/nats.js';
+import type { PluginHost } from '../services/plugins.js';
 import { defaultSystemPrompt, openLoomRuntime } from '../services/runtime.js';
 import { defaultSseLimits, type ServerContext } from './app.js';
 import { EventHub } from './hub.js';
@@ -35,6 +36,8 @@ export interface ServerRuntimeOptions {
 }
 
 export interface ServerRuntime extends ServerContext {
+  /** The plugins of the global config (loading in the background). */
+  plugins: PluginHost;
   /** Startup discovery: restores every unsettled session no live owner holds and runs it (DESIGN §5). */
   discover(signal?: AbortSignal): Promise<DiscoveryReport>;
   /** Releases every session and closes the store (after `runner.drain` for a graceful stop). */
@@ -72,6 +75,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     runner,
     hub,
     hooks: rt.hooks,
+    plugins: rt.plugins,
     configFor,
     token: options.token,
     allowedHosts: new Set(),

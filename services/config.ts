@@ -108,6 +108,12 @@ export const pluginEntrySchema = z.union([
     options: z.record(z.string(), z.unknown()).optional(),
     /** Time to import and run the plugin function (default PLUGIN_LOAD_TIMEOUT_DEFAULT_MS). */
     timeoutMs: z.number().int().min(1).max(PLUGIN_LOAD_TIMEOUT_MAX_MS).optional(),
+    /**
+     * Sessions of a process wait for this plugin (at most its timeoutMs) before their first hook
+     * or provider request, so its hooks and tools are never missed (a redaction or policy plugin).
+     * Default false: nothing waits for it.
+     */
+    required: z.boolean().optional(),
     /** The name events and errors use (default: the module's file name without extension). */
     name: z.string().regex(/^[A-Za-z0-9@._\/-]{1,100}$/, 'letters, digits and @ . _ / - (at most 100)').optional(),
   }),

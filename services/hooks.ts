@@ -229,6 +229,11 @@ interface Entry {
 export interface HookRegistryOptions {
   /** Per hook call (default PLUGIN_HOOK_TIMEOUT_MS). */
   timeoutMs?: number;
+  /**
+   * What hooks must wait for before they run (the plugin host: its config being read and its
+   * `required` plugins loading); undefined when nothing is pending, which keeps `run` free.
+   */
+  gate?: () => Promise<void> | undefined;
   /** Records a failure when `run` was given no `report` (the runtime records an event). */
   report?: (failure: HookFailure) => void;
   /** Removes known secrets from failure messages. */
@@ -257,11 +262,14 @@ export class HookRegistry implements Hooks {
     };
   }
 
+  /** True when hooks of `name` are registered, or may be once what the gate waits for has loaded. */
   has(name: HookName): boolean {
-    return this.entries.has(name);
+    return this.entries.has(name) || this.options.gate?.() !== undefined;
   }
 
   async run<N extends HookName>(name: N, value: HookDrafts[N], ctx: HookContext, report?: (failure: HookFailure) => void): Promise<HookDrafts[N]> {
+    const pending = this.options.gate?.();
+    if (pending) await pending;
     const list = this.entries.get(name);
     if (list === undefined) return value;
     const ordered = list.length === 1 ? list : [...list].sort((a, b) => a.order() - b.order() || a.seq - b.seq);

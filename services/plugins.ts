@@ -174,6 +174,7 @@ interface Normalized {
   module: string;
   options: Record<string, unknown>;
   timeoutMs: number;
+  required: boolean;
 }
 
 interface Subscription {
@@ -207,6 +208,9 @@ interface PluginRecord extends Normalized {
 export class PluginHost {
   private records: PluginRecord[] = [];
   private closed = false;
+  private started = false;
+  /** The global config has been read once (or failed to be): `required` plugins are known. */
+  private configRead = false;
   private config: ResolvedConfig | undefined;
   private secrets: string[] = [];
   private hub: EventHub | undefined;
@@ -223,8 +227,23 @@ export class PluginHost {
 
   /** Reads the global config and starts loading its plugins; follows `config.updated` to reload. Never waits for a plugin. */
   start(): void {
+    this.started = true;
     this.watchConfig();
     void this.reload();
+  }
+
+  /**
+   * What sessions wait for before their hooks run and their requests leave (HookRegistry's gate):
+   * the first read of the global config, then every `required` plugin still loading (each bounded
+   * by its load timeout). Undefined when nothing is pending: plugins without `required` are
+   * never waited for.
+   */
+  gate(): Promise<void> | undefined {
+    if (!this.started || this.closed) return undefined;
+    if (!this.configRead) return this.reloading.then(() => this.gate());
+    const loading = this.records.filter((r) => r.required && r.state === 'loading');
+    if (loading.length === 0) return undefined;
+    return Promise.all(loading.map((r) => r.done)).then(() => undefined);
   }
 
   /**
@@ -238,6 +257,7 @@ export class PluginHost {
       try {
         config = await (this.options.globalConfig?.() ?? loadConfig({ home: this.options.home }).then((r) => r.config));
       } catch (error) {
+        this.configRead = true;
         this.log('warn', 'loom', `plugins not (re)loaded: the global config cannot be read: ${errorMessage(error, this.scrub)}`);
         return;
       }
@@ -245,6 +265,7 @@ export class PluginHost {
       this.config = config;
       this.secrets = secretsOf(this.options.env, config);
       this.apply(config.plugins ?? []);
+      this.configRead = true;
     });
     return this.reloading;
   }
@@ -656,7 +677,8 @@ function normalize(entry: PluginEntry): Normalized {
   const name = e.name ?? (base.replace(/\.(m?js|cjs)$/, '') || e.module);
   const options = e.options ?? {};
   const timeoutMs = e.timeoutMs ?? PLUGIN_LOAD_TIMEOUT_DEFAULT_MS;
-  return { key: JSON.stringify([e.module, options, timeoutMs, e.name ?? null]), name, module: e.module, options, timeoutMs };
+  const required = e.required ?? false;
+  return { key: JSON.stringify([e.module, options, timeoutMs, e.name ?? null, required]), name, module: e.module, options, timeoutMs, required };
 }
 
 /** Two entries with the same name get `-2`, `-3`… so events and hooks can tell them apart. */

@@ -106,7 +106,11 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
 
   // Plugins load in the background: their tools join `tools` (recorded as registry.tool.added),
   // their hooks join `hooks`, and a hook's failure is recorded in the log of the session it ran for.
-  const hooks: HookRegistry = new HookRegistry({ report: (failure) => recordHookFailure(store, failure), scrub: (text: string): string => plugins.scrub(text) });
+  const hooks: HookRegistry = new HookRegistry({
+    report: (failure) => recordHookFailure(store, failure),
+    scrub: (text: string): string => plugins.scrub(text),
+    gate: (): Promise<void> | undefined => plugins.gate(),
+  });
   const plugins: PluginHost = new PluginHost({
     home,
     env,

@@ -182,6 +182,34 @@ describe('plugins - loading', () => {
     expect(offered(1)).toContain('late_tool');
   });
 
+  it('plugins - a required plugin is waited for: the first input and request already go through its hooks and offer its tool', async () => {
+    const ch = channel('required');
+    let release!: () => void;
+    ch.gate = new Promise<void>((r) => (release = r));
+    const t = await openTestRuntime({
+      plugins: [{ module: './policy.mjs', required: true }],
+      files: {
+        'policy.mjs': `
+          await ${CHANNEL('required')}.gate;
+          export default (loom) => {
+            loom.hook('input.admitted', (draft) => { draft.text = draft.text.replaceAll('hunter2', '[redacted]'); });
+            loom.tool.register({ name: 'policy_tool', description: 'p', input: loom.z.object({}), idempotent: true, timeoutMs: 1000, async execute() { return { output: 'p' }; } });
+          };`,
+      },
+      script: [{ text: 'ok' }],
+    });
+    const admitting = t.session('my password is hunter2');
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    expect(t.rt.plugins.list()).toEqual([expect.objectContaining({ name: 'policy', state: 'loading' })]);
+    expect(t.rt.store.queries.sessions({ limit: 10 }).flatMap((s) => t.rt.store.inputs(s.sessionId))).toEqual([]); // nothing admitted yet
+    release();
+    const sessionId = await admitting;
+    await t.run(sessionId);
+    expect(t.events(sessionId).find((e) => e.type === 'input.admitted')!.data).toMatchObject({ text: 'my password is [redacted]' });
+    const tools = ((t.server.requests[0]!.body as { tools?: { function: { name: string } }[] }).tools ?? []).map((x) => x.function.name);
+    expect(tools).toContain('policy_tool');
+  });
+
   it('plugins - a package installed under $LOOM_HOME/node_modules loads by its name', async () => {
     const t = await openTestRuntime({
       plugins: ['loom-plugin-pkg'],
