@@ -220,8 +220,12 @@ export class PluginHost {
   /** Module URLs imported before: importing one again after an unload needs a fresh URL. */
   private readonly imported = new Map<string, number>();
   private reloading: Promise<void> = Promise.resolve();
+  /** Resolves on `close`, releasing sessions that wait at the gate. */
+  private readonly whenClosed: Promise<void>;
+  private markClosed!: () => void;
 
   constructor(private readonly options: PluginHostOptions) {
+    this.whenClosed = new Promise((resolve) => (this.markClosed = resolve));
     this.secrets = secretsOf(options.env, undefined);
   }
 
@@ -240,10 +244,10 @@ export class PluginHost {
    */
   gate(): Promise<void> | undefined {
     if (!this.started || this.closed) return undefined;
-    if (!this.configRead) return this.reloading.then(() => this.gate());
+    if (!this.configRead) return Promise.race([this.reloading.then(() => this.gate()), this.whenClosed]);
     const loading = this.records.filter((r) => r.required && r.state === 'loading');
     if (loading.length === 0) return undefined;
-    return Promise.all(loading.map((r) => r.done)).then(() => undefined);
+    return Promise.race([Promise.all(loading.map((r) => r.done)).then(() => undefined), this.whenClosed]);
   }
 
   /**
@@ -320,12 +324,17 @@ export class PluginHost {
   /** Removes known secrets (API keys and tokens of the environment and config) from a text. */
   readonly scrub = (text: string): string => scrubSecrets(text, this.secrets);
 
-  /** Unloads every plugin (without events: the process is closing) and stops following the log. */
+  /**
+   * Stops every plugin (hooks and subscriptions dropped, `onDispose` run) and stops following the
+   * log. Nothing is recorded and the registry and catalog are left as they are: the process is
+   * closing, and a `registry.tool.removed` per tool on every exit would only be noise.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.markClosed();
     this.offConfigWatch?.();
-    for (const r of this.records) this.revoke(r);
+    for (const r of this.records) this.revoke(r, { closing: true });
     this.records = [];
     this.offHub?.();
     this.offHub = undefined;
@@ -402,8 +411,9 @@ export class PluginHost {
       let resolved: string;
       try {
         resolved = createRequire(path.join(base, 'package.json')).resolve(specifier);
-      } catch {
-        throw new PluginError(`cannot find package "${specifier}" from ${base} (install it under ${path.join(base, 'node_modules')}, or name the module by its path)`);
+      } catch (error) {
+        const why = (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' ? 'not installed' : String((error as Error).message).split('\n')[0];
+        throw new PluginError(`cannot resolve package "${specifier}" from ${base}: ${why} (install it under ${path.join(base, 'node_modules')}, or name the module by its path)`);
       }
       url = pathToFileURL(resolved).href;
     }
@@ -421,12 +431,14 @@ export class PluginHost {
   }
 
   /** Takes back everything the plugin registered and runs its dispose callbacks. Idempotent. */
-  private revoke(rec: PluginRecord): void {
+  private revoke(rec: PluginRecord, options: { closing?: boolean } = {}): void {
     if (rec.revoked) return;
     rec.revoked = true;
-    for (const name of rec.tools) this.options.tools.unregister(name);
-    const catalog = this.options.catalog?.();
-    for (const id of rec.models) if (catalog?.get(id)?.source === 'plugin') catalog.remove(id);
+    if (!options.closing) {
+      for (const name of rec.tools) this.options.tools.unregister(name);
+      const catalog = this.options.catalog?.();
+      for (const id of rec.models) if (catalog?.get(id)?.source === 'plugin') catalog.remove(id);
+    }
     for (const h of rec.hooks) h.off();
     for (const s of rec.subscriptions) this.unsubscribe(rec, s);
     for (const dispose of rec.disposers.splice(0)) {

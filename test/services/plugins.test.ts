@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../services/config.js';
 import { HookRegistry } from '../../services/hooks.js';
 import { PluginHost } from '../../services/plugins.js';
+import { Store } from '../../store/index.js';
 import { createToolRegistry } from '../../tools/registry.js';
 import { onCleanup, tempDir, tempStore } from '../helpers.js';
 import { CHANNEL, channel, memoryCatalog, openTestRuntime, until, writeFiles, writeGlobalConfig } from './plugin-fixtures.js';
@@ -199,6 +200,7 @@ describe('plugins - loading', () => {
       script: [{ text: 'ok' }],
     });
     const admitting = t.session('my password is hunter2');
+    await until(() => t.rt.plugins.list().length === 1, 'the config to be read');
     for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
     expect(t.rt.plugins.list()).toEqual([expect.objectContaining({ name: 'policy', state: 'loading' })]);
     expect(t.rt.store.queries.sessions({ limit: 10 }).flatMap((s) => t.rt.store.inputs(s.sessionId))).toEqual([]); // nothing admitted yet
@@ -353,6 +355,30 @@ describe('plugins - the loom instance', () => {
       ['a', 'loaded'],
     ]);
     expect(t.rt.tools.get('a_tool')).toBeDefined();
+  });
+});
+
+describe('plugins - closing', () => {
+  it('plugins - closing the process runs onDispose, records nothing and leaves no hook behind', async () => {
+    const ch = channel('close');
+    const t = await openTestRuntime({
+      plugins: ['./c.mjs'],
+      files: {
+        'c.mjs': `export default (loom) => {
+          loom.tool.register({ name: 'c_tool', description: 'c', input: loom.z.object({}), idempotent: true, timeoutMs: 1000, async execute() { return { output: 'c' }; } });
+          loom.hook('chat.headers', () => {});
+          loom.onDispose(() => { ${CHANNEL('close')}.disposed = true; });
+        };`,
+      },
+    });
+    await t.rt.plugins.settled();
+    const before = t.system().map((e) => e.type);
+    t.rt.close();
+    await until(() => ch.disposed === true, 'onDispose');
+    expect(t.rt.hooks.has('chat.headers')).toBe(false);
+    const after = Store.open(join(t.home, 'loom.db'));
+    onCleanup(() => after.close());
+    expect(after.readSystem().map((e) => e.type)).toEqual(before);
   });
 });
 
