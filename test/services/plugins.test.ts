@@ -85,7 +85,7 @@ describe('plugins - loading', () => {
 
   it('plugins - plugins that fail to import, export no function, throw or time out are reported and block nothing', async () => {
     const t = await openTestRuntime({
-      plugins: ['./missing.mjs', './nofn.mjs', './throws.mjs', { module: './hangs.mjs', timeoutMs: 50 }, './good.mjs'],
+      plugins: ['./missing.mjs', 'loom-plugin-not-installed', './nofn.mjs', './throws.mjs', { module: './hangs.mjs', timeoutMs: 50 }, './good.mjs'],
       files: {
         'nofn.mjs': 'export const notAPlugin = 1;',
         // It registers a tool before throwing: the tool is taken back.
@@ -102,12 +102,14 @@ describe('plugins - loading', () => {
     expect(failed.map((f) => [f.plugin, f.stage])).toEqual(
       expect.arrayContaining([
         ['missing', 'import'],
+        ['loom-plugin-not-installed', 'import'],
         ['nofn', 'import'],
         ['throws', 'init'],
         ['hangs', 'init'],
       ]),
     );
-    expect(failed).toHaveLength(4);
+    expect(failed).toHaveLength(5);
+    expect(failed.find((f) => f.plugin === 'loom-plugin-not-installed')!.message).toMatch(/^PluginError: cannot resolve package "loom-plugin-not-installed" from .*: not installed/);
     expect(failed.find((f) => f.plugin === 'nofn')!.message).toContain('exports no plugin function');
     expect(failed.find((f) => f.plugin === 'throws')!.message).toBe('cannot start');
     expect(failed.find((f) => f.plugin === 'hangs')!.message).toBe('PluginTimeoutError: loading hangs timed out after 50 ms');
@@ -117,6 +119,7 @@ describe('plugins - loading', () => {
     expect(t.system('registry.tool.removed').map((e) => e.data)).toEqual([{ tool: 'half_done' }]);
     expect(t.rt.plugins.list().map((p) => [p.name, p.state])).toEqual([
       ['missing', 'failed'],
+      ['loom-plugin-not-installed', 'failed'],
       ['nofn', 'failed'],
       ['throws', 'failed'],
       ['hangs', 'failed'],
