@@ -108,7 +108,9 @@ export class PermissionWaits {
  *    that arrived while no owner ran is honoured at once); no second ask is recorded;
  * 2. otherwise the rules decide (built-in defaults, then config rules, last match wins);
  * 3. `ask` is allowed at once when one of the session's `always` grants covers the call;
- * 4. else the owner records `permission.asked` and the call waits for `permission.replied` with its
+ * 4. plugins' `permission.ask` hooks may decide instead (`allow` runs the call, `deny` refuses it
+ *    with their message) or change the ask's pattern and summary;
+ * 5. else the owner records `permission.asked` and the call waits for `permission.replied` with its
  *    request id, from the log. An asker here may answer (its answer is recorded the same way).
  * Never rejects: a failure to ask leaves the ask pending.
  */
@@ -129,9 +131,19 @@ export async function decidePermission(
   if (action === 'allow') return { allow: true };
   if (action === 'deny') return { allow: false, message: 'denied by a permission rule' };
   if (permissions.grants(session.sessionId, call.tool).some((g) => grantCovers(g, call.tool, input, session.location))) return { allow: true };
+  let pattern = input === undefined ? undefined : askScope(input, session.location);
+  let summary = summarizeInput(input ?? text, PERMISSION_SUMMARY_CHARS_MAX);
+  const hooks = session.deps.hooks;
+  if (hooks?.has('permission.ask')) {
+    const ctx = { sessionId: session.sessionId, location: session.location, model: session.model, callId: call.callId, input: structuredClone(input ?? text) };
+    const hooked = await hooks.run('permission.ask', { tool: call.tool, ...(pattern === undefined ? {} : { pattern }), summary, decision: 'ask' }, ctx);
+    if (signal.aborted) return { allow: false, message: 'cancelled' };
+    if (hooked.decision === 'allow') return { allow: true };
+    if (hooked.decision === 'deny') return { allow: false, message: hooked.message ?? 'denied by a plugin (permission.ask hook)' };
+    pattern = hooked.pattern;
+    summary = hooked.summary;
+  }
   const requestId = store.ids.next('perm');
-  const pattern = input === undefined ? undefined : askScope(input, session.location);
-  const summary = summarizeInput(input ?? text, PERMISSION_SUMMARY_CHARS_MAX);
   session.observe([
     {
       sessionId: session.sessionId,

@@ -1,11 +1,13 @@
 import { ProviderError } from '../llm/errors.js';
+import type { ProviderRequest } from '../llm/types.js';
 import type { AppendRequest } from '../store/index.js';
 import { buildMessages } from './history.js';
 import type { SessionActor } from './session.js';
 
 /**
  * One provider attempt of the current turn. Order (DESIGN §3, §5):
- * 1. build the request from the projected history (reloaded once per turn);
+ * 1. build the request from the projected history (reloaded once per turn); plugins' `chat.params`
+ *    and `chat.headers` hooks may change it (services/hooks.ts), before anything is recorded;
  * 2. commit `attempt.dispatched` (+ `input.consumed`) as a barrier, before the request leaves;
  * 3. stream: deltas are buffered into the log; each completed tool call is recorded at once
  *    (its child starts eagerly); the end of the stream records the parts and `turn.finished`;
@@ -32,10 +34,21 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
   try {
     const { provider, model } = session.deps.resolveProvider(session.model);
     const messages = buildMessages(store.queries.conversation(sid), session.deps.systemPrompt);
+    let request: ProviderRequest = { model, messages, tools: session.deps.tools.specs(), signal };
+    if (session.deps.hooks?.has('chat.params') || session.deps.hooks?.has('chat.headers')) {
+      request = await applyChatHooks(session, request, activity.id);
+      if (signal.aborted) return;
+      if (session.draining) {
+        session.drained(); // the hooks ran while a drain began: still nothing has left the process
+        return;
+      }
+    }
+    // A hook may pick another model of the same provider: the log says which one was asked.
+    const asked = request.model === model ? session.model : `${session.model.slice(0, session.model.indexOf('/'))}/${request.model}`;
     session.openAttempt = open;
     session.observe(
       [
-        owner({ type: 'attempt.dispatched', data: { activityId: activity.id, turnId: activity.turnId!, attemptId, attempt, model: session.model, inputIds: activity.unconsumed } }),
+        owner({ type: 'attempt.dispatched', data: { activityId: activity.id, turnId: activity.turnId!, attemptId, attempt, model: asked, inputIds: activity.unconsumed } }),
         ...activity.unconsumed.map((inputId) => owner({ type: 'input.consumed', data: { inputId, activityId: activity.id, attemptId } })),
       ],
       { barrier: true },
@@ -46,7 +59,7 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
     let text = '';
     let reasoning = '';
     let toolCalls = 0;
-    for await (const ev of provider.stream({ model, messages, tools: session.deps.tools.specs(), signal })) {
+    for await (const ev of provider.stream(request)) {
       if (signal.aborted) return;
       open.received = true;
       if (ev.type === 'text.delta' || ev.type === 'reasoning.delta') {
@@ -94,4 +107,18 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
       }),
     ]);
   }
+}
+
+/**
+ * Runs the plugins' `chat.params` then `chat.headers` hooks over a request. The drafts hold no
+ * signal, tools or credentials; extra headers go under the adapter's own (llm/headers.ts).
+ */
+async function applyChatHooks(session: SessionActor, request: ProviderRequest, activityId: string): Promise<ProviderRequest> {
+  const hooks = session.deps.hooks!;
+  const ctx = { sessionId: session.sessionId, location: session.location, model: session.model, activityId };
+  const { signal, tools: _before, headers: _none, ...base } = request;
+  const params = await hooks.run('chat.params', base, ctx);
+  const headers = await hooks.run('chat.headers', {}, ctx);
+  // Read the tools again: a `required` plugin the hooks waited for may have registered some.
+  return { ...params, tools: session.deps.tools.specs(), signal, ...(Object.keys(headers).length === 0 ? {} : { headers }) };
 }

@@ -11,6 +11,7 @@ import { jobMachine } from '../machines/job.machine.js';
 import { toolCallMachine } from '../machines/toolCall.machine.js';
 import { stateName } from '../machines/stateName.js';
 import type { ResolvedConfig } from '../services/config.js';
+import type { Hooks } from '../services/hooks.js';
 import type { AnyEnvelope, AppendRequest, Lease, Store } from '../store/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { ToolServices } from '../tools/types.js';
@@ -43,6 +44,8 @@ export interface SessionDeps {
    */
   askPermission?: PermissionAsker;
   systemPrompt?: string;
+  /** Plugins' hooks (chat.*, tool.*, permission.ask); none when absent. */
+  hooks?: Hooks;
   /** An operating failure the session cannot continue from (lost lease, broken store). */
   onFailure?: (error: unknown) => void;
   /** The shared machine with implementations (one per coordinator); made per actor when absent. */

@@ -1,5 +1,9 @@
 import { fromPromise } from 'xstate';
+import { TOOL_OUTPUT_BYTES_MAX } from '../core/limits.js';
 import type { PermissionVerdict, ToolCallContext, ToolCallResult } from '../machines/toolCall.machine.js';
+import type { HookContext } from '../services/hooks.js';
+import { evaluatePermission } from '../tools/permission.js';
+import { truncateOutput } from '../tools/registry.js';
 import { decidePermission } from './permission.js';
 import type { SessionActor } from './session.js';
 
@@ -8,7 +12,9 @@ export type { PermissionAnswer, PermissionAsk, PermissionAsker } from './permiss
 /**
  * The tool-call child's implementations: permission (rules, grants, and durable asks: see
  * actors/permission.ts), execution through the registry with `tool.started` recorded first (a
- * barrier for tools that are not idempotent), and the settlement record.
+ * barrier for tools that are not idempotent), and the settlement record. Plugins' `tool.before`
+ * hooks may change the input after the permission decision (a changed input is checked against the
+ * deny rules again) and `tool.after` hooks the result, which stays within TOOL_OUTPUT_BYTES_MAX.
  */
 export function createToolCallImplementations(lookup: (sessionId: string) => SessionActor) {
   const owner = (session: SessionActor, r: any) => ({ ...r, sessionId: session.sessionId, epoch: session.lease.epoch });
@@ -37,9 +43,31 @@ export function createToolCallImplementations(lookup: (sessionId: string) => Ses
     }
     const args = parseArguments(argumentsOf(session, input));
     if (!args.ok) return { status: 'error', output: `The arguments of ${input.tool} are not valid JSON: ${args.error}` };
+    const hooks = session.deps.hooks;
+    const ctx: HookContext = { sessionId: session.sessionId, location: session.location, model: session.model, activityId: input.activityId, callId: input.callId };
+    let value = args.value;
+    if (hooks?.has('tool.before')) {
+      value = (await hooks.run('tool.before', { tool: input.tool, input: value }, ctx)).input;
+      if (signal.aborted) return { status: 'interrupted', output: 'The tool call was cancelled before it started.' };
+      const { config } = session.deps;
+      if (value !== args.value && evaluatePermission(config.permission.rules, input.tool, value, { action: config.permission.default, location: session.location }) === 'deny') {
+        return { status: 'denied', output: `A plugin's tool.before hook changed the ${input.tool} input to one the permission rules deny; it was not run.` };
+      }
+    }
     session.observe([owner(session, { type: 'tool.started', data: { callId: input.callId } })], { barrier: !tool.idempotent });
+    const result = await runTool(session, input, value, signal);
+    if (!hooks?.has('tool.after')) return result;
+    const after = await hooks.run('tool.after', { tool: input.tool, output: result.output, isError: result.status === 'error' }, { ...ctx, input: structuredClone(value) });
+    if (after.output === result.output && after.isError === (result.status === 'error')) return result;
+    const cut = truncateOutput(after.output, TOOL_OUTPUT_BYTES_MAX);
+    return { status: after.isError ? 'error' : 'ok', output: cut.text, truncated: result.truncated === true || cut.truncated };
+  });
+
+  /** Runs the call through the registry (validation, timeout, output bounds); a failure is an `error` result. */
+  const runTool = async (session: SessionActor, input: ToolCallContext, value: unknown, signal: AbortSignal): Promise<ToolCallResult> => {
+    const { tools } = session.deps;
     try {
-      const result = await tools.execute(input.tool, args.value, {
+      const result = await tools.execute(input.tool, value, {
         sessionId: session.sessionId,
         activityId: input.activityId,
         callId: input.callId,
@@ -52,7 +80,7 @@ export function createToolCallImplementations(lookup: (sessionId: string) => Ses
     } catch (error) {
       return { status: 'error', output: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
     }
-  });
+  };
 
   return {
     actors: { checkPermission, executeTool },

@@ -70,6 +70,9 @@ export function createHumanRenderer(out: NodeJS.WritableStream, info: NodeJS.Wri
         case 'recovery.detected':
           line(c.red(`! recovering: ${e.data.reason}`));
           break;
+        case 'plugin.hook.failed':
+          line(c.yellow(`! plugin ${e.data.plugin}: ${e.data.hook} hook failed (its change was dropped): ${short(e.data.message, 160)}`));
+          break;
         default:
           break;
       }

@@ -802,3 +802,55 @@ export const CONFIG_BACKUP_NAMES_MAX = 100;
 
 /** Listeners of one config service (services reconfiguring on change); more is a leak. */
 export const CONFIG_SUBSCRIBERS_MAX = 1_000;
+// ---- plugins and hooks (issue 8, plugins) ------------------------------------------------------
+
+/** Entries of the `plugins` config key: each is imported into every loom process that runs sessions. */
+export const PLUGINS_MAX = 32;
+
+/**
+ * Time one plugin has to load (import its module and run its function) unless its config entry
+ * says otherwise. Loading runs in the background, so this bounds how long a plugin may stay
+ * "loading", never how long startup waits (it waits for none).
+ */
+export const PLUGIN_LOAD_TIMEOUT_DEFAULT_MS = 30_000; // 30 seconds
+
+/** The largest `timeoutMs` a plugin entry may ask for. */
+export const PLUGIN_LOAD_TIMEOUT_MAX_MS = 5 * 60_000; // 5 minutes
+
+/**
+ * Time one hook has to finish with its draft. Hooks run in the path of a provider request, a
+ * tool call, an admission or a permission decision, so a slow hook slows every one of those; a
+ * hook past this is treated like one that threw (its draft is discarded).
+ */
+export const PLUGIN_HOOK_TIMEOUT_MS = 5_000; // 5 seconds
+
+/** Hooks one plugin may register (over all hook names): each runs on a hot path. */
+export const PLUGIN_HOOKS_PER_PLUGIN_MAX = 64;
+
+/** `loom.on` subscriptions one plugin may hold: each reads every committed event. */
+export const PLUGIN_LISTENERS_PER_PLUGIN_MAX = 32;
+
+/**
+ * Events waiting for one `loom.on` handler. A handler slower than the log drops the OLDEST waiting
+ * events (sliding), and the plugin's log says how many: a subscriber cannot grow memory or hold
+ * back the process.
+ */
+export const PLUGIN_EVENT_QUEUE_MAX = 1_000;
+
+/** Time one `loom.on` handler call has before the next event is delivered (the slow call is abandoned, not cut). */
+export const PLUGIN_HANDLER_TIMEOUT_MS = 10_000; // 10 seconds
+
+/** Characters of a plugin's error message kept in `plugin.failed` / `plugin.hook.failed` (and of one log line). */
+export const PLUGIN_ERROR_MESSAGE_CHARS_MAX = 1_000;
+
+/** Names of tools, models or hooks listed in one `plugin.loaded` event (the rest are counted). */
+export const PLUGIN_LOADED_NAMES_MAX = 64;
+
+/** Extra HTTP headers a `chat.headers` hook may leave on one provider request. */
+export const PLUGIN_HEADERS_MAX = 32;
+
+/** Characters of one header value a `chat.headers` hook may set. */
+export const PLUGIN_HEADER_VALUE_CHARS_MAX = 8 * 1024;
+
+/** Characters of a session title `loom.session.create` accepts. */
+export const PLUGIN_SESSION_TITLE_CHARS_MAX = 200;

@@ -23,6 +23,7 @@ import {
   SSE_EVENT_BYTES_MAX,
   TOOL_ARGUMENTS_BYTES_MAX,
 } from '../core/limits.js';
+import { withExtraHeaders } from './headers.js';
 import {
   excerptErrorBody,
   parseRetryAfterMs,
@@ -219,7 +220,7 @@ interface WireMessage {
  * message (consecutive results are merged, as the API requires).
  */
 export function buildMessagesBody(
-  request: Pick<ProviderRequest, 'model' | 'messages' | 'tools' | 'maxOutputTokens'>,
+  request: Pick<ProviderRequest, 'model' | 'messages' | 'tools' | 'maxOutputTokens' | 'temperature' | 'topP'>,
   maxTokens: number = ANTHROPIC_MAX_TOKENS_DEFAULT,
 ): Record<string, unknown> {
   const system = request.messages.filter((m) => m.role === 'system').map((m) => m.content);
@@ -233,6 +234,8 @@ export function buildMessagesBody(
   };
   if (system.length > 0) body.system = system.join('\n\n');
   if (request.tools.length > 0) body.tools = request.tools.map(toWireTool);
+  if (request.temperature !== undefined) body.temperature = request.temperature;
+  if (request.topP !== undefined) body.top_p = request.topP;
   return body;
 }
 
@@ -337,13 +340,16 @@ async function* streamAttempt(config: ResolvedConfig, request: ProviderRequest):
 function send(config: ResolvedConfig, request: ProviderRequest, auth: RequestAuthHeaders, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
   return undiciRequest(config.url, {
     method: 'POST',
-    headers: {
-      ...config.headers,
-      ...lowerCaseHeaders(auth.headers),
-      'content-type': 'application/json',
-      accept: 'text/event-stream',
-      'anthropic-version': ANTHROPIC_VERSION,
-    },
+    headers: withExtraHeaders(
+      {
+        ...config.headers,
+        ...lowerCaseHeaders(auth.headers),
+        'content-type': 'application/json',
+        accept: 'text/event-stream',
+        'anthropic-version': ANTHROPIC_VERSION,
+      },
+      request.headers,
+    ),
     body: JSON.stringify(buildMessagesBody(request, config.maxTokens)),
     signal,
     dispatcher: config.dispatcher,

@@ -22,6 +22,7 @@ import {
   PROVIDER_RESPONSE_BYTES_MAX,
   TOOL_ARGUMENTS_BYTES_MAX,
 } from '../core/limits.js';
+import { withExtraHeaders } from './headers.js';
 import {
   excerptErrorBody,
   ProviderConfigError,
@@ -135,7 +136,7 @@ function resolveConfig(options: OpenAIResponsesProviderOptions): ResolvedConfig 
  * `function_call_output` items.
  */
 export function buildResponsesBody(
-  request: Pick<ProviderRequest, 'model' | 'messages' | 'tools' | 'maxOutputTokens'>,
+  request: Pick<ProviderRequest, 'model' | 'messages' | 'tools' | 'maxOutputTokens' | 'temperature' | 'topP'>,
 ): Record<string, unknown> {
   const instructions: string[] = [];
   const input: Record<string, unknown>[] = [];
@@ -153,6 +154,8 @@ export function buildResponsesBody(
   if (instructions.length > 0) body.instructions = instructions.join('\n\n');
   if (request.tools.length > 0) body.tools = request.tools.map(toWireTool);
   if (request.maxOutputTokens !== undefined) body.max_output_tokens = request.maxOutputTokens;
+  if (request.temperature !== undefined) body.temperature = request.temperature;
+  if (request.topP !== undefined) body.top_p = request.topP;
   return body;
 }
 
@@ -237,7 +240,7 @@ function send(config: ResolvedConfig, request: ProviderRequest, auth: RequestAut
   const headers: Record<string, string> = { ...config.headers, ...lowerCaseHeaders(auth.headers), 'content-type': 'application/json', accept: 'text/event-stream' };
   return undiciRequest(config.url, {
     method: 'POST',
-    headers,
+    headers: withExtraHeaders(headers, request.headers),
     body: JSON.stringify(buildResponsesBody(request)),
     signal,
     dispatcher: config.dispatcher,

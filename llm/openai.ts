@@ -24,6 +24,7 @@ import {
 } from '../core/limits.js';
 import { redactSecrets, type CredentialProvider } from '../services/credentials.js';
 import { createRequestAuth, redactFailure, type RequestAuth, type RequestAuthHeaders } from './auth.js';
+import { withExtraHeaders } from './headers.js';
 import {
   excerptErrorBody,
   ProviderAbortedError,
@@ -230,7 +231,7 @@ export function positive(name: string, value: number): number {
  * want it); it then goes in the field the server streamed it in.
  */
 export function buildChatCompletionsBody(
-  request: Pick<ProviderRequest, 'model' | 'messages' | 'tools' | 'maxOutputTokens'>,
+  request: Pick<ProviderRequest, 'model' | 'messages' | 'tools' | 'maxOutputTokens' | 'temperature' | 'topP'>,
   maxTokensParameter: MaxTokensParameter = 'max_completion_tokens',
 ): Record<string, unknown> {
   const body: Record<string, unknown> = {
@@ -242,6 +243,8 @@ export function buildChatCompletionsBody(
   // An empty `tools` array is rejected by api.openai.com, so it is left out.
   if (request.tools.length > 0) body.tools = request.tools.map(toWireTool);
   if (request.maxOutputTokens !== undefined) body[maxTokensParameter] = request.maxOutputTokens;
+  if (request.temperature !== undefined) body.temperature = request.temperature;
+  if (request.topP !== undefined) body.top_p = request.topP;
   return body;
 }
 
@@ -328,7 +331,7 @@ function send(config: ResolvedConfig, request: ProviderRequest, auth: RequestAut
   const headers: Record<string, string> = { ...config.headers, ...lowerCaseHeaders(auth.headers), 'content-type': 'application/json', accept: 'text/event-stream' };
   return undiciRequest(config.url, {
     method: 'POST',
-    headers,
+    headers: withExtraHeaders(headers, request.headers),
     body: JSON.stringify(buildChatCompletionsBody(request, config.maxTokensParameter)),
     signal,
     dispatcher: config.dispatcher,

@@ -6,6 +6,9 @@ import { createOpenAIProvider } from './openai.js';
 import { createOpenAIResponsesProvider } from './openai-responses.js';
 import type { Provider } from './types.js';
 
+/** The model when neither --model, config nor $LOOM_MODEL names one. */
+export const DEFAULT_MODEL = 'openai/gpt-4o-mini';
+
 /** Splits `provider/model`; the model part may itself contain slashes (`openai/meta/llama-3`). */
 export function parseModelRef(ref: string): { providerId: string; model: string } {
   const slash = ref.indexOf('/');

@@ -50,6 +50,16 @@ export interface ProviderRequest {
   tools: ToolSpec[];
   signal: AbortSignal;
   maxOutputTokens?: number;
+  /** Sampling temperature, sent as the API's `temperature` when set (plugins set it with a `chat.params` hook). */
+  temperature?: number;
+  /** Nucleus sampling, sent as the API's `top_p` when set. */
+  topP?: number;
+  /**
+   * Extra HTTP headers for this request (from plugins' `chat.headers` hooks). The adapter's own
+   * headers (content type, credentials, API version) win over these on a name clash, whatever the
+   * case, and credential headers are never taken from here (llm/headers.ts).
+   */
+  headers?: Record<string, string>;
 }
 
 /** What a provider stream yields, in order. Text and reasoning deltas never drive transitions. */

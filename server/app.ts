@@ -6,6 +6,7 @@ import type { Coordinator } from '../actors/coordinator.js';
 import { HTTP_BODY_BYTES_MAX, SSE_CONNECTION_BUFFER_BYTES_MAX, SSE_CONNECTION_BUFFER_EVENTS_MAX, SSE_HEARTBEAT_INTERVAL_MS } from '../core/limits.js';
 import type { ResolvedConfig } from '../services/config.js';
 import type { CredentialProvider } from '../services/credentials.js';
+import type { Hooks } from '../services/hooks.js';
 import type { Store } from '../store/index.js';
 import { AUTH_COOKIE, bearerOf, tokenMatches } from './auth.js';
 import { ApiError, errorResponse, fromZodError, toApiError } from './errors.js';
@@ -48,6 +49,8 @@ export interface ServerContext {
   credentials?: CredentialProvider;
   /** SSE bounds; tests shrink them. */
   sse: { heartbeatMs: number; bufferEventsMax: number; bufferBytesMax: number };
+  /** Plugins' hooks: admissions over HTTP run `input.admitted` (none when absent). */
+  hooks?: Hooks;
 }
 
 export const defaultSseLimits = (): ServerContext['sse'] => ({

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { discoverUnsettled, type DiscoveryReport } from '../actors/discovery.js';
 import { natsUrlFromEnv } from '../actors/nats.js';
+import type { PluginHost } from '../services/plugins.js';
 import { defaultSystemPrompt, openLoomRuntime, type LoomRuntimeOptions } from '../services/runtime.js';
 import { defaultSseLimits, type ServerContext } from './app.js';
 import { EventHub } from './hub.js';
@@ -37,6 +38,8 @@ export interface ServerRuntimeOptions {
 }
 
 export interface ServerRuntime extends ServerContext {
+  /** The plugins of the global config (loading in the background). */
+  plugins: PluginHost;
   /** Startup discovery: restores every unsettled session no live owner holds and runs it (DESIGN §5). */
   discover(signal?: AbortSignal): Promise<DiscoveryReport>;
   /** Releases every session and closes the store (after `runner.drain` for a graceful stop). */
@@ -65,6 +68,8 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
   });
   const { store, coordinator, configFor } = rt;
   const runner = new SessionRunner({ store, coordinator, configFor, onError: options.onSessionError });
+  // A plugin's loom.session.prompt into a session no live process owns: the server runs it, like an HTTP input.
+  rt.plugins.runSessionsWith((sessionId) => runner.kick(sessionId));
   const hub = new EventHub(store);
   return {
     home: rt.home,
@@ -72,6 +77,8 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     coordinator,
     runner,
     hub,
+    hooks: rt.hooks,
+    plugins: rt.plugins,
     configFor,
     token: options.token,
     allowedHosts: new Set(),

@@ -49,6 +49,8 @@ import {
   CONFIG_RECOVERY_RETRY_BUDGET_MAX,
   RECOVERY_RETRY_BUDGET_DEFAULT,
   CONFIG_RETENTION_DAYS_MAX,
+  PLUGINS_MAX,
+  PLUGIN_LOAD_TIMEOUT_MAX_MS,
 } from '../core/limits.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
 import { locateJsonPath, parseJsonc, type TextPosition } from './jsonc.js';
@@ -248,6 +250,32 @@ function section<S extends z.ZodType, R>(s: ConfigSection<S, R>): ConfigSection<
   return s;
 }
 
+// plugins (issue 8): global only, see loadConfig. Resolved against $LOOM_HOME by services/plugins.ts.
+/**
+ * One plugin: a module path (relative to the config file's directory, absolute, or a `file:` URL),
+ * or a package name installed under `$LOOM_HOME/node_modules`; the object form adds options for
+ * the plugin's function, a load timeout and a name.
+ */
+export const pluginEntrySchema = z.union([
+  z.string().min(1),
+  z.strictObject({
+    module: z.string().min(1),
+    /** Passed to the plugin's function as its second argument (never recorded in an event). */
+    options: z.record(z.string(), z.unknown()).optional(),
+    /** Time to import and run the plugin function (default PLUGIN_LOAD_TIMEOUT_DEFAULT_MS). */
+    timeoutMs: z.number().int().min(1).max(PLUGIN_LOAD_TIMEOUT_MAX_MS).optional(),
+    /**
+     * Sessions of a process wait for this plugin (at most its timeoutMs) before their first hook
+     * or provider request, so its hooks and tools are never missed (a redaction or policy plugin).
+     * Default false: nothing waits for it.
+     */
+    required: z.boolean().optional(),
+    /** The name events and errors use (default: the module's file name without extension). */
+    name: z.string().regex(/^[A-Za-z0-9@._\/-]{1,100}$/, 'letters, digits and @ . _ / - (at most 100)').optional(),
+  }),
+]);
+export type PluginEntry = z.infer<typeof pluginEntrySchema>;
+
 const GLOBAL_ONLY_PROVIDER_KEYS = ['kind', 'baseURL', 'headers'] as const;
 
 const sections = {
@@ -312,6 +340,15 @@ const sections = {
     resolve: (retention) => (retention === undefined ? undefined : { ...retention }),
     // Retention removes sessions of every directory: one project must not decide it for all.
     projectRefusal: () => ({ path: [], why: 'may not be set in a project config (it removes sessions of every directory); set it in $LOOM_HOME/config.jsonc' }),
+  }),
+
+  /** Global only: modules loaded into every loom process that runs sessions (services/plugins.ts). Unset: no plugins. */
+  plugins: section({
+    schema: z.array(pluginEntrySchema).max(PLUGINS_MAX).describe('Global only: plugin modules loaded into every loom process that runs sessions.'),
+    resolve: (plugins): PluginEntry[] | undefined => (plugins === undefined ? undefined : [...plugins]),
+    // A plugin runs code in every loom process: a cloned repository must not run code.
+    merge: (_base, over) => over,
+    projectRefusal: () => ({ path: [], why: 'may not be set in a project config (a plugin runs code in every loom process; a cloned repository must not run code); set it in $LOOM_HOME/config.jsonc' }),
   }),
 };
 
@@ -381,6 +418,8 @@ export const configV1Schema = z.strictObject({
   recovery: recoverySchema.optional(),
   jobs: jobsSchema.optional(),
   retention: retentionSchema.optional(),
+  /** Global only: modules loaded into every loom process that runs sessions (services/plugins.ts). */
+  plugins: z.array(pluginEntrySchema).max(PLUGINS_MAX).optional(),
 });
 
 export type ConfigV1 = z.infer<typeof configV1Schema>;

@@ -11,8 +11,11 @@ import type { ToolRegistry } from '../tools/registry.js';
 import { testToolsFromEnv } from '../tools/testing/probe.js';
 import { createAuthService, type AuthService } from './auth.js';
 import { CONFIG_UPDATED_KEYS_MAX } from '../core/limits.js';
+import type { ModelCatalog } from '../llm/modelInfo.js';
 import type { ConfigNote, ResolvedConfig } from './config.js';
 import { createConfigService, type ConfigChange, type ConfigService } from './configService.js';
+import { HookRegistry, recordHookFailure, type Hooks } from './hooks.js';
+import { PluginHost } from './plugins.js';
 import type { WatchMode } from './watch.js';
 
 /**
@@ -44,6 +47,13 @@ export interface LoomRuntime {
    * reconfigured the directory's live sessions).
    */
   config: ConfigService;
+  /**
+   * The plugins of the global config, loading in the background from the moment the runtime is
+   * opened (nothing waits for them); reloaded on a `config.updated` event naming `plugins`.
+   */
+  plugins: PluginHost;
+  /** The plugins' hooks; sessions and every admission run them (services/hooks.ts). */
+  hooks: Hooks;
   /**
    * The config in force for a session directory (global file merged with the directory's own),
    * loaded on first use and kept current. A file that fails to load the first time rejects
@@ -83,6 +93,8 @@ export interface LoomRuntimeOptions {
   onConfigNotes?: (note: ConfigNote) => void;
   /** How config files are watched; default `$LOOM_CONFIG_WATCH` (`watch`, `poll` or `off`), else `watch`. */
   configWatch?: WatchMode | 'off';
+  /** Load the global config's plugins (default true). */
+  plugins?: boolean;
 }
 
 export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
@@ -117,6 +129,26 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     emitSystem(store, change.kind === 'added' ? { type: 'registry.tool.added', data: { tool: change.name } } : { type: 'registry.tool.removed', data: { tool: change.name } });
   });
 
+  // Plugins load in the background: their tools join `tools` (recorded as registry.tool.added),
+  // their hooks join `hooks`, and a hook's failure is recorded in the log of the session it ran for.
+  const hooks: HookRegistry = new HookRegistry({
+    report: (failure) => recordHookFailure(store, failure),
+    scrub: (text: string): string => plugins.scrub(text),
+    gate: (): Promise<void> | undefined => plugins.gate(),
+  });
+  const plugins: PluginHost = new PluginHost({
+    home,
+    env,
+    store,
+    tools,
+    hooks,
+    // The model catalog, once the runtime has one (`runtime.catalog`); until then loom.model.register refuses.
+    catalog: () => (runtime as { catalog?: ModelCatalog }).catalog,
+    configFor: (location) => config.configFor(location),
+    signal: (kind, sessionId) => runtime.signal(kind, sessionId),
+    emit: (event) => emitSystem(store, event),
+  });
+
   const nats = options.natsUrl ? startNats({ store, url: options.natsUrl, name: options.processName, onError: debugNats }) : undefined;
   const coordinator = new Coordinator({
     store,
@@ -135,6 +167,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
         config: current,
         home,
         tools,
+        hooks,
         resolveProvider: createProviderResolver(current, env, auth),
         askPermission: options.asker,
         systemPrompt: options.systemPrompt?.(session.location, new Date(store.clock.now())),
@@ -158,7 +191,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     recordConfigChange(store, change);
   });
 
-  return {
+  const runtime: LoomRuntime = {
     home,
     env,
     store,
@@ -167,6 +200,8 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     auth,
     nats,
     config,
+    plugins,
+    hooks,
     configFor: (location) => config.configFor(location),
     loadedConfig: (location) => config.current(location),
     async signal(kind, sessionId) {
@@ -177,6 +212,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
       }
     },
     close() {
+      plugins.close();
       auth.close();
       config.close();
       coordinator.shutdown();
@@ -185,6 +221,8 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
       void nats.close().finally(() => store.close());
     },
   };
+  if (options.plugins !== false) plugins.start();
+  return runtime;
 }
 
 /** The system prompt sessions get unless an agent profile says otherwise. */

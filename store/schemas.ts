@@ -5,6 +5,7 @@ import {
   INPUT_ATTACHMENTS_MAX,
   PERMISSION_MESSAGE_CHARS_MAX,
   PERMISSION_SUMMARY_CHARS_MAX,
+  PLUGIN_ERROR_MESSAGE_CHARS_MAX,
 } from '../core/limits.js';
 import { InvalidEventError, LimitExceededError, UnknownEventTypeError } from './errors.js';
 
@@ -132,6 +133,20 @@ export const eventDefinitions = {
     schema: z.object({ activityId: id, decision: z.enum(['retry', 'continue', 'abandon']), reason: z.string().optional(), automatic: z.boolean().optional() }),
   },
   'run.requested': { kind: 'request', version: 1, schema: z.object({ runId: id }) },
+  // A plugin's hook threw, timed out or left an invalid draft while it ran for this session: its
+  // draft was discarded and the run went on (services/hooks.ts). A request, not an owner event:
+  // `input.admitted` hooks run in the admitting process, which need not own the session.
+  'plugin.hook.failed': {
+    kind: 'request',
+    version: 1,
+    schema: z.object({
+      plugin: z.string().min(1),
+      hook: z.enum(['chat.params', 'chat.headers', 'tool.before', 'tool.after', 'input.admitted', 'permission.ask']),
+      message: z.string().max(PLUGIN_ERROR_MESSAGE_CHARS_MAX),
+      /** The tool call the hook ran for (tool.before, tool.after, permission.ask). */
+      callId: id.optional(),
+    }),
+  },
 
   // ---- owner events (fenced) ----
   'input.assigned': { kind: 'owner', version: 1, schema: z.object({ inputId: id, activityId: id }) },
@@ -344,6 +359,39 @@ export const eventDefinitions = {
     version: 1,
     schema: z.strictObject({ provider: z.string().min(1), change: z.enum(['set', 'removed', 'refreshed']), origin: z.enum(['loom', 'edit']) }),
   },
+  // Plugins (services/plugins.ts): loaded in the background by every process that runs sessions.
+  // `module` is the specifier as the config names it; nothing of a plugin's options is recorded.
+  'plugin.loaded': {
+    kind: 'system',
+    version: 1,
+    schema: z.object({
+      plugin: z.string().min(1),
+      module: z.string().min(1),
+      /** What it registered while loading (names, bounded by PLUGIN_LOADED_NAMES_MAX each). */
+      tools: z.array(z.string()),
+      models: z.array(z.string()),
+      hooks: z.array(z.string()),
+      /** Time from the start of its import to the end of its function, in milliseconds. */
+      ms: z.number().nonnegative(),
+    }),
+  },
+  'plugin.failed': {
+    kind: 'system',
+    version: 1,
+    schema: z.object({
+      plugin: z.string().min(1),
+      module: z.string().min(1),
+      // import: the module could not be imported (or has no plugin function); init: its function
+      // threw or timed out; listener: a `loom.on` handler failed (first failure per subscription);
+      // hook: a hook failed where no session was concerned.
+      stage: z.enum(['import', 'init', 'listener', 'hook']),
+      message: z.string().max(PLUGIN_ERROR_MESSAGE_CHARS_MAX),
+      hook: z.string().optional(),
+    }),
+  },
+  // A loaded plugin was taken out (removed from the config, or its entry changed): its tools,
+  // models, hooks and listeners are gone.
+  'plugin.unloaded': { kind: 'system', version: 1, schema: z.object({ plugin: z.string().min(1), module: z.string().min(1), reason: z.string() }) },
   // A session and everything stored about it were removed (`loom session rm`, `DELETE /sessions/:id`,
   // retention): its log is gone, so the removal is told in the system log.
   'session.removed': {

@@ -327,6 +327,11 @@ export class Store {
     return rows.map(toEnvelope);
   }
 
+  /** The newest seq of the system log (0 when it is empty): a cursor for following it from now. */
+  systemSeq(): number {
+    return (this.q.maxSeq!.get('') as { seq: number | null }).seq ?? 0;
+  }
+
   /** One page of every event after `afterGseq`, in global order. */
   readAll(options: { afterGseq?: number; limit?: number } = {}): AnyEnvelope[] {
     const rows = this.q.readAll!.all(options.afterGseq ?? 0, pageSize(options.limit)) as EventRow[];

@@ -4,7 +4,8 @@ import { driveSession } from '../drive.js';
 import { createHumanRenderer, createJsonRenderer } from '../render.js';
 import { openRuntime, type CliRuntime, type PermissionMode } from '../runtime.js';
 import { requireSession } from './session.js';
-import { admitWithPolicy, SessionBusyError } from '../../store/index.js';
+import { admitWithHooks } from '../../services/hooks.js';
+import { SessionBusyError } from '../../store/index.js';
 
 export interface PromptOptions {
   steer?: boolean;
@@ -40,7 +41,7 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
     const after = rt.store.queries.session(sessionId)!.lastSeq;
     let admission;
     try {
-      admission = admitWithPolicy(rt.store, sessionId, {
+      admission = await admitWithHooks(rt.store, rt.hooks, sessionId, {
         text,
         ...(opts.steer ? { mode: 'steer' as const } : opts.queue ? { mode: 'queue' as const } : {}),
         ...(opts.clientId === undefined ? {} : { clientId: opts.clientId }),

@@ -2,12 +2,12 @@ import { attachmentsFor } from '../attach.js';
 import { EXIT, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
 import { openRuntime, resolveLocation, type PermissionMode } from '../runtime.js';
-import { createProviderResolver } from '../../llm/resolve.js';
+import { createProviderResolver, DEFAULT_MODEL } from '../../llm/resolve.js';
 import { followInput } from './prompt.js';
-import type { DoubleTextingPolicy } from '../../store/index.js';
+import { hookFailedEvent, runInputHooks, type HookFailure } from '../../services/hooks.js';
+import { admitWithPolicy, type DoubleTextingPolicy } from '../../store/index.js';
 
-/** The model when neither --model, config nor $LOOM_MODEL names one. */
-export const DEFAULT_MODEL = 'openai/gpt-4o-mini';
+export { DEFAULT_MODEL };
 
 export interface RunOptions {
   model?: string;
@@ -39,8 +39,14 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
     createProviderResolver(config, process.env, rt.auth)(model); // fail before creating anything when the provider is not configured
     const attachments = await attachmentsFor(location, opts.attach); // resolved before anything is stored
     const sessionId = rt.store.ids.next('ses');
-    rt.store.append({ sessionId, type: 'session.created', data: { location, model, ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}) } });
-    rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli', attachments });
+    // Plugins' input.admitted hooks see the text before anything is stored; their failures are recorded with the session.
+    const failures: HookFailure[] = [];
+    const request = await runInputHooks(rt.hooks, { sessionId, location, model, source: 'cli' }, { mode: 'steer', text, source: 'cli', attachments }, (f) => failures.push(f));
+    rt.store.transaction(() => {
+      rt.store.append({ sessionId, type: 'session.created', data: { location, model, ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}) } });
+      if (failures.length > 0) rt.store.append(failures.map((f) => hookFailedEvent(sessionId, f)));
+      admitWithPolicy(rt.store, sessionId, request);
+    });
     process.stderr.write(`session ${sessionId} (${model}) in ${location}\n`);
     if (opts.detach) {
       await rt.signal('wake', sessionId); // over NATS a worker hears it at once; otherwise it polls

@@ -1,7 +1,7 @@
 import { JOBS_LIST_MAX } from '../../core/limits.js';
 import { PermissionNotPendingError, replyToPermission } from '../../store/index.js';
 import type { RouteModule } from '../app.js';
-import { admitWithPolicy } from '../admission.js';
+import { admitWithHooks, NO_HOOKS } from '../../services/hooks.js';
 import { routes } from '../contract.js';
 import { ApiError } from '../errors.js';
 import { kick, recorded, requireSession } from './util.js';
@@ -17,7 +17,7 @@ export const controlRoutes: RouteModule = {
     app.openapi(routes.postInput, async (c) => {
       const s = requireSession(ctx, c.req.valid('param').id);
       const body = c.req.valid('json');
-      const result = admitWithPolicy(ctx.store, s.sessionId, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http' });
+      const result = await admitWithHooks(ctx.store, ctx.hooks ?? NO_HOOKS, s.sessionId, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http' });
       await kick(ctx, s.sessionId);
       return c.json(result, 202);
     });

@@ -3,6 +3,7 @@ import { isAbsolute } from 'node:path';
 import { DEFAULT_MODEL } from '../../cli/commands/run.js';
 import { createProviderResolver } from '../../llm/resolve.js';
 import type { RouteModule, ServerContext } from '../app.js';
+import { hookFailedEvent, NO_HOOKS, runInputHooks, type HookFailure } from '../../services/hooks.js';
 import { admitWithPolicy } from '../admission.js';
 import { routes, SESSIONS_LIST_LIMIT } from '../contract.js';
 import { ApiError } from '../errors.js';
@@ -28,14 +29,21 @@ export const sessionRoutes: RouteModule = {
         throw new ApiError(400, 'configuration', `body.model: ${(error as Error).message}`, 'body.model');
       }
       const sessionId = ctx.store.ids.next('ses');
+      // Plugins' input.admitted hooks see the text before anything is stored; their failures are recorded with the session.
+      const failures: HookFailure[] = [];
+      const request =
+        body.text === undefined
+          ? undefined
+          : await runInputHooks(ctx.hooks ?? NO_HOOKS, { sessionId, location, model, source: 'http' }, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http' }, (f) => failures.push(f));
       const input = ctx.store.transaction(() => {
         ctx.store.append({
           sessionId,
           type: 'session.created',
           data: { location, model, ...(body.title === undefined ? {} : { title: body.title }), ...(body.doubleTexting === undefined ? {} : { doubleTexting: body.doubleTexting }) },
         });
-        if (body.text === undefined) return null;
-        return admitWithPolicy(ctx.store, sessionId, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http' }).input;
+        if (failures.length > 0) ctx.store.append(failures.map((f) => hookFailedEvent(sessionId, f)));
+        if (request === undefined) return null;
+        return admitWithPolicy(ctx.store, sessionId, request).input;
       });
       if (input) await kick(ctx, sessionId);
       return c.json({ session: ctx.store.queries.session(sessionId)!, input }, 201);
