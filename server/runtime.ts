@@ -58,6 +58,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     natsUrl: natsUrlFromEnv(env),
     processName: `loom serve ${process.pid}`,
     systemPrompt: defaultSystemPrompt,
+    mcp: 'eager', // MCP servers connect at startup: their tools are there for the first session
     onSessionFailure: (sessionId, error) => options.onSessionError?.(sessionId, error),
   });
   const { store, coordinator, configFor } = rt;

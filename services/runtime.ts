@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Coordinator } from '../actors/coordinator.js';
+import { McpSupervisor } from '../actors/mcp.js';
 import { startNats, type NatsServices } from '../actors/nats.js';
 import type { PermissionAsker } from '../actors/permission.js';
 import { createProviderResolver } from '../llm/resolve.js';
@@ -26,6 +27,12 @@ export interface LoomRuntime {
   store: Store;
   coordinator: Coordinator;
   tools: ToolRegistry;
+  /**
+   * The MCP servers of the global config (`mcp.servers`), supervised; their tools join `tools`
+   * while they are connected. Started by the first session this process owns (or at once with
+   * `mcp: 'eager'`); `await mcp.ready(ms)` before a first turn that should see their tools.
+   */
+  mcp: McpSupervisor;
   /** Set when a NATS URL was given: the transport, outbox and owner mirror. */
   nats?: NatsServices;
   /**
@@ -60,6 +67,11 @@ export interface LoomRuntimeOptions {
   onSessionFailure?: (sessionId: string, error: unknown) => void;
   /** Builds the system prompt of a session's requests. */
   systemPrompt?: (location: string, now: Date) => string;
+  /**
+   * When the configured MCP servers connect: `lazy` (default) when this process first owns a
+   * session (a command that runs no session starts no server); `eager` at once (serve, worker, acp).
+   */
+  mcp?: 'lazy' | 'eager';
 }
 
 export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
@@ -89,8 +101,23 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
   // Tools added or removed while the process runs (plugins, MCP servers) are system events, so
   // subscribers and the inspector see the registry change; sessions read the registry each turn.
   tools.subscribe((change) => {
-    emitSystem(store, change.kind === 'added' ? { type: 'registry.tool.added', data: { tool: change.name } } : { type: 'registry.tool.removed', data: { tool: change.name } });
+    const source = change.source === undefined ? {} : { source: change.source };
+    emitSystem(
+      store,
+      change.kind === 'added'
+        ? { type: 'registry.tool.added', data: { tool: change.name, ...source } }
+        : { type: 'registry.tool.removed', data: { tool: change.name, ...source, ...(change.reason === undefined ? {} : { reason: change.reason }) } },
+    );
   });
+
+  // MCP servers come from the global config only (a project config may not name them).
+  const mcp = new McpSupervisor({
+    registry: tools,
+    env,
+    loadServers: async () => (await loadConfig({ home })).config.mcp.servers,
+    log: env.LOOM_DEBUG ? (line) => process.stderr.write(`loom: ${line}\n`) : undefined,
+  });
+  if (options.mcp === 'eager') void mcp.start();
 
   const nats = options.natsUrl ? startNats({ store, url: options.natsUrl, name: options.processName, onError: debugNats }) : undefined;
   const coordinator = new Coordinator({
@@ -103,6 +130,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
       ? (kind, lease) => void (kind === 'released' ? nats.owners.delete(lease.sessionId, lease) : nats.owners.put(lease.sessionId, lease)).catch(debugNats)
       : undefined,
     deps: (sessionId) => {
+      void mcp.start(); // a session may call MCP tools: connect the servers (in the background)
       const session = store.queries.session(sessionId)!;
       const config = loaded.get(session.location);
       if (!config) throw new Error(`config for ${session.location} was not loaded before owning ${sessionId}`);
@@ -123,6 +151,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     store,
     coordinator,
     tools,
+    mcp,
     nats,
     configFor,
     loadedConfig: (location) => loaded.get(location),
@@ -135,6 +164,8 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     },
     close() {
       coordinator.shutdown();
+      // Their tools leave the registry now (recorded while the store is open); children exit in the background.
+      void mcp.close();
       if (!nats) return store.close();
       // The process stays alive until the outbox has published what this process committed.
       void nats.close().finally(() => store.close());

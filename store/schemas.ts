@@ -306,8 +306,10 @@ export const eventDefinitions = {
   'model.added': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
   'model.updated': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
   'model.removed': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
-  'registry.tool.added': { kind: 'system', version: 1, schema: z.object({ tool: z.string() }) },
-  'registry.tool.removed': { kind: 'system', version: 1, schema: z.object({ tool: z.string() }) },
+  // `source`: where the tool comes from (`mcp:<server>`, `plugin:<name>`; absent for built-ins);
+  // `reason`: why it left (an MCP server went down, its tool list changed, it was removed from config).
+  'registry.tool.added': { kind: 'system', version: 1, schema: z.object({ tool: z.string(), source: z.string().optional() }) },
+  'registry.tool.removed': { kind: 'system', version: 1, schema: z.object({ tool: z.string(), source: z.string().optional(), reason: z.string().optional() }) },
   // A session and everything stored about it were removed (`loom session rm`, `DELETE /sessions/:id`,
   // retention): its log is gone, so the removal is told in the system log.
   'session.removed': {

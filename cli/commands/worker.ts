@@ -25,7 +25,7 @@ export async function workerCommand(opts: WorkerCommandOptions): Promise<number>
   const capacity = intOption('--capacity', opts.capacity, WORKER_CAPACITY_DEFAULT, 1, WORKER_CAPACITY_MAX);
   const leaseTtlMs = opts.leaseTtl === undefined ? undefined : intOption('--lease-ttl', opts.leaseTtl, 0, LEASE_TTL_MIN_MS, LEASE_TTL_MAX_MS);
   let worker: Worker | undefined;
-  const rt = await openRuntime({ durableAsks: true, leaseTtlMs, onSessionFailure: (id, error) => worker?.lost(id, error) });
+  const rt = await openRuntime({ durableAsks: true, mcp: 'eager', leaseTtlMs, onSessionFailure: (id, error) => worker?.lost(id, error) });
   const log = opts.json ? jsonLine(() => rt.store.clock.now()) : humanLine;
   worker = new Worker({
     coordinator: rt.coordinator,
