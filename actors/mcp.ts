@@ -178,6 +178,8 @@ type ConnectionActor = Actor<typeof mcpConnectionMachine>;
 interface ServerEntry {
   name: string;
   config: McpServerConfig;
+  /** `config`: from mcp.servers (managed by `apply`); `client`: added by an ACP client for its sessions. */
+  origin: 'config' | 'client';
   fingerprint: string;
   actor?: ConnectionActor;
   /** The live connection while ready (set by `connect`, cleared when the watch ends). */
@@ -236,12 +238,29 @@ export class McpSupervisor {
   apply(servers: Record<string, McpServerConfig>): void {
     if (this.closed) return;
     for (const [name, entry] of this.entries) {
+      if (entry.origin !== 'config') continue;
       if (servers[name] === undefined || fingerprintOf(servers[name]) !== entry.fingerprint) this.remove(name);
     }
     for (const [name, config] of Object.entries(servers)) {
-      if (!this.entries.has(name)) this.add(name, config);
+      if (!this.entries.has(name)) this.add(name, config, 'config');
     }
     this.notify();
+  }
+
+  /**
+   * Adds servers an ACP client asked for (`session/new` `mcpServers`) next to the configured ones.
+   * A name already in use keeps its server; returns the names that were refused for that reason.
+   */
+  addServers(servers: Record<string, McpServerConfig>): string[] {
+    const refused: string[] = [];
+    if (this.closed) return refused;
+    for (const [name, config] of Object.entries(servers)) {
+      const existing = this.entries.get(name);
+      if (existing === undefined) this.add(name, config, 'client');
+      else if (existing.fingerprint !== fingerprintOf(config)) refused.push(name);
+    }
+    this.notify();
+    return refused;
   }
 
   /**
@@ -293,8 +312,8 @@ export class McpSupervisor {
 
   // ---- entries ---------------------------------------------------------------------------------
 
-  private add(name: string, config: McpServerConfig): void {
-    const entry: ServerEntry = { name, config, fingerprint: fingerprintOf(config), published: new Map(), skipped: [], attempted: false, closing: new Set() };
+  private add(name: string, config: McpServerConfig, origin: ServerEntry['origin']): void {
+    const entry: ServerEntry = { name, config, origin, fingerprint: fingerprintOf(config), published: new Map(), skipped: [], attempted: false, closing: new Set() };
     this.entries.set(name, entry);
     if (config.enabled === false) return;
     const machine = mcpConnectionMachine.provide({
