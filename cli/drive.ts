@@ -1,4 +1,4 @@
-import { DRAIN_TIMEOUT_MS } from '../core/limits.js';
+import { DRAIN_TIMEOUT_MS, MCP_STARTUP_WAIT_MS } from '../core/limits.js';
 import type { AnyEnvelope } from '../store/index.js';
 import { EXIT, exitCodeForStatus } from './exit.js';
 import { createHumanRenderer, createJsonRenderer, type Renderer } from './render.js';
@@ -29,6 +29,8 @@ export interface DriveOptions {
 export async function driveSession(rt: CliRuntime, sessionId: string, options: DriveOptions): Promise<number | null> {
   const { store, coordinator } = rt;
   const render: Renderer = options.json ? createJsonRenderer(process.stdout) : createHumanRenderer(process.stdout, process.stderr);
+  // Run here: the first turn (or a call resumed after a crash) sees the MCP servers' tools; a slow server joins later.
+  if (!store.owners.get(sessionId, store.clock.now())?.live) await rt.mcp.ready(MCP_STARTUP_WAIT_MS);
   const actor = coordinator.own(sessionId);
   if (!actor) return null;
   let lastSeq = options.after;

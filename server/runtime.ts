@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { discoverUnsettled, type DiscoveryReport } from '../actors/discovery.js';
 import { natsUrlFromEnv } from '../actors/nats.js';
+import { MCP_STARTUP_WAIT_MS } from '../core/limits.js';
 import { defaultSystemPrompt, openLoomRuntime } from '../services/runtime.js';
 import { defaultSseLimits, type ServerContext } from './app.js';
 import { EventHub } from './hub.js';
@@ -77,6 +78,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     env,
     sse: { ...defaultSseLimits(), ...options.sse },
     async discover(signal) {
+      await rt.mcp.ready(MCP_STARTUP_WAIT_MS); // restored sessions find the MCP servers' tools (a slow server joins later)
       const report = await discoverUnsettled(coordinator, {
         signal,
         prepare: async (sessionId) => void (await configFor(store.queries.session(sessionId)!.location)),

@@ -4,7 +4,6 @@ import { driveSession } from '../drive.js';
 import { createHumanRenderer, createJsonRenderer } from '../render.js';
 import { openRuntime, type CliRuntime, type PermissionMode } from '../runtime.js';
 import { requireSession } from './session.js';
-import { MCP_STARTUP_WAIT_MS } from '../../core/limits.js';
 import { admitWithPolicy, SessionBusyError } from '../../store/index.js';
 
 export interface PromptOptions {
@@ -58,8 +57,6 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
     if (interrupted) await rt.signal('cancel', sessionId);
     if (admitted) await rt.signal('wake', sessionId);
     if (opts.detach) return opts.follow ? await followInput(rt, sessionId, input.inputId, after, opts.json) : EXIT.ok;
-    // Running it here: the first turn sees the MCP servers' tools (a slow server joins later).
-    if (!rt.store.owners.get(sessionId, rt.store.clock.now())?.live) await rt.mcp.ready(MCP_STARTUP_WAIT_MS);
     const code = await driveSession(rt, sessionId, { json: opts.json, after, jobs: opts.detachJobs ? 'detach' : 'wait' });
     if (code !== null) return code;
     if (!opts.follow) return EXIT.ok;

@@ -3,7 +3,6 @@ import { EXIT, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
 import { openRuntime, resolveLocation, type PermissionMode } from '../runtime.js';
 import { createProviderResolver } from '../../llm/resolve.js';
-import { MCP_STARTUP_WAIT_MS } from '../../core/limits.js';
 import { followInput } from './prompt.js';
 import type { DoubleTextingPolicy } from '../../store/index.js';
 
@@ -47,7 +46,6 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
       await rt.signal('wake', sessionId); // over NATS a worker hears it at once; otherwise it polls
       return EXIT.ok;
     }
-    await rt.mcp.ready(MCP_STARTUP_WAIT_MS); // the first turn sees the MCP servers' tools (a slow server joins later)
     const code = await driveSession(rt, sessionId, { json: opts.json, after: 0, jobs: opts.detachJobs ? 'detach' : 'wait' });
     if (code !== null) return code;
     // A worker took the new session before this process could: follow its run instead.

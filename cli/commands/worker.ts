@@ -1,4 +1,4 @@
-import { WORKER_CAPACITY_DEFAULT, WORKER_CAPACITY_MAX } from '../../core/limits.js';
+import { MCP_STARTUP_WAIT_MS, WORKER_CAPACITY_DEFAULT, WORKER_CAPACITY_MAX } from '../../core/limits.js';
 import { Worker, type WorkerEvent } from '../../actors/worker.js';
 import { EXIT, UsageError } from '../exit.js';
 import { openRuntime } from '../runtime.js';
@@ -48,6 +48,7 @@ export async function workerCommand(opts: WorkerCommandOptions): Promise<number>
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
+    await rt.mcp.ready(MCP_STARTUP_WAIT_MS); // restored sessions find the MCP servers' tools (a slow server joins later)
     await w.start();
     return await stopped;
   } finally {
