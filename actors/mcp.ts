@@ -686,6 +686,13 @@ class McpConnection {
   /** A transport error (a dropped SSE stream, a failed POST): make sure the server is still there. */
   private onTransportError(error: Error): void {
     this.deps.log(`transport: ${this.redact(error.message)}`);
+    if (/^Maximum reconnection attempts/.test(error.message) && this.connectedAt > 0) {
+      // The SDK gave up on a stream (the one notifications come by): without it, tool-list changes
+      // would go unheard, so the connection is made again from scratch.
+      this.lose(`its event stream could not be re-established (${error.message})`);
+      void this.close();
+      return;
+    }
     void this.probe(`the transport failed (${error.message})`);
   }
 

@@ -5,6 +5,7 @@ import { startMcpHttpFixture } from '../fixtures/mcp-http-server.js';
 import { startScriptedOpenAIServer, type ScriptedTurn } from '../fixtures/scripted-openai-server.js';
 import { DIST, onCleanup, tempDir } from '../helpers.js';
 import { runLoom as loom } from './loom.js';
+import { Store, type AnyEnvelope } from '../../store/index.js';
 
 const STDIO_SERVER = join(DIST, 'test/fixtures/mcp-stdio-server.js');
 
@@ -71,6 +72,36 @@ describe('MCP from the CLI (real processes, real MCP servers)', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('"mcp.servers.evil.command": may not be set in a project config: a cloned repository must not start programs ("touch")');
     expect(server.requests).toHaveLength(0);
+  });
+
+  it('loom recover --scan - after a crash, a started call of an idempotent MCP tool runs again; a non-idempotent one settles interrupted', async () => {
+    const outcome = async (tool: string, args: Record<string, unknown>) => {
+      const { env, dir, home } = await setup([{ toolCalls: [{ name: 'mcp_fx_slow', arguments: { ms: 300 } }, { name: tool, arguments: args }] }, { text: 'ok' }], {
+        mcp: { servers: { fx: { ...fixture, idempotentTools: ['add'] } } },
+        limits: { toolConcurrency: 1 }, // the second call starts after the stream has finished
+        permission: { rules: [{ tool: 'mcp_fx_*', action: 'allow' }] },
+      });
+      const crashed = await loom(['run', '--model', 'openai/test', '--dir', dir, 'crash me'], { ...env, LOOM_FAILPOINT: 'after:tool.started@2' });
+      expect(crashed.signal).toBe('SIGKILL');
+      const scan = await loom(['recover', '--scan'], env);
+      expect(scan.code).toBe(0);
+      const store = Store.open(join(home, 'loom.db'));
+      try {
+        const id = store.queries.sessions()[0]!.sessionId;
+        const events = store.read(id, { after: 0, limit: 1_000 }) as AnyEnvelope[];
+        const settled = events.filter((e) => e.type === 'tool.settled').map((e) => e.data as { status: string; output: string });
+        const statuses = events.filter((e) => e.type === 'activity.settled').map((e) => (e.data as { status: string }).status);
+        return { second: settled[1]!, statuses, detected: events.filter((e) => e.type === 'recovery.detected').length };
+      } finally {
+        store.close();
+      }
+    };
+    const add = await outcome('mcp_fx_add', { a: 1, b: 2 });
+    expect(add).toEqual({ second: expect.objectContaining({ status: 'ok', output: '3' }), statuses: ['completed'], detected: 1 });
+    const echo = await outcome('mcp_fx_echo', { text: 'twice?' });
+    expect(echo.second.status).toBe('interrupted');
+    expect(echo.second.output).toMatch(/not run again because it is not idempotent/);
+    expect(echo.statuses).toEqual(['completed']);
   });
 
   it('loom mcp ls - shows each server with its state and tools, without secrets; exit 1 when one is not ready', async () => {
