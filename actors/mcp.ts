@@ -647,7 +647,10 @@ class McpConnection {
       return transport;
     }
     const headers = this.expand(this.config.headers ?? {}, 'headers');
-    return new sdk.StreamableHTTPClientTransport(new URL(this.config.url), {
+    const url = new URL(this.config.url);
+    // A token in the URL (userinfo, a query parameter) is as secret as one in a header.
+    for (const value of [url.username, url.password, ...url.searchParams.values()]) this.addSecret(value);
+    return new sdk.StreamableHTTPClientTransport(url, {
       requestInit: { headers },
       fetch: boundedFetch,
       reconnectionOptions: { maxRetries: 2, initialReconnectionDelay: 500, maxReconnectionDelay: 5_000, reconnectionDelayGrowFactor: 2 },
@@ -661,11 +664,17 @@ class McpConnection {
       out[key] = value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, variable: string) => {
         const found = this.deps.env[variable];
         if (found === undefined) throw new McpConfigError(`the environment variable ${variable} (named in mcp.servers.${this.server}.${field}.${key}) is not set`);
+        this.addSecret(found);
         return found;
       });
-      if (out[key].length >= 4) this.secrets.push(out[key]);
+      this.addSecret(out[key]);
     }
     return out;
+  }
+
+  /** A value never to show (short ones would redact ordinary words, and cannot be much of a secret). */
+  private addSecret(value: string): void {
+    if (value.length >= 4 && !this.secrets.includes(value)) this.secrets.push(value);
   }
 
   private onStderr(text: string): void {
