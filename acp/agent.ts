@@ -79,10 +79,10 @@ class AcpSession {
     this.forwarding = this.forward(after);
   }
 
-  async stop(): Promise<void> {
+  async stop(why = 'the agent is shutting down'): Promise<void> {
     this.tail.abort();
     await this.forwarding;
-    for (const wait of this.waits.values()) wait.reject(new RequestError(-32603, 'the agent is shutting down'));
+    for (const wait of this.waits.values()) wait.reject(new RequestError(-32603, why));
     this.waits.clear();
   }
 
@@ -289,7 +289,7 @@ export class LoomAcpAgent {
     if (location !== row.location) throw RequestError.invalidParams(undefined, `session ${sessionId} works in ${row.location}, not in ${location}`);
     await this.configFor(location);
     await this.addMcpServers(mcpServers);
-    await this.sessions.get(sessionId)?.stop();
+    await this.sessions.get(sessionId)?.stop('the session was loaded again');
     this.sessions.delete(sessionId);
     if (this.sessions.size >= ACP_SESSIONS_MAX) throw new RequestError(-32603, `this connection has ${ACP_SESSIONS_MAX} sessions open (ACP_SESSIONS_MAX)`);
     const last = row.lastSeq;

@@ -443,12 +443,10 @@ export class McpSupervisor {
     const registry = this.options.registry;
     entry.skipped = [];
     const wanted = new Map<string, McpToolDescriptor>();
-    for (const tool of tools) {
-      if (wanted.size >= MCP_TOOLS_PER_SERVER_MAX) {
-        entry.skipped.push({ tool: tool.name, reason: `over MCP_TOOLS_PER_SERVER_MAX (${MCP_TOOLS_PER_SERVER_MAX})` });
-        continue;
-      }
-      wanted.set(mcpToolName(entry.name, tool.name), tool);
+    for (const tool of tools.slice(0, MCP_TOOLS_PER_SERVER_MAX)) wanted.set(mcpToolName(entry.name, tool.name), tool);
+    if (tools.length > MCP_TOOLS_PER_SERVER_MAX) {
+      const over = tools.length - MCP_TOOLS_PER_SERVER_MAX;
+      entry.skipped.push({ tool: `${over} more (${tools[MCP_TOOLS_PER_SERVER_MAX]!.name}, …)`, reason: `a server may offer at most ${MCP_TOOLS_PER_SERVER_MAX} tools (MCP_TOOLS_PER_SERVER_MAX)` });
     }
     for (const [name, had] of entry.published) {
       const now = wanted.get(name);
