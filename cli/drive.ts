@@ -1,4 +1,4 @@
-import { DRAIN_TIMEOUT_MS } from '../core/limits.js';
+import { DRAIN_TIMEOUT_MS, MCP_STARTUP_WAIT_MS } from '../core/limits.js';
 import type { AnyEnvelope } from '../store/index.js';
 import { EXIT, exitCodeForStatus } from './exit.js';
 import { createHumanRenderer, createJsonRenderer, type Renderer } from './render.js';
@@ -15,6 +15,11 @@ export interface DriveOptions {
    * jobs still running, their process groups recorded for the next owner to re-attach.
    */
   jobs?: 'wait' | 'detach';
+  /**
+   * Wait (at most MCP_STARTUP_WAIT_MS) for the MCP servers' first connection attempts before owning
+   * the session, so its first turn or a resumed call finds their tools. Default true; a cancel needs no tools.
+   */
+  mcp?: boolean;
 }
 
 /**
@@ -29,6 +34,8 @@ export interface DriveOptions {
 export async function driveSession(rt: CliRuntime, sessionId: string, options: DriveOptions): Promise<number | null> {
   const { store, coordinator } = rt;
   const render: Renderer = options.json ? createJsonRenderer(process.stdout) : createHumanRenderer(process.stdout, process.stderr);
+  // Run here: the first turn (or a call resumed after a crash) sees the MCP servers' tools; a slow server joins later.
+  if (options.mcp !== false && !store.owners.get(sessionId, store.clock.now())?.live) await rt.mcp.ready(MCP_STARTUP_WAIT_MS);
   const actor = coordinator.own(sessionId);
   if (!actor) return null;
   let lastSeq = options.after;

@@ -223,6 +223,19 @@ export async function main(argv: string[]): Promise<number> {
     .option('--allow-host <name>', 'also accept this Host header name (DNS-rebinding check); repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .action(async (opts) => set(await (await import('./commands/serve.js')).serveCommand(opts)));
 
+  const mcp = program.command('mcp').description('MCP servers whose tools sessions may call (mcp.servers in $LOOM_HOME/config.jsonc)');
+  mcp
+    .command('ls')
+    .description('connect every configured MCP server, list its state and tools, disconnect (exit 1 when a server is not ready)')
+    .option('--json', 'one JSON object per server')
+    .action(async (opts) => set(await (await import('./commands/mcp.js')).mcpLs(opts)));
+
+  program
+    .command('acp')
+    .description('speak the Agent Client Protocol on stdin/stdout, for editors (Zed and others): sessions, prompts with streamed updates, permission requests, cancel, session load')
+    .addHelpText('after', '\nOnly protocol messages go to stdout; logs go to stderr (LOOM_DEBUG=1 for more). Permission asks go to the editor.')
+    .action(async () => set(await (await import('./commands/acp.js')).acpCommand()));
+
   const db = program.command('db').description('maintain the database in $LOOM_HOME: backup, vacuum, prune (retention)');
   db.command('backup')
     .description('copy the database to FILE while Loom runs (SQLite online backup), then check the copy')

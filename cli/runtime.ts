@@ -80,6 +80,8 @@ export interface RuntimeOptions {
   leaseTtlMs?: number;
   /** Told when a live session stops on an operating failure (a lost lease, a broken store). */
   onSessionFailure?: (sessionId: string, error: unknown) => void;
+  /** Connect the configured MCP servers at once (long-lived processes) instead of with the first owned session. */
+  mcp?: 'lazy' | 'eager';
 }
 
 export async function openRuntime(options: RuntimeOptions = {}): Promise<CliRuntime> {
@@ -92,6 +94,7 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<CliRunt
     onSessionFailure: options.onSessionFailure,
     systemPrompt: defaultSystemPrompt,
     onConfigNotes: (note) => printConfigNote(note),
+    mcp: options.mcp,
   });
 }
 

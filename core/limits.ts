@@ -854,3 +854,90 @@ export const PLUGIN_HEADER_VALUE_CHARS_MAX = 8 * 1024;
 
 /** Characters of a session title `loom.session.create` accepts. */
 export const PLUGIN_SESSION_TITLE_CHARS_MAX = 200;
+// ---- MCP servers and the ACP surface (issue 10) ------------------------------------------------
+
+/**
+ * Bytes of one tool's JSON Schema as it is offered to the model. MCP servers bring their own
+ * schemas; every provider request carries every schema, so one huge schema costs every turn.
+ */
+export const TOOL_INPUT_SCHEMA_BYTES_MAX = 32 * 1024; // 32 KiB
+
+/** MCP servers in one config: each may be a child process and holds a connection. */
+export const MCP_SERVERS_MAX = 32;
+
+/** Characters of an MCP server's name in config; it becomes part of its tools' names (`mcp_<server>_<tool>`). */
+export const MCP_SERVER_NAME_CHARS_MAX = 32;
+
+/** Arguments of a stdio server's command. */
+export const MCP_ARGS_MAX = 256;
+
+/** Environment variables (stdio) or headers (HTTP) given to one server. */
+export const MCP_ENV_ENTRIES_MAX = 256;
+
+/**
+ * Tools taken from one MCP server; the rest are left out and `loom mcp ls` says how many. The
+ * registry holds at most TOOLS_REGISTERED_MAX tools in all.
+ */
+export const MCP_TOOLS_PER_SERVER_MAX = 64;
+
+/** Characters of an MCP tool's description offered to the model (some servers write essays). */
+export const MCP_TOOL_DESCRIPTION_CHARS_MAX = 2_000;
+
+/** One connection attempt: spawn or reach the server, initialize, list its tools. */
+export const MCP_CONNECT_TIMEOUT_MS = 30_000; // 30 seconds
+
+/** Backoff between connection attempts of one server: doubles from MIN up to MAX. */
+export const MCP_RECONNECT_BACKOFF_MIN_MS = 500;
+export const MCP_RECONNECT_BACKOFF_MAX_MS = 30_000; // 30 seconds
+
+/**
+ * Consecutive failures of one server (an attempt that fails, or a connection lost within
+ * MCP_STABLE_UPTIME_MS of being made) before it is given up (`stopped`) until the process restarts
+ * or its config changes: a broken server must not be respawned forever.
+ */
+export const MCP_CONNECT_ATTEMPTS_MAX = 10;
+
+/** A connection that stayed up this long was healthy: losing it starts the failure count again. */
+export const MCP_STABLE_UPTIME_MS = 60_000; // 1 minute
+
+/** How often a ready connection is pinged, so a server that went away is noticed without a call. */
+export const MCP_PING_INTERVAL_MS = 30_000; // 30 seconds
+
+/** How long a ping (also the probe after a transport error) may take before the connection counts as lost. */
+export const MCP_PING_TIMEOUT_MS = 5_000; // 5 seconds
+
+/** Bytes of one message from a stdio server (the SDK's read buffer) and of one HTTP response body. */
+export const MCP_MESSAGE_BYTES_MAX = 8 * 1024 * 1024; // 8 MiB
+
+/** Tail of a stdio server's stderr kept for error messages ("exited: …"); the rest is dropped. */
+export const MCP_STDERR_TAIL_BYTES = 4 * 1024; // 4 KiB
+
+/** Pages of `tools/list` read in one listing (a server whose cursor never ends is cut off here). */
+export const MCP_LIST_PAGES_MAX = 16;
+
+/** `notifications/tools/list_changed` arriving within this window are answered with one listing. */
+export const MCP_LIST_CHANGED_DEBOUNCE_MS = 100;
+
+/**
+ * How long `loom run` and `loom prompt` wait for configured MCP servers before the first turn; a
+ * server slower than this joins later (its tools appear from the next turn on).
+ */
+export const MCP_STARTUP_WAIT_MS = 15_000; // 15 seconds
+
+/** How long `loom mcp ls` waits for every server's first connection attempt. */
+export const MCP_LS_TIMEOUT_MS = 20_000; // 20 seconds
+
+/** How long closing waits for MCP connections (the SDK stops a stdio child within 4 s: stdin end, SIGTERM, SIGKILL). */
+export const MCP_CLOSE_TIMEOUT_MS = 5_000; // 5 seconds
+
+/** Bytes of one ACP message (one NDJSON line) read from the client; a bigger one closes the connection. */
+export const ACP_MESSAGE_BYTES_MAX = 8 * 1024 * 1024; // 8 MiB
+
+/** Sessions one `loom acp` connection has open (each holds a lease, a tail and a live actor). */
+export const ACP_SESSIONS_MAX = 64;
+
+/**
+ * Updates `session/load` replays from a session's log; a longer history is replayed from its end
+ * (the newest updates), after a notice saying how many were left out.
+ */
+export const ACP_REPLAY_UPDATES_MAX = 10_000;

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { discoverUnsettled, type DiscoveryReport } from '../actors/discovery.js';
 import { natsUrlFromEnv } from '../actors/nats.js';
+import { MCP_STARTUP_WAIT_MS } from '../core/limits.js';
 import type { PluginHost } from '../services/plugins.js';
 import { defaultSystemPrompt, openLoomRuntime, type LoomRuntimeOptions } from '../services/runtime.js';
 import { defaultSseLimits, type ServerContext } from './app.js';
@@ -63,6 +64,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     natsUrl: natsUrlFromEnv(env),
     processName: `loom serve ${process.pid}`,
     systemPrompt: defaultSystemPrompt,
+    mcp: 'eager', // MCP servers connect at startup: their tools are there for the first session
     onSessionFailure: (sessionId, error) => options.onSessionError?.(sessionId, error),
     onConfigNotes: options.onConfigNotes,
   });
@@ -87,6 +89,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     credentials: rt.auth,
     sse: { ...defaultSseLimits(), ...options.sse },
     async discover(signal) {
+      await rt.mcp.ready(MCP_STARTUP_WAIT_MS); // restored sessions find the MCP servers' tools (a slow server joins later)
       const report = await discoverUnsettled(coordinator, {
         signal,
         prepare: async (sessionId) => void (await configFor(store.queries.session(sessionId)!.location)),

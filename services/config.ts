@@ -51,6 +51,11 @@ import {
   CONFIG_RETENTION_DAYS_MAX,
   PLUGINS_MAX,
   PLUGIN_LOAD_TIMEOUT_MAX_MS,
+  MCP_ARGS_MAX,
+  MCP_ENV_ENTRIES_MAX,
+  MCP_SERVER_NAME_CHARS_MAX,
+  MCP_SERVERS_MAX,
+  MCP_TOOLS_PER_SERVER_MAX,
 } from '../core/limits.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
 import { locateJsonPath, parseJsonc, type TextPosition } from './jsonc.js';
@@ -276,6 +281,61 @@ export const pluginEntrySchema = z.union([
 ]);
 export type PluginEntry = z.infer<typeof pluginEntrySchema>;
 
+// ---- mcp (issue 10): MCP servers whose tools join the registry. Global config only. ----
+
+/**
+ * An MCP server's name: it becomes part of its tools' names (`mcp_<name>_<tool>`), so it is kept to
+ * the characters tool names allow.
+ */
+const mcpServerNameSchema = z
+  .string()
+  .regex(new RegExp(`^[A-Za-z0-9_-]{1,${MCP_SERVER_NAME_CHARS_MAX}}$`), `must be 1-${MCP_SERVER_NAME_CHARS_MAX} characters of A-Z, a-z, 0-9, _ or -`);
+
+/** `${NAME}` in an env or header value is replaced by Loom's own environment variable NAME when the server starts. */
+const mcpEntriesSchema = z
+  .record(z.string().min(1), z.string())
+  .refine((entries) => Object.keys(entries).length <= MCP_ENV_ENTRIES_MAX, `at most ${MCP_ENV_ENTRIES_MAX} entries`);
+
+const mcpCommonFields = {
+  /** Running-time bound of each tool call of this server (default: the built-in tools' default). */
+  timeoutMs: z.number().int().min(1).max(CONFIG_TOOL_TIMEOUT_MAX_MS).optional(),
+  /** The server's tool names (as the server names them) that are safe to run again after a crash; every other tool is not. */
+  idempotentTools: z.array(z.string().min(1)).max(MCP_TOOLS_PER_SERVER_MAX).optional(),
+  /** false: keep the entry but do not connect. */
+  enabled: z.boolean().optional(),
+};
+
+export const mcpServerConfigSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('stdio'),
+    /** The program (looked up in PATH) and its arguments; no shell. */
+    command: z.string().min(1),
+    args: z.array(z.string()).max(MCP_ARGS_MAX).optional(),
+    /** Added to a minimal inherited environment (PATH, HOME, …): the server does not see Loom's keys unless named here. */
+    env: mcpEntriesSchema.optional(),
+    /** The server's working directory (absolute); default: the directory Loom was started in. */
+    cwd: z.string().min(1).refine((dir) => path.isAbsolute(dir), 'must be an absolute path').optional(),
+    ...mcpCommonFields,
+  }),
+  z.strictObject({
+    type: z.literal('http'),
+    /** The Streamable HTTP endpoint. */
+    url: z.url({ protocol: /^https?$/ }),
+    /** Sent with every request (an `Authorization` header, for example; prefer `${VAR}` over a literal token). */
+    headers: mcpEntriesSchema.optional(),
+    ...mcpCommonFields,
+  }),
+]);
+
+export type McpServerConfig = z.infer<typeof mcpServerConfigSchema>;
+
+const mcpSchema = z.strictObject({
+  servers: z
+    .record(mcpServerNameSchema, mcpServerConfigSchema)
+    .refine((servers) => Object.keys(servers).length <= MCP_SERVERS_MAX, `at most ${MCP_SERVERS_MAX} servers`)
+    .optional(),
+});
+
 const GLOBAL_ONLY_PROVIDER_KEYS = ['kind', 'baseURL', 'headers'] as const;
 
 const sections = {
@@ -350,6 +410,19 @@ const sections = {
     merge: (_base, over) => over,
     projectRefusal: () => ({ path: [], why: 'may not be set in a project config (a plugin runs code in every loom process; a cloned repository must not run code); set it in $LOOM_HOME/config.jsonc' }),
   }),
+  /** Global only: MCP servers whose tools every session may call (README "MCP servers"). */
+  mcp: section({
+    schema: mcpSchema.describe('Global only: MCP servers whose tools join the tool registry.'),
+    resolve: (mcp): { servers: Record<string, McpServerConfig> } => ({ servers: { ...mcp?.servers } }),
+    // A cloned repository must not start programs, nor put tools of its choosing in front of the model.
+    projectRefusal: (mcp) => {
+      const [name, server] = Object.entries(mcp.servers ?? {})[0] ?? [];
+      if (name !== undefined && server?.type === 'stdio') {
+        return { path: ['servers', name, 'command'], why: `may not be set in a project config: a cloned repository must not start programs ("${server.command}"); add the server to $LOOM_HOME/config.jsonc` };
+      }
+      return { path: name === undefined ? [] : ['servers', name], why: 'may not be set in a project config (MCP servers serve every session of this Loom); set it in $LOOM_HOME/config.jsonc' };
+    },
+  }),
 };
 
 type Sections = typeof sections;
@@ -420,6 +493,8 @@ export const configV1Schema = z.strictObject({
   retention: retentionSchema.optional(),
   /** Global only: modules loaded into every loom process that runs sessions (services/plugins.ts). */
   plugins: z.array(pluginEntrySchema).max(PLUGINS_MAX).optional(),
+  /** Global only: MCP servers whose tools every session may call (README "MCP servers"). */
+  mcp: mcpSchema.optional(),
 });
 
 export type ConfigV1 = z.infer<typeof configV1Schema>;
@@ -899,4 +974,23 @@ function valueAt(value: unknown, at: readonly string[]): unknown {
     v = v[key];
   }
   return v;
+}
+
+/**
+ * MCP servers are global only. A project config comes with the directory being worked on: a cloned
+ * repository naming a stdio server would run a program of its choosing the moment Loom opens it,
+ * and an HTTP server would put tools of its choosing in front of the model. The supervisor is also
+ * one per process, shared by sessions of every directory. So `mcp` in a project file is refused,
+ * naming the first server (and its command, for stdio).
+ */
+function refuseProjectMcp(file: string, mcp: NonNullable<ConfigV1['mcp']>): never {
+  const [name, server] = Object.entries(mcp.servers ?? {})[0] ?? [];
+  if (name !== undefined && server?.type === 'stdio') {
+    throw new ConfigError(file, `may not be set in a project config: a cloned repository must not start programs ("${server.command}"); add the server to $LOOM_HOME/config.jsonc`, {
+      field: `mcp.servers.${name}.command`,
+    });
+  }
+  throw new ConfigError(file, 'may not be set in a project config (MCP servers serve every session of this Loom); set it in $LOOM_HOME/config.jsonc', {
+    field: name === undefined ? 'mcp' : `mcp.servers.${name}`,
+  });
 }

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Coordinator } from '../actors/coordinator.js';
+import { McpSupervisor } from '../actors/mcp.js';
 import { startNats, type NatsServices } from '../actors/nats.js';
 import type { PermissionAsker } from '../actors/permission.js';
 import { createProviderResolver } from '../llm/resolve.js';
@@ -39,6 +40,12 @@ export interface LoomRuntime {
    * Pass it as the resolver's `credentials` wherever a provider is resolved.
    */
   auth: AuthService;
+  /**
+   * The MCP servers of the global config (`mcp.servers`), supervised; their tools join `tools`
+   * while they are connected. Started by the first session this process owns (or at once with
+   * `mcp: 'eager'`); `await mcp.ready(ms)` before a first turn that should see their tools.
+   */
+  mcp: McpSupervisor;
   /** Set when a NATS URL was given: the transport, outbox and owner mirror. */
   nats?: NatsServices;
   /**
@@ -95,6 +102,11 @@ export interface LoomRuntimeOptions {
   configWatch?: WatchMode | 'off';
   /** Load the global config's plugins (default true). */
   plugins?: boolean;
+  /**
+   * When the configured MCP servers connect: `lazy` (default) when this process first owns a
+   * session (a command that runs no session starts no server); `eager` at once (serve, worker, acp).
+   */
+  mcp?: 'lazy' | 'eager';
 }
 
 export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
@@ -126,7 +138,13 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
   // Tools added or removed while the process runs (plugins, MCP servers) are system events, so
   // subscribers and the inspector see the registry change; sessions read the registry each turn.
   tools.subscribe((change) => {
-    emitSystem(store, change.kind === 'added' ? { type: 'registry.tool.added', data: { tool: change.name } } : { type: 'registry.tool.removed', data: { tool: change.name } });
+    const source = change.source === undefined ? {} : { source: change.source };
+    emitSystem(
+      store,
+      change.kind === 'added'
+        ? { type: 'registry.tool.added', data: { tool: change.name, ...source } }
+        : { type: 'registry.tool.removed', data: { tool: change.name, ...source, ...(change.reason === undefined ? {} : { reason: change.reason }) } },
+    );
   });
 
   // Plugins load in the background: their tools join `tools` (recorded as registry.tool.added),
@@ -148,6 +166,14 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     signal: (kind, sessionId) => runtime.signal(kind, sessionId),
     emit: (event) => emitSystem(store, event),
   });
+  // MCP servers come from the global config only (a project config may not name them).
+  const mcp = new McpSupervisor({
+    registry: tools,
+    env,
+    loadServers: async () => (await config.configFor()).mcp.servers,
+    log: env.LOOM_DEBUG ? (line) => process.stderr.write(`loom: ${line}\n`) : undefined,
+  });
+  if (options.mcp === 'eager') void mcp.start();
 
   const nats = options.natsUrl ? startNats({ store, url: options.natsUrl, name: options.processName, onError: debugNats }) : undefined;
   const coordinator = new Coordinator({
@@ -160,6 +186,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
       ? (kind, lease) => void (kind === 'released' ? nats.owners.delete(lease.sessionId, lease) : nats.owners.put(lease.sessionId, lease)).catch(debugNats)
       : undefined,
     deps: (sessionId) => {
+      void mcp.start(); // a session may call MCP tools: connect the servers (in the background)
       const session = store.queries.session(sessionId)!;
       const current = config.current(session.location);
       if (!current) throw new Error(`config for ${session.location} was not loaded before owning ${sessionId}`);
@@ -188,6 +215,10 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
         }
       }
     }
+    // MCP servers come from the global file: a change to `mcp` starts, stops or restarts them live.
+    if (change.type === 'updated' && change.location === undefined && mcp.running && change.keys.some((k) => k === 'mcp' || k.startsWith('mcp.'))) {
+      mcp.apply(change.config.mcp.servers);
+    }
     recordConfigChange(store, change);
   });
 
@@ -198,6 +229,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     coordinator,
     tools,
     auth,
+    mcp,
     nats,
     config,
     plugins,
@@ -216,6 +248,8 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
       auth.close();
       config.close();
       coordinator.shutdown();
+      // Their tools leave the registry now (recorded while the store is open); children exit in the background.
+      void mcp.close();
       if (!nats) return store.close();
       // The process stays alive until the outbox has published what this process committed.
       void nats.close().finally(() => store.close());

@@ -349,8 +349,10 @@ export const eventDefinitions = {
   'model.added': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
   'model.updated': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
   'model.removed': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
-  'registry.tool.added': { kind: 'system', version: 1, schema: z.object({ tool: z.string() }) },
-  'registry.tool.removed': { kind: 'system', version: 1, schema: z.object({ tool: z.string() }) },
+  // `source`: where the tool comes from (`mcp:<server>`, `plugin:<name>`; absent for built-ins);
+  // `reason`: why it left (an MCP server went down, its tool list changed, it was removed from config).
+  'registry.tool.added': { kind: 'system', version: 1, schema: z.object({ tool: z.string(), source: z.string().optional() }) },
+  'registry.tool.removed': { kind: 'system', version: 1, schema: z.object({ tool: z.string(), source: z.string().optional(), reason: z.string().optional() }) },
   // auth: a provider's credential in $LOOM_HOME/auth.json was set, removed or refreshed. Never the
   // secret, nor any part of it: the provider id and what happened only. `origin` says whether Loom
   // made the change (`loom auth set|rm`, a token refresh) or it was found edited by hand.

@@ -5,7 +5,7 @@
  * count against the timeout, because the timer starts here.
  */
 import { z } from 'zod';
-import { TOOL_INPUT_ISSUES_MAX, TOOL_NAME_CHARS_MAX, TOOL_OUTPUT_BYTES_MAX, TOOLS_REGISTERED_MAX } from '../core/limits.js';
+import { TOOL_INPUT_ISSUES_MAX, TOOL_INPUT_SCHEMA_BYTES_MAX, TOOL_NAME_CHARS_MAX, TOOL_OUTPUT_BYTES_MAX, TOOLS_REGISTERED_MAX } from '../core/limits.js';
 import {
   ToolCancelledError,
   ToolInputError,
@@ -15,7 +15,7 @@ import {
   type ToolInputIssue,
 } from './errors.js';
 import { boundOutput } from './truncate.js';
-import type { Tool, ToolContext, ToolResult } from './types.js';
+import type { AnyTool, JsonSchemaTool, ToolContext, ToolResult } from './types.js';
 
 /** What a provider needs to offer a tool to the model (a function declaration). */
 export interface ToolSpec {
@@ -26,13 +26,20 @@ export interface ToolSpec {
 }
 
 export interface ToolRegistry {
-  /** Adds a tool. Throws ToolRegistrationError for a duplicate or malformed name, a missing timeout, or a schema that is not a JSON object schema. */
-  register(tool: Tool): void;
-  /** Removes a tool; returns whether it was there. Calls already running are not affected. */
-  unregister(name: string): boolean;
-  get(name: string): Tool | undefined;
+  /**
+   * Adds a tool: a zod-described one (`input`) or one with a raw JSON Schema (`inputSchema`, see
+   * JsonSchemaTool). Throws ToolRegistrationError for a duplicate or malformed name, a missing
+   * timeout, or a schema that is not a JSON object schema (or is over TOOL_INPUT_SCHEMA_BYTES_MAX).
+   */
+  register(tool: AnyTool): void;
+  /**
+   * Removes a tool; returns whether it was there. Calls already running are not affected. `reason`
+   * (why it left: an MCP server went down) is passed on to subscribers.
+   */
+  unregister(name: string, reason?: string): boolean;
+  get(name: string): AnyTool | undefined;
   /** Tools in registration order. */
-  list(): Tool[];
+  list(): AnyTool[];
   /** Specs for the provider request, in registration order. */
   specs(): ToolSpec[];
   /**
@@ -57,13 +64,17 @@ export interface ToolRegistry {
 export interface ToolRegistryChange {
   kind: 'added' | 'removed';
   name: string;
+  /** The tool's `source` (absent for built-ins). */
+  source?: string;
+  /** Why a tool was removed, when the remover said. */
+  reason?: string;
 }
 
 const TOOL_NAME_PATTERN = /^[A-Za-z0-9_-]+$/;
 
 /** Creates an empty registry. Each session (or process) may hold its own. */
 export function createToolRegistry(): ToolRegistry {
-  const tools = new Map<string, { tool: Tool; spec: ToolSpec }>();
+  const tools = new Map<string, { tool: AnyTool; spec: ToolSpec }>();
   const listeners = new Set<(change: ToolRegistryChange) => void>();
   const notify = (change: ToolRegistryChange) => {
     for (const listener of listeners) {
@@ -83,12 +94,15 @@ export function createToolRegistry(): ToolRegistry {
       }
       checkTool(tool);
       tools.set(tool.name, { tool, spec: specOf(tool) });
-      notify({ kind: 'added', name: tool.name });
+      notify({ kind: 'added', name: tool.name, ...(tool.source === undefined ? {} : { source: tool.source }) });
     },
-    unregister(name) {
-      const removed = tools.delete(name);
-      if (removed) notify({ kind: 'removed', name });
-      return removed;
+    unregister(name, reason) {
+      const entry = tools.get(name);
+      if (entry === undefined) return false;
+      tools.delete(name);
+      const source = entry.tool.source;
+      notify({ kind: 'removed', name, ...(source === undefined ? {} : { source }), ...(reason === undefined ? {} : { reason }) });
+      return true;
     },
     subscribe(listener) {
       listeners.add(listener);
@@ -107,7 +121,7 @@ export function createToolRegistry(): ToolRegistry {
   };
 }
 
-function checkTool(tool: Tool): void {
+function checkTool(tool: AnyTool): void {
   const name = String(tool.name);
   if (name.length === 0 || name.length > TOOL_NAME_CHARS_MAX || !TOOL_NAME_PATTERN.test(name)) {
     throw new ToolRegistrationError(name, `the name must be 1-${TOOL_NAME_CHARS_MAX} characters of A-Z, a-z, 0-9, _ or -`);
@@ -119,24 +133,96 @@ function checkTool(tool: Tool): void {
   if (typeof tool.execute !== 'function') throw new ToolRegistrationError(name, 'execute must be a function');
 }
 
-function specOf(tool: Tool): ToolSpec {
+function specOf(tool: AnyTool): ToolSpec {
   let schema: Record<string, unknown>;
-  try {
-    schema = z.toJSONSchema(tool.input, { io: 'input' }) as Record<string, unknown>;
-  } catch (err) {
-    throw new ToolRegistrationError(tool.name, `its input schema has no JSON Schema form: ${(err as Error).message}`);
+  if (tool.input === undefined) {
+    schema = tool.inputSchema;
+    if (schema === null || typeof schema !== 'object' || Array.isArray(schema)) throw new ToolRegistrationError(tool.name, 'its inputSchema must be a JSON Schema object');
+    const bytes = Buffer.byteLength(JSON.stringify(schema));
+    if (bytes > TOOL_INPUT_SCHEMA_BYTES_MAX) throw new ToolRegistrationError(tool.name, `its inputSchema is ${bytes} bytes; at most ${TOOL_INPUT_SCHEMA_BYTES_MAX} are sent to the model`);
+  } else {
+    try {
+      schema = z.toJSONSchema(tool.input, { io: 'input' }) as Record<string, unknown>;
+    } catch (err) {
+      throw new ToolRegistrationError(tool.name, `its input schema has no JSON Schema form: ${(err as Error).message}`);
+    }
   }
   if (schema.type !== 'object') throw new ToolRegistrationError(tool.name, 'its input schema must be an object');
   const { $schema: _dialect, ...parameters } = schema;
   return { name: tool.name, description: tool.description, parameters };
 }
 
-function parseInput(tool: Tool, rawInput: unknown): unknown {
+function parseInput(tool: AnyTool, rawInput: unknown): unknown {
+  if (tool.input === undefined) return checkJsonInput(tool, rawInput);
   const parsed = tool.input.safeParse(rawInput);
   if (parsed.success) return parsed.data;
   const issues = parsed.error.issues.flatMap(issueLines);
   const shown = issues.slice(0, TOOL_INPUT_ISSUES_MAX);
   throw new ToolInputError(tool.name, shown, issues.length - shown.length);
+}
+
+/**
+ * The minimal check of a JsonSchemaTool's arguments: an object, `required` keys present, declared
+ * top-level properties of their declared JSON type, and no unknown keys where
+ * `additionalProperties` is false. Nested structure is left to whoever runs the tool.
+ */
+function checkJsonInput(tool: JsonSchemaTool, rawInput: unknown): Record<string, unknown> {
+  const input = rawInput === undefined || rawInput === null ? {} : rawInput;
+  if (typeof input !== 'object' || Array.isArray(input)) throw new ToolInputError(tool.name, [{ path: '', message: `expected an object, got ${jsonTypeOf(input)}` }]);
+  const record = input as Record<string, unknown>;
+  const schema = tool.inputSchema;
+  const properties = isRecord(schema.properties) ? schema.properties : {};
+  const issues: ToolInputIssue[] = [];
+  for (const key of Array.isArray(schema.required) ? schema.required : []) {
+    if (typeof key === 'string' && record[key] === undefined) issues.push({ path: key, message: 'required' });
+  }
+  for (const [key, value] of Object.entries(record)) {
+    const property = properties[key];
+    if (property === undefined) {
+      if (schema.additionalProperties === false) issues.push({ path: key, message: 'unknown field' });
+      continue;
+    }
+    const declared = isRecord(property) ? property.type : undefined;
+    const types = typeof declared === 'string' ? [declared] : Array.isArray(declared) ? declared.filter((t): t is string => typeof t === 'string') : [];
+    if (types.length > 0 && !types.some((t) => matchesJsonType(value, t))) issues.push({ path: key, message: `expected ${types.join(' or ')}, got ${jsonTypeOf(value)}` });
+  }
+  if (issues.length > 0) {
+    const shown = issues.slice(0, TOOL_INPUT_ISSUES_MAX);
+    throw new ToolInputError(tool.name, shown, issues.length - shown.length);
+  }
+  return record;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function jsonTypeOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  if (typeof value === 'number') return Number.isInteger(value) ? 'integer' : 'number';
+  return typeof value;
+}
+
+/** Whether `value` is of JSON Schema type `type`; a type this check does not know passes. */
+function matchesJsonType(value: unknown, type: string): boolean {
+  switch (type) {
+    case 'string':
+    case 'boolean':
+      return typeof value === type;
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value);
+    case 'integer':
+      return typeof value === 'number' && Number.isInteger(value);
+    case 'array':
+      return Array.isArray(value);
+    case 'object':
+      return isRecord(value);
+    case 'null':
+      return value === null;
+    default:
+      return true;
+  }
 }
 
 /** One line per bad field; an unknown-keys issue names each key as its own field path. */
@@ -148,7 +234,7 @@ function issueLines(issue: z.core.$ZodIssue): ToolInputIssue[] {
   return [{ path: base.join('.'), message: issue.message }];
 }
 
-async function runWithTimeout(tool: Tool, input: unknown, ctx: ToolContext): Promise<ToolResult> {
+async function runWithTimeout(tool: AnyTool, input: unknown, ctx: ToolContext): Promise<ToolResult> {
   if (ctx.signal.aborted) throw new ToolCancelledError(tool.name);
   const timeout = new AbortController();
   const signal = AbortSignal.any([ctx.signal, timeout.signal]);
@@ -161,7 +247,7 @@ async function runWithTimeout(tool: Tool, input: unknown, ctx: ToolContext): Pro
   const timer = setTimeout(() => timeout.abort(), tool.timeoutMs);
   try {
     // A tool that rejects because its signal fired is reported as the timeout or cancellation.
-    const running = Promise.resolve().then(() => tool.execute(input, { ...ctx, signal }));
+    const running = Promise.resolve().then(() => (tool.execute as (input: unknown, ctx: ToolContext) => Promise<ToolResult>)(input, { ...ctx, signal }));
     return await Promise.race([running.catch((err: unknown) => Promise.reject(signal.aborted ? failure() : err)), aborted]);
   } finally {
     clearTimeout(timer);
@@ -169,7 +255,7 @@ async function runWithTimeout(tool: Tool, input: unknown, ctx: ToolContext): Pro
   }
 }
 
-async function boundResult(tool: Tool, result: ToolResult, ctx: ToolContext): Promise<ToolResult> {
+async function boundResult(tool: AnyTool, result: ToolResult, ctx: ToolContext): Promise<ToolResult> {
   if (result === null || typeof result !== 'object' || typeof result.output !== 'string') {
     throw new Error(`tool "${tool.name}" returned a result without a string output`);
   }

@@ -92,10 +92,41 @@ export interface ToolResult {
   metadata?: Record<string, unknown>;
 }
 
-export interface Tool<I = any> {
+/**
+ * A tool whose arguments are described by a zod schema (the built-in tools): the registry derives
+ * the JSON Schema the model sees from it and parses every call's arguments with it.
+ */
+export interface Tool<I = any> extends ToolCommon {
+  input: z.ZodType<I>;
+  inputSchema?: never;
+  execute(input: I, ctx: ToolContext): Promise<ToolResult>;
+}
+
+/**
+ * A tool whose arguments come as a raw JSON Schema from elsewhere (an MCP server's `inputSchema`):
+ * the schema is offered to the model as it is (`$schema` removed; its root must be an object
+ * schema), and the registry checks each call's arguments only minimally (an object; `required`
+ * keys present; declared top-level properties of the declared JSON type; no unknown keys when
+ * `additionalProperties` is false). Whoever runs the tool validates the rest.
+ */
+export interface JsonSchemaTool extends ToolCommon {
+  inputSchema: Record<string, unknown>;
+  input?: never;
+  execute(input: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult>;
+}
+
+/** Any tool the registry holds. */
+export type AnyTool = Tool | JsonSchemaTool;
+
+/** What every tool declares, whatever describes its arguments. */
+export interface ToolCommon {
   name: string;
   description: string;
-  input: z.ZodType<I>;
+  /**
+   * Where the tool comes from, for the `registry.tool.*` system events and `loom mcp ls`:
+   * `builtin` when absent, `mcp:<server>` for an MCP server's tool, `plugin:<name>` for a plugin's.
+   */
+  source?: string;
   /** Safe to run again after a crash (read, list, glob, grep). Recovery relies on it. */
   idempotent: boolean;
   /** Running-time bound; required (a tool without one is refused at registration). */
@@ -106,7 +137,6 @@ export interface Tool<I = any> {
    * head-and-tail preview, and only cuts what passes TOOL_OUTPUT_BYTES_MAX (keeping the head).
    */
   pagesOwnOutput?: boolean;
-  execute(input: I, ctx: ToolContext): Promise<ToolResult>;
   /**
    * A sentence added to the result of a started call that recovery settles `interrupted` instead of
    * running again (a tool that is not idempotent, after a process loss): where to look for what

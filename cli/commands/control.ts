@@ -1,6 +1,7 @@
 import { discoverUnsettled } from '../../actors/discovery.js';
 import { ownerProcessGone } from '../../core/liveness.js';
 import { stateName } from '../../machines/stateName.js';
+import { MCP_STARTUP_WAIT_MS } from '../../core/limits.js';
 import type { AppendRequest } from '../../store/index.js';
 import { EXIT, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
@@ -16,6 +17,7 @@ async function requestAndAct(
   request: (sessionId: string, activityId: string | null) => AppendRequest,
   permission?: PermissionMode,
   json?: boolean,
+  tools = true,
 ): Promise<number> {
   const rt = await openRuntime({ permission });
   try {
@@ -32,7 +34,7 @@ async function requestAndAct(
       process.stderr.write(`recorded; the live owner of ${session.sessionId} will act on it\n`);
       return EXIT.ok;
     }
-    const code = await driveSession(rt, session.sessionId, { after, json });
+    const code = await driveSession(rt, session.sessionId, { after, json, mcp: tools });
     if (code === null) process.stderr.write(`recorded; the live owner of ${session.sessionId} will act on it\n`);
     return code ?? EXIT.ok;
   } finally {
@@ -50,6 +52,7 @@ export async function cancelCommand(idArg: string, opts: { json?: boolean } = {}
     },
     undefined,
     opts.json,
+    false, // cancelling runs no tool: no need to wait for MCP servers
   );
 }
 
@@ -84,6 +87,7 @@ export async function recoverCommand(
 async function scanCommand(permission?: PermissionMode, json?: boolean): Promise<number> {
   const rt = await openRuntime({ permission });
   try {
+    await rt.mcp.ready(MCP_STARTUP_WAIT_MS); // a call resumed on restore finds its MCP tool (a slow server joins later)
     const report = await discoverUnsettled(rt.coordinator, {
       prepare: async (sessionId) => void (await rt.configFor(rt.store.queries.session(sessionId)!.location)),
     });

@@ -1,4 +1,4 @@
-import { WORKER_CAPACITY_DEFAULT, WORKER_CAPACITY_MAX } from '../../core/limits.js';
+import { MCP_STARTUP_WAIT_MS, WORKER_CAPACITY_DEFAULT, WORKER_CAPACITY_MAX } from '../../core/limits.js';
 import { Worker, type WorkerEvent } from '../../actors/worker.js';
 import { EXIT, UsageError } from '../exit.js';
 import { openRuntime } from '../runtime.js';
@@ -25,7 +25,7 @@ export async function workerCommand(opts: WorkerCommandOptions): Promise<number>
   const capacity = intOption('--capacity', opts.capacity, WORKER_CAPACITY_DEFAULT, 1, WORKER_CAPACITY_MAX);
   const leaseTtlMs = opts.leaseTtl === undefined ? undefined : intOption('--lease-ttl', opts.leaseTtl, 0, LEASE_TTL_MIN_MS, LEASE_TTL_MAX_MS);
   let worker: Worker | undefined;
-  const rt = await openRuntime({ durableAsks: true, leaseTtlMs, onSessionFailure: (id, error) => worker?.lost(id, error) });
+  const rt = await openRuntime({ durableAsks: true, mcp: 'eager', leaseTtlMs, onSessionFailure: (id, error) => worker?.lost(id, error) });
   const log = opts.json ? jsonLine(() => rt.store.clock.now()) : humanLine;
   worker = new Worker({
     coordinator: rt.coordinator,
@@ -48,6 +48,7 @@ export async function workerCommand(opts: WorkerCommandOptions): Promise<number>
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
+    await rt.mcp.ready(MCP_STARTUP_WAIT_MS); // restored sessions find the MCP servers' tools (a slow server joins later)
     await w.start();
     return await stopped;
   } finally {

@@ -80,6 +80,7 @@ describe('loadConfig', () => {
       providers: {},
       recovery: { autoResume: true, retryBudget: RECOVERY_RETRY_BUDGET_DEFAULT, restartsMax: ACTIVITY_RESTARTS_MAX },
       jobs: { deliver: 'queue', onRestart: 'reattach' },
+      mcp: { servers: {} },
     });
   });
 
@@ -507,5 +508,51 @@ describe('config - project files and credentials', () => {
     writeProject('{ "version": 2, "retention": { "sessionsDays": 1 } }');
     const error = await loadError();
     expect(error.field).toBe('retention');
+  });
+});
+
+describe('config - mcp servers (global only)', () => {
+  it('loadConfig - reads MCP servers from the global config', async () => {
+    writeGlobal(`{
+      "version": 1,
+      "mcp": { "servers": {
+        "files": { "type": "stdio", "command": "npx", "args": ["-y", "some-mcp-server"], "env": { "TOKEN": "\${FILES_TOKEN}" }, "idempotentTools": ["read_file"] },
+        "web": { "type": "http", "url": "https://mcp.example.com/mcp", "headers": { "Authorization": "Bearer \${WEB_TOKEN}" }, "timeoutMs": 5000, "enabled": false }
+      } }
+    }`);
+    const { config } = await loadConfig({ home, location });
+    expect(config.mcp.servers).toEqual({
+      files: { type: 'stdio', command: 'npx', args: ['-y', 'some-mcp-server'], env: { TOKEN: '${FILES_TOKEN}' }, idempotentTools: ['read_file'] },
+      web: { type: 'http', url: 'https://mcp.example.com/mcp', headers: { Authorization: 'Bearer ${WEB_TOKEN}' }, timeoutMs: 5000, enabled: false },
+    });
+  });
+
+  it('loadConfig - refuses a stdio MCP server in a project config, naming its command', async () => {
+    const file = writeProject(`{ "version": 1, "mcp": { "servers": { "evil": { "type": "stdio", "command": "./install.sh" } } } }`);
+    const error = await loadError();
+    expect(error.file).toBe(file);
+    expect(error.field).toBe('mcp.servers.evil.command');
+    expect(error.message).toContain('a cloned repository must not start programs ("./install.sh")');
+  });
+
+  it('loadConfig - refuses an HTTP MCP server in a project config too', async () => {
+    writeProject(`{ "version": 1, "mcp": { "servers": { "web": { "type": "http", "url": "http://127.0.0.1:9/mcp" } } } }`);
+    const error = await loadError();
+    expect(error.field).toBe('mcp.servers.web');
+    expect(error.message).toMatch(/may not be set in a project config/);
+  });
+
+  it('loadConfig - refuses an MCP server name that cannot be part of a tool name', async () => {
+    writeGlobal(`{ "version": 1, "mcp": { "servers": { "my server": { "type": "stdio", "command": "x" } } } }`);
+    const error = await loadConfig({ home }).then(() => undefined, (e: unknown) => e as ConfigError);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error!.message).toMatch(/mcp\.servers/);
+  });
+
+  it('loadConfig - refuses an unknown transport and a relative cwd, naming the field', async () => {
+    writeGlobal(`{ "version": 1, "mcp": { "servers": { "a": { "type": "sse", "url": "http://x" } } } }`);
+    await expect(loadConfig({ home })).rejects.toThrow(/"mcp.servers.a.type"/);
+    writeGlobal(`{ "version": 1, "mcp": { "servers": { "a": { "type": "stdio", "command": "x", "cwd": "relative/dir" } } } }`);
+    await expect(loadConfig({ home })).rejects.toThrow(/"mcp.servers.a.cwd": must be an absolute path/);
   });
 });

@@ -10,7 +10,9 @@ import {
   ToolTimeoutError,
 } from '../../tools/errors.js';
 import { createToolRegistry, truncateOutput } from '../../tools/registry.js';
-import type { Tool, ToolContext } from '../../tools/types.js';
+import type { JsonSchemaTool, Tool, ToolContext } from '../../tools/types.js';
+import { TOOL_INPUT_SCHEMA_BYTES_MAX } from '../../core/limits.js';
+import type { ToolRegistryChange } from '../../tools/registry.js';
 import { tempDir } from '../helpers.js';
 
 function makeTool(overrides: Partial<Tool> = {}): Tool {
@@ -225,5 +227,90 @@ describe('truncateOutput', () => {
     const cut = truncateOutput('😀'.repeat(100), 150);
     expect(cut.text).not.toContain('\uFFFD');
     expect(Buffer.byteLength(cut.text)).toBeLessThanOrEqual(150);
+  });
+});
+
+describe('registry - tools with a raw JSON schema (MCP tools)', () => {
+  const schema = {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    type: 'object',
+    properties: { path: { type: 'string' }, count: { type: 'integer' }, tags: { type: 'array', items: { type: 'string' } }, mode: { type: ['string', 'null'] } },
+    required: ['path'],
+    additionalProperties: false,
+  };
+  function jsonTool(overrides: Partial<JsonSchemaTool> = {}): JsonSchemaTool {
+    return {
+      name: 'mcp_fs_stat',
+      description: 'Stats a path.',
+      source: 'mcp:fs',
+      inputSchema: schema,
+      idempotent: false,
+      timeoutMs: 1_000,
+      execute: async (input) => ({ output: JSON.stringify(input) }),
+      ...overrides,
+    };
+  }
+
+  it('registry - offers the JSON schema as it is, without $schema', () => {
+    const registry = createToolRegistry();
+    registry.register(jsonTool());
+    const { $schema: _, ...rest } = schema;
+    expect(registry.specs()).toEqual([{ name: 'mcp_fs_stat', description: 'Stats a path.', parameters: rest }]);
+  });
+
+  it('registry - runs a JSON-schema tool with the arguments as given', async () => {
+    const registry = createToolRegistry();
+    registry.register(jsonTool());
+    const result = await registry.execute('mcp_fs_stat', { path: 'a.txt', count: 2, tags: ['x'], mode: null }, makeContext());
+    expect(JSON.parse(result.output)).toEqual({ path: 'a.txt', count: 2, tags: ['x'], mode: null });
+  });
+
+  it('registry - checks a JSON-schema tool\'s arguments minimally: required keys, top-level types, unknown keys', async () => {
+    const registry = createToolRegistry();
+    registry.register(jsonTool());
+    const ctx = makeContext();
+    await expect(registry.execute('mcp_fs_stat', [], ctx)).rejects.toThrow('invalid input for tool "mcp_fs_stat": input: expected an object, got array');
+    await expect(registry.execute('mcp_fs_stat', {}, ctx)).rejects.toThrow('"path": required');
+    await expect(registry.execute('mcp_fs_stat', { path: 1 }, ctx)).rejects.toThrow('"path": expected string, got integer');
+    await expect(registry.execute('mcp_fs_stat', { path: 'a', count: 1.5 }, ctx)).rejects.toThrow('"count": expected integer, got number');
+    await expect(registry.execute('mcp_fs_stat', { path: 'a', mode: 3 }, ctx)).rejects.toThrow('"mode": expected string or null, got integer');
+    await expect(registry.execute('mcp_fs_stat', { path: 'a', extra: true }, ctx)).rejects.toThrow('"extra": unknown field');
+    await expect(registry.execute('mcp_fs_stat', { path: 'a', extra: true }, ctx)).rejects.toThrow(ToolInputError);
+  });
+
+  it('registry - without additionalProperties: false, unknown keys pass through to the tool', async () => {
+    const registry = createToolRegistry();
+    const { additionalProperties: _, ...open } = schema;
+    registry.register(jsonTool({ inputSchema: open }));
+    const result = await registry.execute('mcp_fs_stat', { path: 'a', extra: true }, makeContext());
+    expect(JSON.parse(result.output)).toEqual({ path: 'a', extra: true });
+  });
+
+  it('registry - refuses a JSON schema that is not an object schema', () => {
+    const registry = createToolRegistry();
+    expect(() => registry.register(jsonTool({ inputSchema: { type: 'string' } }))).toThrow(/must be an object/);
+    expect(() => registry.register(jsonTool({ inputSchema: [] as unknown as Record<string, unknown> }))).toThrow(/must be a JSON Schema object/);
+  });
+
+  it('registry - refuses a JSON schema over TOOL_INPUT_SCHEMA_BYTES_MAX', () => {
+    const registry = createToolRegistry();
+    const huge = { type: 'object', description: 'x'.repeat(TOOL_INPUT_SCHEMA_BYTES_MAX) };
+    expect(() => registry.register(jsonTool({ inputSchema: huge }))).toThrow(/inputSchema is \d+ bytes; at most/);
+  });
+
+  it('registry - tells subscribers the source of a tool and why it was removed', () => {
+    const registry = createToolRegistry();
+    const changes: ToolRegistryChange[] = [];
+    registry.subscribe((c) => changes.push(c));
+    registry.register(jsonTool());
+    registry.register(makeTool());
+    registry.unregister('mcp_fs_stat', 'MCP server "fs": its process exited');
+    registry.unregister('echo');
+    expect(changes).toEqual([
+      { kind: 'added', name: 'mcp_fs_stat', source: 'mcp:fs' },
+      { kind: 'added', name: 'echo' },
+      { kind: 'removed', name: 'mcp_fs_stat', source: 'mcp:fs', reason: 'MCP server "fs": its process exited' },
+      { kind: 'removed', name: 'echo' },
+    ]);
   });
 });
