@@ -70,6 +70,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     runner,
     hub,
     configFor,
+    models: rt.models,
     token: options.token,
     allowedHosts: new Set(),
     version: VERSION,

@@ -35,7 +35,9 @@ import {
   CONFIG_RECOVERY_RETRY_BUDGET_MAX,
   RECOVERY_RETRY_BUDGET_DEFAULT,
   CONFIG_RETENTION_DAYS_MAX,
+  MODEL_ID_CHARS_MAX,
 } from '../core/limits.js';
+import { modelSettingsSchema } from '../llm/catalog.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
 
 /** The config version this Loom writes and reads natively. */
@@ -90,6 +92,12 @@ const openaiProviderSchema = z.strictObject({
   apiKey: z.string().min(1).optional(),
   /** The endpoint de-duplicates requests, so an ambiguous attempt may be retried automatically. */
   idempotent: z.boolean().optional(),
+  /**
+   * Models of this provider for the model catalog, by the name the API takes: capabilities,
+   * context and output limits, price per million tokens. Fields left out keep Loom's built-in
+   * values (the prices shipped with Loom are a snapshot; override them here).
+   */
+  models: z.record(z.string().min(1).max(MODEL_ID_CHARS_MAX).regex(/^\S+$/, 'a model name has no spaces'), modelSettingsSchema).optional(),
 });
 
 /** Version 1, the current version. */
@@ -429,6 +437,10 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
       // A cloned repository must not redirect credentials: provider endpoints and keys are global only.
       for (const id of ['openai', 'anthropic'] as const) {
         const provider = config.providers?.[id];
+        if (provider?.models !== undefined) {
+          // The catalog is one per process, shared by every directory's sessions.
+          throw new ConfigError(file, 'may not be set in a project config (the model catalog is shared by every project); set it in $LOOM_HOME/config.jsonc', { field: `providers.${id}.models` });
+        }
         if (provider?.baseURL === undefined && provider?.apiKey === undefined) continue;
         const field = provider.baseURL !== undefined ? `providers.${id}.baseURL` : `providers.${id}.apiKey`;
         throw new ConfigError(file, 'may not be set in a project config (the endpoint would receive your credentials); set it in $LOOM_HOME/config.jsonc', { field });

@@ -3,13 +3,16 @@ import { join } from 'node:path';
 import { Coordinator } from '../actors/coordinator.js';
 import { startNats, type NatsServices } from '../actors/nats.js';
 import type { PermissionAsker } from '../actors/permission.js';
-import { createProviderResolver } from '../llm/resolve.js';
+import type { ModelCatalog } from '../llm/modelInfo.js';
+import type { ProviderRegistry } from '../llm/providers.js';
 import { Store, type AppendRequest } from '../store/index.js';
 import type { EventData, EventType, eventDefinitions } from '../store/schemas.js';
 import { createDefaultRegistry } from '../tools/builtin/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { testToolsFromEnv } from '../tools/testing/probe.js';
 import { loadConfig, type ResolvedConfig } from './config.js';
+import type { CredentialProvider } from './credentials.js';
+import { openModelService, type ModelService } from './models.js';
 
 /**
  * What every long-lived loom process (a CLI command, `loom serve`, `loom worker`) runs on: the
@@ -26,6 +29,16 @@ export interface LoomRuntime {
   store: Store;
   coordinator: Coordinator;
   tools: ToolRegistry;
+  /**
+   * The model catalog (llm/catalog.ts): built-in, config, plugin and registered models. Its
+   * changes are recorded as `model.*` system events; registrations made by other processes
+   * appear without a restart.
+   */
+  catalog: ModelCatalog;
+  /** The provider plugins and their load status; resolves `provider/model` for sessions. */
+  providers: ProviderRegistry;
+  /** Catalog, providers and registrations together (`loom models`, `/models`). */
+  models: ModelService;
   /** Set when a NATS URL was given: the transport, outbox and owner mirror. */
   nats?: NatsServices;
   /**
@@ -60,6 +73,10 @@ export interface LoomRuntimeOptions {
   onSessionFailure?: (sessionId: string, error: unknown) => void;
   /** Builds the system prompt of a session's requests. */
   systemPrompt?: (location: string, now: Date) => string;
+  /** The auth service's credentials for providers; without it keys come from the environment and config. */
+  credentials?: CredentialProvider;
+  /** How long one provider may take to load (default PROVIDER_LOAD_TIMEOUT_MS). */
+  providerLoadTimeoutMs?: number;
 }
 
 export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
@@ -92,6 +109,9 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     emitSystem(store, change.kind === 'added' ? { type: 'registry.tool.added', data: { tool: change.name } } : { type: 'registry.tool.removed', data: { tool: change.name } });
   });
 
+  // Providers load in the background (never delaying startup); the catalog fills as they do.
+  const models = openModelService({ store, home, env, credentials: options.credentials, loadTimeoutMs: options.providerLoadTimeoutMs });
+
   const nats = options.natsUrl ? startNats({ store, url: options.natsUrl, name: options.processName, onError: debugNats }) : undefined;
   const coordinator = new Coordinator({
     store,
@@ -110,7 +130,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
         config,
         home,
         tools,
-        resolveProvider: createProviderResolver(config, env),
+        resolveProvider: models.resolverFor(config),
         askPermission: options.asker,
         systemPrompt: options.systemPrompt?.(session.location, new Date(store.clock.now())),
       };
@@ -123,6 +143,9 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     store,
     coordinator,
     tools,
+    catalog: models.catalog,
+    providers: models.providers,
+    models,
     nats,
     configFor,
     loadedConfig: (location) => loaded.get(location),
@@ -134,6 +157,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
       }
     },
     close() {
+      models.close();
       coordinator.shutdown();
       if (!nats) return store.close();
       // The process stays alive until the outbox has published what this process committed.

@@ -2,7 +2,6 @@ import { attachmentsFor } from '../attach.js';
 import { EXIT, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
 import { openRuntime, resolveLocation, type PermissionMode } from '../runtime.js';
-import { createProviderResolver } from '../../llm/resolve.js';
 import { followInput } from './prompt.js';
 import type { DoubleTextingPolicy } from '../../store/index.js';
 
@@ -36,7 +35,7 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
   try {
     const config = await rt.configFor(location);
     const model = opts.model ?? config.model ?? process.env.LOOM_MODEL ?? DEFAULT_MODEL;
-    createProviderResolver(config)(model); // fail before creating anything when the provider is not configured
+    await rt.providers.ready(model); // fail before creating anything when the provider is not configured or failed to load (bounded wait)
     const attachments = await attachmentsFor(location, opts.attach); // resolved before anything is stored
     const sessionId = rt.store.ids.next('ses');
     rt.store.append({ sessionId, type: 'session.created', data: { location, model, ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}) } });
