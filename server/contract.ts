@@ -377,7 +377,7 @@ export const routes = {
     method: 'get',
     path: '/models',
     request: { query: ModelsQuery },
-    responses: { 200: json(Models, 'the default model, the model catalog and the providers with their state'), 400: errors[400], 401: errors[401] },
+    responses: { 200: json(Models, 'the default model, the model catalog and the providers with their state (answered once provider loads in progress have ended, each bounded by PROVIDER_LOAD_TIMEOUT_MS)'), 400: errors[400], 401: errors[401] },
   }),
   registerModel: createRoute({
     method: 'post',

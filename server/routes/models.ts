@@ -15,6 +15,8 @@ export const modelRoutes: RouteModule = {
   register(app, ctx) {
     app.openapi(routes.models, async (c) => {
       const { provider } = c.req.valid('query');
+      // The state of a provider still loading is about to change: answer once loads in progress end (each bounded).
+      await ctx.models.settled();
       const view = ctx.models.view({ provider });
       return c.json({ default: await defaultModel(ctx), ...present(view) }, 200);
     });

@@ -317,3 +317,21 @@ describe('config - project files and credentials', () => {
     await expect(loadConfig({ home, location: project })).rejects.toThrow(/"providers.anthropic.apiKey": may not be set in a project config/);
   });
 });
+
+describe('config - provider models (catalog)', () => {
+  it('loadConfig - providers.<id>.models are validated field by field and kept', async () => {
+    writeGlobal('{ "version": 1, "providers": { "openai": { "models": { "gpt-4o": { "context": 64000, "cost": { "input": 2, "output": 8 } } } } } }');
+    const { config } = await loadConfig({ home });
+    expect(config.providers.openai?.models).toEqual({ 'gpt-4o': { context: 64_000, cost: { input: 2, output: 8 } } });
+    writeGlobal('{ "version": 1, "providers": { "openai": { "models": { "gpt-4o": { "cost": { "input": -1, "output": 8 } } } } } }');
+    await expect(loadConfig({ home })).rejects.toThrow(/"providers.openai.models.gpt-4o.cost.input"/);
+    writeGlobal('{ "version": 1, "providers": { "openai": { "models": { "gpt-4o": { "window": 1 } } } } }');
+    await expect(loadConfig({ home })).rejects.toThrow(/"providers.openai.models.gpt-4o.window": unknown key/);
+  });
+
+  it('loadConfig - refuses providers.<id>.models in a project config (the catalog is shared by every project)', async () => {
+    fs.mkdirSync(path.join(location, '.loom'));
+    fs.writeFileSync(projectConfigPath(location), '{ "version": 1, "providers": { "anthropic": { "models": { "claude-x": { "context": 1000 } } } } }');
+    await expect(loadConfig({ home, location })).rejects.toThrow(/"providers.anthropic.models": may not be set in a project config/);
+  });
+});
