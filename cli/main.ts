@@ -226,13 +226,14 @@ export async function main(argv: string[]): Promise<number> {
     .option('--reasoning', 'the model reasons (thinking / reasoning tokens)')
     .option('--no-tools', 'the model cannot call tools')
     .option('--json', 'print the entry now in force as one JSON object')
-    .action(async (id: string, opts) => set(await (await import('./commands/models.js')).modelsAdd(id, opts)));
+    // `--json` after the subcommand may be taken by `loom models` itself: honour it from either.
+    .action(async (id: string, opts, cmd: Command) => set(await (await import('./commands/models.js')).modelsAdd(id, { ...opts, json: opts.json || cmd.parent?.opts().json })));
   models
     .command('rm')
     .description('remove a model registered with loom models add or POST /models (a built-in or config entry it covered comes back)')
     .argument('<id>', 'provider/model')
     .option('--json', 'print { removed, now } as one JSON object')
-    .action(async (id: string, opts) => set(await (await import('./commands/models.js')).modelsRm(id, opts)));
+    .action(async (id: string, opts, cmd: Command) => set(await (await import('./commands/models.js')).modelsRm(id, { json: opts.json || cmd.parent?.opts().json })));
 
   program
     .command('worker')

@@ -58,12 +58,13 @@ export async function modelsAdd(id: string, opts: ModelsAddOptions): Promise<num
   const settings = settingsFrom(opts);
   const rt = await openRuntime({ durableAsks: true });
   try {
+    // The entries below this one (a provider's built-in entry, config) are there once providers loaded.
+    await rt.models.settled();
     const before = rt.catalog.get(id);
     const model = rt.models.register(id, settings, 'cli');
     if (opts.json) process.stdout.write(`${JSON.stringify(model)}\n`);
     else process.stdout.write(`${before === undefined ? 'added' : 'updated'} ${model.id}: ${describe(model)}\n`);
-    // The provider's state is worth a warning: the model is stored, but sessions cannot use it yet.
-    await rt.models.settled();
+    // The provider's state is worth a note: the model is stored, but sessions cannot use it yet.
     const provider = rt.providers.status(model.provider);
     if (provider === undefined) process.stderr.write(`note: no provider "${model.provider}" is configured; sessions using ${model.id} fail until one is (see loom models)\n`);
     else if (provider.state !== 'ready') process.stderr.write(`note: provider "${model.provider}" is ${provider.state}${provider.error ? `: ${provider.error}` : ''}\n`);
@@ -77,6 +78,7 @@ export async function modelsAdd(id: string, opts: ModelsAddOptions): Promise<num
 export async function modelsRm(id: string, opts: { json?: boolean }): Promise<number> {
   const rt = await openRuntime({ durableAsks: true });
   try {
+    await rt.models.settled(); // what the removal uncovers (and what an error names) needs the providers loaded
     const { removed, now } = rt.models.unregister(id);
     if (opts.json) process.stdout.write(`${JSON.stringify({ removed, now: now ?? null })}\n`);
     else process.stdout.write(`removed ${removed.id}${now ? `; the ${now.source} entry is in force again: ${describe(now)}` : ''}\n`);
