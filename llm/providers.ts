@@ -309,6 +309,8 @@ export class ProviderRegistry {
   private markConfigured!: () => void;
   private closed = false;
   private lastSettings: Record<string, ProviderSettings> = {};
+  /** Config entries past PROVIDERS_MAX, not loaded. */
+  private overflow: string[] = [];
 
   constructor(private readonly options: ProviderRegistryOptions = {}) {
     this.env = options.env ?? process.env;
@@ -364,8 +366,13 @@ export class ProviderRegistry {
 
   private candidates(settings: Record<string, ProviderSettings>): Map<string, Candidate> {
     const out = new Map<string, Candidate>();
+    this.overflow = [];
     for (const [id, s] of Object.entries(settings)) {
-      if (s.enabled === false || out.size >= PROVIDERS_MAX) continue;
+      if (s.enabled === false) continue;
+      if (out.size >= PROVIDERS_MAX) {
+        this.overflow.push(id); // reported as failed, never silently dropped
+        continue;
+      }
       out.set(id, { id, kind: s.kind ?? (this.plugins.has(id) ? id : undefined), origin: 'config', settings: s });
     }
     for (const p of this.plugins.values()) {
@@ -480,6 +487,9 @@ export class ProviderRegistry {
    */
   statuses(): ProviderStatus[] {
     const out = [...this.entries.values()].map((e) => this.statusOf(e));
+    for (const id of this.overflow) {
+      out.push({ id, kind: this.lastSettings[id]?.kind ?? null, state: 'failed', origin: 'config', error: `not loaded: more than ${PROVIDERS_MAX} providers are configured (PROVIDERS_MAX)`, models: 0, baseURL: null, missing: [] });
+    }
     for (const p of this.plugins.values()) {
       if (!p.builtin || this.entries.has(p.kind)) continue;
       out.push({
@@ -544,7 +554,7 @@ export class ProviderRegistry {
       if (this.closed) throw new ProviderConfigError(`provider "${providerId}" is not available: Loom is shutting down`, []);
       const entry = this.entries.get(providerId);
       if (!entry) throw this.unknown(providerId, ref.includes('/') ? ref : undefined);
-      await entry.done;
+      await untilAborted(entry.done, signal);
       if (this.entries.get(providerId) !== entry || entry.state === 'loading') continue; // reconfigured meanwhile
       if (entry.state === 'ready') return entry.provider!;
       throw this.failure(entry);
@@ -589,6 +599,17 @@ export class ProviderRegistry {
     this.closed = true;
     for (const e of this.entries.values()) e.abort.abort();
   }
+}
+
+/** `promise`, or the signal's abort reason if it aborts first. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason ?? new Error('aborted'));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** A load that took longer than the registry's load timeout. */

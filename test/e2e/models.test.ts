@@ -103,6 +103,14 @@ describe('loom models (real processes)', () => {
     const good = await runLoom(['run', '-m', 'openai/scripted', '--dir', dir, 'hi'], env);
     expect(good.code, good.stderr).toBe(0);
     expect(good.stdout).toContain('hello from the scripted model');
+    // A session created while its provider worked, prompted after the provider broke: refused before admission.
+    const id = good.stderr.match(/session (ses_\S+)/)![1]!;
+    writeFileSync(join(home, 'config.jsonc'), JSON.stringify({ version: 1, providers: { openai: { idempotent: true } } }));
+    const broken = await runLoom(['prompt', id, 'again'], { ...env, OPENAI_BASE_URL: '' });
+    expect(broken.code).toBe(2);
+    expect(broken.stderr).toMatch(/provider "openai" failed to load: OPENAI_API_KEY or OPENAI_BASE_URL is not set/);
+    const log = (await runLoom(['tail', id, '--json'], env)).stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+    expect(log.filter((e) => e.type === 'input.admitted')).toHaveLength(1); // only the first run's input
   });
 
   it('loom serve - a running server sees a model added by loom models add in another process, without a restart', async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { PROVIDERS_MAX } from '../../core/limits.js';
 import { createModelCatalog, type CatalogChange } from '../../llm/catalog.js';
 import { ProviderConfigError } from '../../llm/errors.js';
 import {
@@ -224,6 +225,30 @@ describe('llm/providers - background loading', () => {
     const waiting = textOf(r.resolve('lazy/x').provider);
     await expect(waiting).rejects.toThrow(/provider "lazy" failed to load: did not load within 30 ms/);
     expect(r.status('lazy')).toMatchObject({ state: 'failed', error: 'did not load within 30 ms' });
+  });
+
+  it('providers - a stream waiting for a load ends as soon as its request is aborted', async () => {
+    const slow = controlledPlugin();
+    const { r } = registry({ env: {}, plugins: [slow.plugin] });
+    r.configure({ lazy: { kind: 'slow' } });
+    const ac = new AbortController();
+    const stream = r.resolve('lazy/x').provider.stream({ model: 'x', messages: [], tools: [], signal: ac.signal });
+    const first = (stream as AsyncGenerator<StreamEvent>).next();
+    ac.abort(new Error('cancelled by the user'));
+    await expect(first).rejects.toThrow('cancelled by the user');
+    expect(r.status('lazy')?.state).toBe('loading'); // the load itself goes on for other sessions
+  });
+
+  it('providers - config entries past PROVIDERS_MAX are reported failed, not silently dropped', async () => {
+    const plugin: ProviderPlugin = { kind: 'echo', load: async (ctx) => ({ provider: echoProvider(ctx.id, 'x') }) };
+    const { r } = registry({ env: {}, plugins: [plugin] });
+    const settings: Record<string, ProviderSettings> = {};
+    for (let i = 0; i <= PROVIDERS_MAX; i++) settings[`p${i}`] = { kind: 'echo' };
+    r.configure(settings);
+    await r.settled();
+    const states = r.statuses();
+    expect(states.filter((s) => s.state === 'ready')).toHaveLength(PROVIDERS_MAX);
+    expect(states.find((s) => s.id === `p${PROVIDERS_MAX}`)).toMatchObject({ state: 'failed', error: expect.stringMatching(/PROVIDERS_MAX/) });
   });
 
   it('providers - a failed load is tried again when the settings are applied again', async () => {
