@@ -103,6 +103,8 @@ export interface ModelService {
   reloadConfig(): Promise<void>;
   /** Resolves when the first config read has been applied and every provider load started has ended. */
   settled(): Promise<void>;
+  /** Calls `listener` whenever a provider load ends (ready or failed); returns the unsubscribe function. */
+  onProviderLoaded(listener: (status: ProviderStatus) => void): () => void;
   close(): void;
 }
 
@@ -113,6 +115,7 @@ export interface ModelService {
 export function openModelService(options: ModelServiceOptions): ModelService {
   const { store } = options;
   const catalog = createModelCatalog();
+  const loadListeners = new Set<(status: ProviderStatus) => void>();
   const registered = new RegisteredModels(store.db);
   let closed = false;
 
@@ -138,7 +141,10 @@ export function openModelService(options: ModelServiceOptions): ModelService {
     catalog,
     loadTimeoutMs: options.loadTimeoutMs,
     plugins: options.plugins,
-    onLoaded: (status) => record(() => recordProviderLoaded(store, status)),
+    onLoaded: (status) => {
+      record(() => recordProviderLoaded(store, status));
+      for (const l of [...loadListeners]) l(status);
+    },
   });
   const record = (fn: () => void) => {
     if (closed) return;
@@ -277,6 +283,10 @@ export function openModelService(options: ModelServiceOptions): ModelService {
     async settled() {
       await firstConfig;
       await providers.settled();
+    },
+    onProviderLoaded(listener) {
+      loadListeners.add(listener);
+      return () => void loadListeners.delete(listener);
     },
     close() {
       closed = true;

@@ -115,10 +115,13 @@ describe('loom models (real processes)', () => {
 
   it('loom serve - a running server sees a model added by loom models add in another process, without a restart', async () => {
     const { env, home } = await setup();
+    writeFileSync(join(home, 'config.jsonc'), JSON.stringify({ version: 1, providers: { anthropic: { idempotent: true } } })); // no key: fails to load
     const serve = spawnLoom(['serve', '--port', '0'], env);
     onCleanup(() => void serve.kill());
     const m = await serve.stderrUntil(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
     if (!m) throw new Error(`loom serve exited: ${(await serve.done).stderr}`);
+    // The operator is told, and the server runs on with the other providers.
+    expect(await serve.stderrUntil(/loom serve: provider anthropic failed to load: ANTHROPIC_API_KEY is not set/)).not.toBeNull();
     const client = createLoomClient({ baseUrl: m[1]!, token: readFileSync(join(home, 'server-token'), 'utf8').trim() });
     expect((await client.models()).models.some((x) => x.id === 'openai/house-model')).toBe(false);
 
