@@ -206,6 +206,36 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(permission())
     .action(async (job: string, opts) => set(await (await import('./commands/jobs.js')).jobsCancel(job, opts)));
 
+  const models = program
+    .command('models')
+    .description('list the model catalog (capabilities, context/output limits, price, source) and every provider with its state')
+    .option('--provider <id>', 'only this provider\'s models and status')
+    .option('--json', 'print { models, providers } as one JSON object')
+    .addHelpText('after', '\nPrices are a snapshot shipped with Loom; override them in config (providers.<id>.models) or with loom models add.')
+    .action(async (opts) => set(await (await import('./commands/models.js')).modelsList(opts)));
+  models
+    .command('add')
+    .description('register model ID (provider/model) for every process sharing $LOOM_HOME, or change its registration; a running loom serve sees it at once. Fields not given keep the built-in or config value')
+    .argument('<id>', 'provider/model, for example groq/llama-3.3-70b-versatile')
+    .option('--name <name>', 'a display name')
+    .option('--context <tokens>', 'context window in tokens (128000 or 128k)')
+    .option('--output <tokens>', 'most output tokens of one response')
+    .option('--input-cost <usd>', 'US dollars per million input tokens')
+    .option('--output-cost <usd>', 'US dollars per million output tokens')
+    .option('--cache-read-cost <usd>', 'US dollars per million cached input tokens read')
+    .option('--cache-write-cost <usd>', 'US dollars per million input tokens written to the cache')
+    .option('--reasoning', 'the model reasons (thinking / reasoning tokens)')
+    .option('--no-tools', 'the model cannot call tools')
+    .option('--json', 'print the entry now in force as one JSON object')
+    // `--json` after the subcommand may be taken by `loom models` itself: honour it from either.
+    .action(async (id: string, opts, cmd: Command) => set(await (await import('./commands/models.js')).modelsAdd(id, { ...opts, json: opts.json || cmd.parent?.opts().json })));
+  models
+    .command('rm')
+    .description('remove a model registered with loom models add or POST /models (a built-in or config entry it covered comes back)')
+    .argument('<id>', 'provider/model')
+    .option('--json', 'print { removed, now } as one JSON object')
+    .action(async (id: string, opts, cmd: Command) => set(await (await import('./commands/models.js')).modelsRm(id, { json: opts.json || cmd.parent?.opts().json })));
+
   program
     .command('worker')
     .description('run sessions for every process sharing $LOOM_HOME until SIGTERM/SIGINT (which drain); several workers spread sessions between them')
@@ -366,6 +396,10 @@ function reportError(error: unknown): number {
     e?.name === 'AuthFileError' ||
     e?.name === 'AuthFilePermissionError' ||
     e?.name === 'InvalidCredentialError' ||
-    e?.name === 'CredentialNotFoundError';
+    e?.name === 'CredentialNotFoundError' ||
+    e?.name === 'ModelRegistrationError' ||
+    e?.name === 'ModelNotRegisteredError' ||
+    e?.name === 'CatalogEntryError' ||
+    e?.name === 'CatalogFullError';
   return usage ? EXIT.usage : EXIT.failed;
 }

@@ -941,3 +941,44 @@ export const ACP_SESSIONS_MAX = 64;
  * (the newest updates), after a notice saying how many were left out.
  */
 export const ACP_REPLAY_UPDATES_MAX = 10_000;
+// ---- model catalog and provider plugins (issue 8, catalog) -------------------------------------
+
+/**
+ * Longest a provider plugin may take to load (find its credentials, build its adapter, list its
+ * models). Loading runs in the background; past this the provider is reported failed and a
+ * session naming it gets that error instead of waiting forever.
+ */
+export const PROVIDER_LOAD_TIMEOUT_MS = 10_000; // 10 seconds
+
+/** Provider ids one process loads (config entries plus providers found in the environment). */
+export const PROVIDERS_MAX = 64;
+
+/** Characters of a provider's load error kept in `provider.loaded` and status views (errors can quote long responses). */
+export const PROVIDER_ERROR_CHARS_MAX = 500;
+
+/** Entries in the model catalog of one process, from every source together; a registration past it is refused. */
+export const CATALOG_MODELS_MAX = 5_000;
+
+/** Models registered with `loom models add` / `POST /models` (the `models` table); past it an add is refused. */
+export const MODELS_REGISTERED_MAX = 1_000;
+
+/** Characters of a model id (`provider/model`): ids are path segments, subjects and table keys. */
+export const MODEL_ID_CHARS_MAX = 200;
+
+/** Characters of a model's display name. */
+export const MODEL_NAME_CHARS_MAX = 200;
+
+/** Largest context window or output limit a catalog entry may state, in tokens (far above any model; catches typos). */
+export const MODEL_TOKENS_MAX = 100_000_000;
+
+/** Largest price per million tokens a catalog entry may state, in US dollars (catches a price typed per token or in cents). */
+export const MODEL_COST_PER_MTOK_MAX = 100_000;
+
+/** System events one follower read takes from the log (the runtime follows it for changes made by other processes). */
+export const SYSTEM_FOLLOW_PAGE_EVENTS = 200;
+
+/** System events the inspector's System panel keeps (older rows are dropped). */
+export const INSPECTOR_SYSTEM_ROWS_MAX = 50;
+
+/** System events `GET /events/system` returns in one page. */
+export const HTTP_SYSTEM_EVENTS_PAGE_MAX = 500;

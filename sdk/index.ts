@@ -28,6 +28,8 @@ export type Revoked = ResponseOf<'revokePermission', 200>;
 export type JobList = ResponseOf<'listJobs', 200>;
 export type EventsPage = ResponseOf<'listEvents', 200>;
 export type Models = ResponseOf<'models', 200>;
+export type RegisteredModel = ResponseOf<'registerModel', 201>;
+export type RemovedModel = ResponseOf<'removeModel', 200>;
 export type ConfigView = ResponseOf<'config', 200>;
 export type Health = ResponseOf<'health', 200>;
 export type { Envelope };
@@ -125,7 +127,14 @@ export function createLoomClient(options: LoomClientOptions) {
     eventsPage: (id: string, query: { after?: number; limit?: number } = {}) =>
       call<EventsPage>('GET', `/sessions/${seg(id)}/events${queryString(query)}`),
     sessionMachine: () => call<unknown>('GET', '/machines/session'),
-    models: () => call<Models>('GET', '/models'),
+    /** The default model, the model catalog and the providers with their state (optionally of one provider). */
+    models: (query: { provider?: string } = {}) => call<Models>('GET', `/models${query.provider === undefined ? '' : `?provider=${seg(query.provider)}`}`),
+    /** Registers a model for every process (fields left out keep the entry below); recorded as model.added or model.updated. */
+    registerModel: (body: BodyOf<'registerModel'>) => call<RegisteredModel>('POST', '/models', body),
+    /** Removes a model registered with registerModel or `loom models add`. */
+    removeModel: (id: string) => call<RemovedModel>('DELETE', `/models/${seg(id)}`),
+    /** One page of the system log after `after`, or the newest `last` system events. */
+    systemEvents: (query: { after?: number; limit?: number; last?: number } = {}) => call<EventsPage>('GET', `/events/system${queryString(query)}`),
     config: () => call<ConfigView>('GET', '/config'),
     /** Exchanges the token for the HttpOnly cookie (returns the Set-Cookie header value). */
     async cookie(): Promise<string> {

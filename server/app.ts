@@ -7,6 +7,7 @@ import { HTTP_BODY_BYTES_MAX, SSE_CONNECTION_BUFFER_BYTES_MAX, SSE_CONNECTION_BU
 import type { ResolvedConfig } from '../services/config.js';
 import type { CredentialProvider } from '../services/credentials.js';
 import type { Hooks } from '../services/hooks.js';
+import type { ModelService } from '../services/models.js';
 import type { Store } from '../store/index.js';
 import { AUTH_COOKIE, bearerOf, tokenMatches } from './auth.js';
 import { ApiError, errorResponse, fromZodError, toApiError } from './errors.js';
@@ -15,6 +16,7 @@ import type { SessionRunner } from './runner.js';
 import { controlRoutes } from './routes/control.js';
 import { eventRoutes } from './routes/events.js';
 import { inspectorRoutes } from './routes/inspector.js';
+import { modelRoutes } from './routes/models.js';
 import { opsRoutes } from './routes/ops.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { systemRoutes } from './routes/system.js';
@@ -38,6 +40,8 @@ export interface ServerContext {
   /** Fans committed events out to SSE connections. */
   hub: EventHub;
   configFor(location: string): Promise<ResolvedConfig>;
+  /** The model catalog, the providers and model registrations (services/models.ts). */
+  models: ModelService;
   /** The bearer token (also the cookie's value). */
   token: string;
   /** Host header values accepted (`host:port`, lower case); filled in once the port is known. */
@@ -75,7 +79,7 @@ export interface RouteModule {
  * Every route module of the server, registered in this order. To add endpoints, write
  * server/routes/NAME.ts exporting a RouteModule and add it here (one line).
  */
-export const ROUTE_MODULES: readonly RouteModule[] = [systemRoutes, sessionRoutes, controlRoutes, eventRoutes, inspectorRoutes, opsRoutes];
+export const ROUTE_MODULES: readonly RouteModule[] = [systemRoutes, sessionRoutes, controlRoutes, eventRoutes, inspectorRoutes, opsRoutes, modelRoutes];
 
 /**
  * Builds the HTTP app: Host check (DNS rebinding), bearer-token or cookie auth, a body size cap,

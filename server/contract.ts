@@ -9,7 +9,7 @@
  * about the request names the invalid field (`body.text`, `query.after`, `path.id`, `header.last-event-id`).
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import { HTTP_EVENTS_PAGE_MAX, HTTP_SESSIONS_LIST_MAX, INPUT_TEXT_BYTES_MAX, PERMISSION_MESSAGE_CHARS_MAX } from '../core/limits.js';
+import { HTTP_EVENTS_PAGE_MAX, HTTP_SESSIONS_LIST_MAX, HTTP_SYSTEM_EVENTS_PAGE_MAX, INPUT_TEXT_BYTES_MAX, MODEL_ID_CHARS_MAX, PERMISSION_MESSAGE_CHARS_MAX } from '../core/limits.js';
 
 // ---- shared schemas ----------------------------------------------------------------------------
 
@@ -210,12 +210,67 @@ export const StreamQuery = z.object({
 });
 
 export const Health = z.object({ ok: z.boolean(), version: z.string(), ownerId: z.string(), liveSessions: z.number().int() }).passthrough().openapi('Health');
+const Cost = z
+  .object({ input: z.number(), output: z.number(), cacheRead: z.number().optional(), cacheWrite: z.number().optional() })
+  .openapi('ModelCost', { description: 'US dollars per million tokens' });
+export const Model = z
+  .object({
+    id: z.string().openapi({ example: 'openai/gpt-4o' }),
+    provider: z.string(),
+    name: z.string().optional(),
+    capabilities: z.object({ toolCalling: z.boolean(), reasoning: z.boolean() }),
+    limits: z.object({ context: z.number().int().optional(), output: z.number().int().optional() }).openapi({ description: 'tokens' }),
+    cost: Cost.optional(),
+    source: z.enum(['builtin', 'config', 'plugin', 'cli', 'http', 'provider']),
+    providerState: z.enum(['loading', 'ready', 'failed', 'unconfigured', 'unknown']).optional().openapi({ description: "the provider's state in the server (unknown: nothing configures it)" }),
+  })
+  .openapi('Model');
+export type Model = z.infer<typeof Model>;
+export const ProviderView = z
+  .object({
+    id: z.string(),
+    kind: z.string().nullable(),
+    state: z.enum(['loading', 'ready', 'failed', 'unconfigured']),
+    origin: z.enum(['config', 'env', 'credentials']).nullable().openapi({ description: 'what made it load' }),
+    error: z.string().optional().openapi({ description: 'why it failed or is not configured (no secrets)' }),
+    models: z.number().int().openapi({ description: 'models it registered into the catalog' }),
+    configured: z.boolean().openapi({ description: 'true when it loaded (state ready)' }),
+    missing: z.array(z.string()).openapi({ description: 'environment variables that would configure it' }),
+    baseURL: z.string().nullable(),
+  })
+  .openapi('Provider');
 export const Models = z
   .object({
     default: z.string(),
-    providers: z.array(z.object({ id: z.string(), configured: z.boolean(), missing: z.array(z.string()), baseURL: z.string().nullable() })),
+    models: z.array(Model),
+    providers: z.array(ProviderView),
+    configError: z.string().optional().openapi({ description: 'the global config could not be read; providers come from the environment only' }),
   })
   .openapi('Models');
+export const ModelsQuery = z.object({
+  provider: z.string().min(1).max(100).optional().openapi({ param: { name: 'provider', in: 'query' }, description: 'only this provider\'s models and status' }),
+});
+export const RegisterModelBody = z
+  .object({
+    id: z.string().min(3).max(MODEL_ID_CHARS_MAX).openapi({ example: 'groq/llama-3.3-70b-versatile', description: 'provider/model' }),
+    name: z.string().min(1).max(200).optional(),
+    toolCalling: z.boolean().optional(),
+    reasoning: z.boolean().optional(),
+    context: z.number().int().positive().optional().openapi({ description: 'context window, tokens' }),
+    output: z.number().int().positive().optional().openapi({ description: 'output limit, tokens' }),
+    cost: z.object({ input: z.number().nonnegative(), output: z.number().nonnegative(), cacheRead: z.number().nonnegative().optional(), cacheWrite: z.number().nonnegative().optional() }).strict().optional(),
+  })
+  .strict()
+  .openapi('RegisterModel', { description: 'fields left out keep the value of the entry below (provider, config) or the default' });
+export const RegisteredModel = z.object({ model: Model }).openapi('RegisteredModel');
+export const RemovedModel = z
+  .object({ removed: Model, now: Model.nullable().openapi({ description: 'the entry in force after the removal (a provider or config entry it covered), or null' }) })
+  .openapi('RemovedModel');
+export const SystemEventsQuery = z.object({
+  after: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().openapi({ param: { name: 'after', in: 'query' }, description: 'return system events with seq greater than this' }),
+  limit: z.coerce.number().int().min(1).max(HTTP_SYSTEM_EVENTS_PAGE_MAX).optional().openapi({ param: { name: 'limit', in: 'query' } }),
+  last: z.coerce.number().int().min(1).max(HTTP_SYSTEM_EVENTS_PAGE_MAX).optional().openapi({ param: { name: 'last', in: 'query' }, description: 'the newest N system events instead of a page after `after`' }),
+});
 export const Config = z.object({ home: z.string(), config: z.any() }).openapi('Config');
 export const MachineDefinition = z.any().openapi('MachineDefinition');
 export const CookieBody = z.object({ token: z.string().min(1).max(1000) }).strict().openapi('CookieBody');
@@ -318,7 +373,34 @@ export const routes = {
     responses: { 200: sse, 400: errors[400], 401: errors[401], 503: json(ErrorBody, 'too many SSE connections') },
   }),
   sessionMachine: createRoute({ method: 'get', path: '/machines/session', responses: { 200: json(MachineDefinition, 'the session statechart definition'), 401: errors[401] } }),
-  models: createRoute({ method: 'get', path: '/models', responses: { 200: json(Models, 'the default model and the providers'), 401: errors[401] } }),
+  models: createRoute({
+    method: 'get',
+    path: '/models',
+    request: { query: ModelsQuery },
+    responses: { 200: json(Models, 'the default model, the model catalog and the providers with their state (answered once provider loads in progress have ended, each bounded by PROVIDER_LOAD_TIMEOUT_MS)'), 400: errors[400], 401: errors[401] },
+  }),
+  registerModel: createRoute({
+    method: 'post',
+    path: '/models',
+    request: body(RegisterModelBody),
+    responses: { 201: json(RegisteredModel, 'registered for every process (recorded as model.added or model.updated)'), 400: errors[400], 401: errors[401] },
+  }),
+  removeModel: createRoute({
+    method: 'delete',
+    path: '/models/{id}',
+    request: { params: z.object({ id: z.string().min(3).max(MODEL_ID_CHARS_MAX).openapi({ param: { name: 'id', in: 'path' }, description: 'provider/model, URL-encoded (openai%2Fgpt-4o)' }) }) },
+    responses: {
+      200: json(RemovedModel, 'the registration is removed (recorded as model.removed, or model.updated when an entry below it remains)'),
+      ...errors,
+      409: json(ErrorBody, 'the model is in the catalog but was not registered with POST /models or loom models add'),
+    },
+  }),
+  systemEvents: createRoute({
+    method: 'get',
+    path: '/events/system',
+    request: { query: SystemEventsQuery },
+    responses: { 200: json(EventsPage, 'one page of the system log (config.updated, provider.loaded, model.*, registry.tool.*, session.removed)'), 400: errors[400], 401: errors[401] },
+  }),
   config: createRoute({ method: 'get', path: '/config', responses: { 200: json(Config, 'the resolved global config, secrets redacted'), 401: errors[401] } }),
 };
 

@@ -73,6 +73,10 @@ export function toApiError(error: unknown): ApiError | undefined {
       return new ApiError(409, 'busy', e.message ?? 'the session is busy and its policy rejects new input', 'body.mode');
     case 'IllegalInboxTransitionError':
       return new ApiError(409, 'conflict', e.message ?? 'illegal inbox transition');
+    case 'CatalogFullError':
+      return new ApiError(429, 'limit_exceeded', e.message ?? 'the model catalog is full', 'body.id');
+    case 'CatalogEntryError':
+      return new ApiError(400, 'invalid_request', e.message ?? 'invalid model entry', 'body');
     case 'ProviderConfigError':
     case 'ConfigError':
       return new ApiError(400, 'configuration', e.message ?? 'configuration problem', 'body.model');

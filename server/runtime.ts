@@ -82,6 +82,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     hooks: rt.hooks,
     plugins: rt.plugins,
     configFor,
+    models: rt.models,
     token: options.token,
     allowedHosts: new Set(),
     version: VERSION,

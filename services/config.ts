@@ -56,6 +56,7 @@ import {
   MCP_SERVER_NAME_CHARS_MAX,
   MCP_SERVERS_MAX,
   MCP_TOOLS_PER_SERVER_MAX,
+  MODEL_ID_CHARS_MAX,
 } from '../core/limits.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
 import { locateJsonPath, parseJsonc, type TextPosition } from './jsonc.js';
@@ -372,6 +373,8 @@ const sections = {
       for (const [id, settings] of Object.entries(providers)) {
         const key = GLOBAL_ONLY_PROVIDER_KEYS.find((k) => settings[k] !== undefined);
         if (key !== undefined) return { path: [id, key], why: 'may not be set in a project config (the endpoint would receive your credentials); set it in $LOOM_HOME/config.jsonc' };
+        // The model catalog is one per process, shared by every directory's sessions.
+        if (settings.models !== undefined) return { path: [id, 'models'], why: 'may not be set in a project config (the model catalog is shared by every project); set it in $LOOM_HOME/config.jsonc' };
       }
       return undefined;
     },
@@ -472,6 +475,12 @@ const openaiProviderV1Schema = z.strictObject({
   apiKey: z.string().min(1).optional(),
   /** The endpoint de-duplicates requests, so an ambiguous attempt may be retried automatically. */
   idempotent: z.boolean().optional(),
+  /**
+   * Models of this provider for the model catalog, by the name the API takes: capabilities,
+   * context and output limits, price per million tokens. Fields left out keep Loom's built-in
+   * values (the prices shipped with Loom are a snapshot; override them here).
+   */
+  models: z.record(z.string().min(1).max(MODEL_ID_CHARS_MAX).regex(/^\S+$/, 'a model name has no spaces'), modelSettingsSchema).optional(),
 });
 
 /** Version 1 (frozen: new keys go into the current version's `sections`). */

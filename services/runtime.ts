@@ -4,7 +4,8 @@ import { Coordinator } from '../actors/coordinator.js';
 import { McpSupervisor } from '../actors/mcp.js';
 import { startNats, type NatsServices } from '../actors/nats.js';
 import type { PermissionAsker } from '../actors/permission.js';
-import { createProviderResolver } from '../llm/resolve.js';
+import type { ModelCatalog } from '../llm/modelInfo.js';
+import type { ProviderRegistry } from '../llm/providers.js';
 import { Store, type AppendRequest } from '../store/index.js';
 import type { EventData, EventType, eventDefinitions } from '../store/schemas.js';
 import { createDefaultRegistry } from '../tools/builtin/index.js';
@@ -12,12 +13,12 @@ import type { ToolRegistry } from '../tools/registry.js';
 import { testToolsFromEnv } from '../tools/testing/probe.js';
 import { createAuthService, type AuthService } from './auth.js';
 import { CONFIG_UPDATED_KEYS_MAX } from '../core/limits.js';
-import type { ModelCatalog } from '../llm/modelInfo.js';
 import type { ConfigNote, ResolvedConfig } from './config.js';
 import { createConfigService, type ConfigChange, type ConfigService } from './configService.js';
 import { HookRegistry, recordHookFailure, type Hooks } from './hooks.js';
 import { PluginHost } from './plugins.js';
 import type { WatchMode } from './watch.js';
+import { openModelService, type ModelService } from './models.js';
 
 /**
  * What every long-lived loom process (a CLI command, `loom serve`, `loom worker`) runs on: the
@@ -46,6 +47,16 @@ export interface LoomRuntime {
    * `mcp: 'eager'`); `await mcp.ready(ms)` before a first turn that should see their tools.
    */
   mcp: McpSupervisor;
+  /**
+   * The model catalog (llm/catalog.ts): built-in, config, plugin and registered models. Its
+   * changes are recorded as `model.*` system events; registrations made by other processes
+   * appear without a restart.
+   */
+  catalog: ModelCatalog;
+  /** The provider plugins and their load status; resolves `provider/model` for sessions. */
+  providers: ProviderRegistry;
+  /** Catalog, providers and registrations together (`loom models`, `/models`). */
+  models: ModelService;
   /** Set when a NATS URL was given: the transport, outbox and owner mirror. */
   nats?: NatsServices;
   /**
@@ -107,6 +118,8 @@ export interface LoomRuntimeOptions {
    * session (a command that runs no session starts no server); `eager` at once (serve, worker, acp).
    */
   mcp?: 'lazy' | 'eager';
+  /** How long one provider may take to load (default PROVIDER_LOAD_TIMEOUT_MS). */
+  providerLoadTimeoutMs?: number;
 }
 
 export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
@@ -160,8 +173,8 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     store,
     tools,
     hooks,
-    // The model catalog, once the runtime has one (`runtime.catalog`); until then loom.model.register refuses.
-    catalog: () => (runtime as { catalog?: ModelCatalog }).catalog,
+    // The model catalog (`runtime.catalog`): plugins register models into it.
+    catalog: () => runtime.catalog,
     configFor: (location) => config.configFor(location),
     signal: (kind, sessionId) => runtime.signal(kind, sessionId),
     emit: (event) => emitSystem(store, event),
@@ -174,6 +187,8 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     log: env.LOOM_DEBUG ? (line) => process.stderr.write(`loom: ${line}\n`) : undefined,
   });
   if (options.mcp === 'eager') void mcp.start();
+  // Providers load in the background (never delaying startup); the catalog fills as they do.
+  const models = openModelService({ store, home, env, credentials: auth, loadTimeoutMs: options.providerLoadTimeoutMs, loadGlobalConfig: () => config.configFor() });
 
   const nats = options.natsUrl ? startNats({ store, url: options.natsUrl, name: options.processName, onError: debugNats }) : undefined;
   const coordinator = new Coordinator({
@@ -195,7 +210,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
         home,
         tools,
         hooks,
-        resolveProvider: createProviderResolver(current, env, auth),
+        resolveProvider: models.resolverFor(current),
         askPermission: options.asker,
         systemPrompt: options.systemPrompt?.(session.location, new Date(store.clock.now())),
       };
@@ -209,7 +224,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
       for (const actor of coordinator.liveActors()) {
         if (actor.location !== change.location) continue;
         try {
-          actor.reconfigure({ config: change.config, resolveProvider: createProviderResolver(change.config, env, auth) });
+          actor.reconfigure({ config: change.config, resolveProvider: models.resolverFor(change.config) });
         } catch (error) {
           debug(`config: session ${actor.sessionId} could not take the new config: ${(error as Error)?.message ?? String(error)}`);
         }
@@ -230,6 +245,9 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     tools,
     auth,
     mcp,
+    catalog: models.catalog,
+    providers: models.providers,
+    models,
     nats,
     config,
     plugins,
@@ -247,6 +265,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
       plugins.close();
       auth.close();
       config.close();
+      models.close();
       coordinator.shutdown();
       // Their tools leave the registry now (recorded while the store is open); children exit in the background.
       void mcp.close();

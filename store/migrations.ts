@@ -211,6 +211,26 @@ export const MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   );
   `,
+  // catalog (issue 8): models registered with `loom models add` / `POST /models`, seen by every
+  // process (the fields given, as JSON; unset fields fall back to the entry's other sources), and
+  // the last recorded system fact per key (`model:<id>`, `provider:<id>`), so a fact every process
+  // derives by itself (a provider loaded, a built-in model) is recorded once, not once per process.
+  // Neither is a projection: `models` is written by the command, `system_latest` with the event.
+  `
+  CREATE TABLE models (
+    model_id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    patch TEXT NOT NULL,
+    source TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  );
+  CREATE TABLE system_latest (
+    key TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    gseq INTEGER NOT NULL
+  );
+  `,
 ];
 
 /** Tables written only from events; `rebuildProjections` empties and refills exactly these. */

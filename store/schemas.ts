@@ -22,6 +22,38 @@ export type EventKind = 'request' | 'owner' | 'system';
 const providerMetadata = z.record(z.string(), z.unknown()).optional();
 const id = z.string().min(1);
 
+/**
+ * A model catalog entry in `model.*` system events. Only `model` was in the first schema; the rest
+ * is optional so those events still read. Never a secret: ids, limits and prices only.
+ */
+const modelEventData = z.object({
+  /** `provider/model`. */
+  model: z.string(),
+  /** Who registered the entry in force: builtin, config, plugin, cli, http, provider. */
+  source: z.string().optional(),
+  name: z.string().optional(),
+  capabilities: z.object({ toolCalling: z.boolean(), reasoning: z.boolean() }).optional(),
+  limits: z.object({ context: z.number().int().positive().optional(), output: z.number().int().positive().optional() }).optional(),
+  /** US dollars per million tokens. */
+  cost: z
+    .object({ input: z.number().nonnegative(), output: z.number().nonnegative(), cacheRead: z.number().nonnegative().optional(), cacheWrite: z.number().nonnegative().optional() })
+    .optional(),
+});
+
+/** `provider.loaded`: only `provider` was in the first schema; the outcome fields are optional. */
+const providerLoadedData = z.object({
+  provider: z.string(),
+  /** The provider kind (openai, openai-responses, anthropic, or a plugin's). */
+  kind: z.string().optional(),
+  ok: z.boolean().optional(),
+  /** Why it failed (secrets scrubbed, bounded by PROVIDER_ERROR_CHARS_MAX). */
+  error: z.string().optional(),
+  /** Models it registered into the catalog. */
+  models: z.number().int().nonnegative().optional(),
+  /** What made it load: a config entry, environment variables, or stored credentials. */
+  origin: z.enum(['config', 'env', 'credentials']).optional(),
+});
+
 export const activityStatus = z.enum([
   'completed',
   'failed',
@@ -345,10 +377,12 @@ export const eventDefinitions = {
       column: z.number().int().positive().optional(),
     }),
   },
-  'provider.loaded': { kind: 'system', version: 1, schema: z.object({ provider: z.string() }) },
-  'model.added': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
-  'model.updated': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
-  'model.removed': { kind: 'system', version: 1, schema: z.object({ model: z.string() }) },
+  // A provider plugin finished loading (llm/providers.ts): ok, or the error (never a secret).
+  'provider.loaded': { kind: 'system', version: 1, schema: providerLoadedData },
+  // The model catalog changed (llm/catalog.ts): the entry as it is now (removed: as it was).
+  'model.added': { kind: 'system', version: 1, schema: modelEventData },
+  'model.updated': { kind: 'system', version: 1, schema: modelEventData },
+  'model.removed': { kind: 'system', version: 1, schema: modelEventData },
   // `source`: where the tool comes from (`mcp:<server>`, `plugin:<name>`; absent for built-ins);
   // `reason`: why it left (an MCP server went down, its tool list changed, it was removed from config).
   'registry.tool.added': { kind: 'system', version: 1, schema: z.object({ tool: z.string(), source: z.string().optional() }) },

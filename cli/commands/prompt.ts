@@ -37,6 +37,9 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
     const session = requireSession(rt.store, idArg);
     const sessionId = session.sessionId;
     await rt.configFor(session.location);
+    // This process will run the session (no live owner, not detached): a provider that cannot load
+    // is refused now, naming it, before the input is admitted (exit 2), as `run` does.
+    if (!opts.detach && !rt.store.owners.get(sessionId, rt.store.clock.now())?.live) await rt.providers.ready(session.model);
     const attachments = await attachmentsFor(session.location, opts.attach); // resolved before anything is stored
     const after = rt.store.queries.session(sessionId)!.lastSeq;
     let admission;

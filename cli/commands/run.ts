@@ -2,7 +2,7 @@ import { attachmentsFor } from '../attach.js';
 import { EXIT, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
 import { openRuntime, resolveLocation, type PermissionMode } from '../runtime.js';
-import { createProviderResolver, DEFAULT_MODEL } from '../../llm/resolve.js';
+import { DEFAULT_MODEL } from '../../llm/resolve.js';
 import { followInput } from './prompt.js';
 import { hookFailedEvent, runInputHooks, type HookFailure } from '../../services/hooks.js';
 import { admitWithPolicy, type DoubleTextingPolicy } from '../../store/index.js';
@@ -36,7 +36,7 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
   try {
     const config = await rt.configFor(location);
     const model = opts.model ?? config.model ?? process.env.LOOM_MODEL ?? DEFAULT_MODEL;
-    createProviderResolver(config, process.env, rt.auth)(model); // fail before creating anything when the provider is not configured
+    await rt.providers.ready(model); // fail before creating anything when the provider is not configured or failed to load (bounded wait)
     const attachments = await attachmentsFor(location, opts.attach); // resolved before anything is stored
     const sessionId = rt.store.ids.next('ses');
     // Plugins' input.admitted hooks see the text before anything is stored; their failures are recorded with the session.

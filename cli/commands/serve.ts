@@ -44,6 +44,10 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
     onSessionError: (sessionId, error) => process.stderr.write(`loom serve: session ${sessionId} stopped: ${(error as Error)?.message ?? String(error)}\n`),
     onConfigNotes: (note) => printConfigNote(note),
   });
+  // Providers load in the background: a failure is worth a line for the operator (it blocks nothing).
+  rt.models.onProviderLoaded((p) => {
+    if (p.state === 'failed') process.stderr.write(`loom serve: provider ${p.id} failed to load: ${p.error ?? 'unknown error'}\n`);
+  });
   let running;
   try {
     running = await listen(rt, { host, port, explicitToken: token.explicit, allowHosts: opts.allowHost });

@@ -9,7 +9,6 @@ import {
   SessionOwnedError,
   type DoubleTextingPolicy,
 } from '../../store/index.js';
-import { createProviderResolver } from '../../llm/resolve.js';
 import { EXIT, UsageError } from '../exit.js';
 import { openRuntime, openStore, resolveLocation } from '../runtime.js';
 import { DEFAULT_MODEL } from './run.js';
@@ -25,7 +24,7 @@ export async function sessionNew(opts: { dir: string; model?: string; title?: st
   try {
     const config = await rt.configFor(location);
     const model = opts.model ?? config.model ?? process.env.LOOM_MODEL ?? DEFAULT_MODEL;
-    createProviderResolver(config, process.env, rt.auth)(model); // a session that could never run is refused now, as `run` does
+    await rt.providers.ready(model); // a session that could never run is refused now, as `run` does
     const sessionId = rt.store.ids.next('ses');
     rt.store.append({
       sessionId,

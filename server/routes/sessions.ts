@@ -1,7 +1,6 @@
 import { realpathSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { DEFAULT_MODEL } from '../../cli/commands/run.js';
-import { createProviderResolver } from '../../llm/resolve.js';
 import type { RouteModule, ServerContext } from '../app.js';
 import { hookFailedEvent, NO_HOOKS, runInputHooks, type HookFailure } from '../../services/hooks.js';
 import { admitWithPolicy } from '../admission.js';
@@ -24,7 +23,7 @@ export const sessionRoutes: RouteModule = {
       const config = await ctx.configFor(location);
       const model = body.model ?? config.model ?? ctx.env.LOOM_MODEL ?? DEFAULT_MODEL;
       try {
-        createProviderResolver(config, ctx.env, ctx.credentials)(model); // refuse before creating anything when the provider is not configured
+        await ctx.models.providers.ready(model); // refuse before creating anything when the provider is not configured or failed to load
       } catch (error) {
         throw new ApiError(400, 'configuration', `body.model: ${(error as Error).message}`, 'body.model');
       }

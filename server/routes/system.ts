@@ -1,13 +1,11 @@
 import { setCookie } from 'hono/cookie';
-import { createProviderResolver } from '../../llm/resolve.js';
 import { loadConfig, publicConfig } from '../../services/config.js';
-import { DEFAULT_MODEL } from '../../cli/commands/run.js';
 import type { RouteModule } from '../app.js';
 import { AUTH_COOKIE, tokenMatches } from '../auth.js';
 import { routes } from '../contract.js';
 import { ApiError } from '../errors.js';
 
-/** Health, the cookie exchange, models and the resolved config (the statecharts are served by the inspector's routes). */
+/** Health, the cookie exchange and the resolved config (models: routes/models.ts; (the statecharts are served by the inspector's routes). */
 export const systemRoutes: RouteModule = {
   name: 'system',
   register(app, ctx) {
@@ -21,19 +19,6 @@ export const systemRoutes: RouteModule = {
       if (!tokenMatches(token, ctx.token)) throw new ApiError(401, 'unauthorized', 'wrong token', 'body.token');
       setCookie(c, AUTH_COOKIE, ctx.token, { httpOnly: true, sameSite: 'Strict', path: '/' });
       return c.body(null, 204);
-    });
-
-    app.openapi(routes.models, async (c) => {
-      const { config } = await loadConfig({ home: ctx.home });
-      const def = config.model ?? ctx.env.LOOM_MODEL ?? DEFAULT_MODEL;
-      let missing: string[] = [];
-      try {
-        createProviderResolver(config, ctx.env, ctx.credentials)('openai/probe');
-      } catch (error) {
-        missing = [...((error as { variables?: readonly string[] }).variables ?? ['OPENAI_API_KEY'])];
-      }
-      const baseURL = ctx.env.OPENAI_BASE_URL || config.providers.openai?.baseURL || null;
-      return c.json({ default: def, providers: [{ id: 'openai', configured: missing.length === 0, missing, baseURL }] }, 200);
     });
 
     app.openapi(routes.config, async (c) => {

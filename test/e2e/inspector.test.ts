@@ -4,6 +4,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { startScriptedOpenAIServer, type ScriptedTurn } from '../fixtures/scripted-openai-server.js';
 import { PROJECT_ROOT, spawnLoom } from '../fixtures/torture.js';
+import { runLoom } from './loom.js';
 import { onCleanup, tempDir } from '../helpers.js';
 
 /** Debian's Chromium (.ci/run installs it); playwright-core drives it and never downloads a browser. */
@@ -39,7 +40,7 @@ async function serve(script: ScriptedTurn[] = SCRIPT) {
     });
     return { status: res.status, body: (await res.json().catch(() => null)) as any };
   };
-  return { base, token, inspectorUrl: `${base}/inspector#token=${encodeURIComponent(token)}`, dir, call, model };
+  return { base, token, inspectorUrl: `${base}/inspector#token=${encodeURIComponent(token)}`, dir, home, call, model };
 }
 
 async function launch(): Promise<Browser> {
@@ -165,6 +166,38 @@ describe('inspector page (loom serve + headless Chromium)', () => {
       expect(inputs.map((t) => JSON.parse(t).data.text)).toEqual(['write secret.txt', 'and now?']);
       expect(server.model.requests).toHaveLength(3);
       await expect.poll(() => page.locator('#usage dd[data-usage="activities"]').textContent(), { timeout: UI_TIMEOUT_MS }).toBe('2');
+    } finally {
+      await browser.close();
+    }
+  }, 90_000);
+
+  it('inspector - the System panel lists recent system events and shows a model added by another process live', async () => {
+    const server = await serve();
+    const browser = await launch();
+    try {
+      const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+      page.setDefaultTimeout(UI_TIMEOUT_MS);
+      const problems: string[] = [];
+      page.on('pageerror', (e) => problems.push(e.message));
+      await page.goto(server.inspectorUrl);
+      await page.locator('#connection[data-status="live"]').waitFor();
+      // History: the server loaded the openai provider (OPENAI_BASE_URL) before or while the page opened.
+      await page.locator('#system li[data-type="provider.loaded"]').first().waitFor();
+
+      // Another process registers a model; the open page shows it without a reload.
+      const added = await runLoom(['models', 'add', 'groq/llama-3.3-70b', '--context', '128k', '--input-cost', '0.59', '--output-cost', '0.79'], { LOOM_HOME: server.home });
+      expect(added.code, added.stderr).toBe(0);
+      const row = page.locator('#system li[data-type="model.added"]', { hasText: 'groq/llama-3.3-70b' });
+      await row.waitFor();
+      expect(await row.locator('.what').textContent()).toBe('groq/llama-3.3-70b (cli)');
+      // Newest first: the new row heads the list.
+      expect(await page.locator('#system li').first().getAttribute('data-type')).toBe('model.added');
+
+      const removed = await runLoom(['models', 'rm', 'groq/llama-3.3-70b'], { LOOM_HOME: server.home });
+      expect(removed.code, removed.stderr).toBe(0);
+      await page.locator('#system li[data-type="model.removed"]', { hasText: 'groq/llama-3.3-70b' }).waitFor();
+      await screenshot(page, 'inspector-system.png');
+      expect(problems).toEqual([]);
     } finally {
       await browser.close();
     }

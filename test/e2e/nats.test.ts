@@ -108,7 +108,11 @@ describe('loom with NATS (real processes, a real nats-server)', () => {
     const second = await loom(['prompt', id, 'again'], env).done;
     expect(second.code).toBe(0);
     const log = sessionLog(home, id);
-    expect((await readStream(nats.url)).map((m) => m.event)).toEqual(log);
+    const stream = (await readStream(nats.url)).map((m) => m.event);
+    expect(stream.filter((e) => e.sessionId === id)).toEqual(log);
+    // The system log (providers loaded, their models) is published too, in the same gseq order.
+    expect(stream.some((e) => e.sessionId === null && e.type === 'provider.loaded')).toBe(true);
+    expect(stream.map((e) => e.gseq)).toEqual([...stream.map((e) => e.gseq)].sort((x, y) => x - y));
   });
 
   it('loom cancel - from another process, signalled over NATS: the owner aborts its run, which exits 3', async () => {

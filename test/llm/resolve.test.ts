@@ -69,6 +69,6 @@ describe('provider resolution from config version 2', () => {
     expect(() => resolve('off/m')).toThrow(/provider "off" is disabled in config \(providers\.off\.enabled is false\)/);
     expect(() => resolve('nope/m')).toThrow(/unknown provider "nope" in model "nope\/m"; available: openai, openai-responses, anthropic, off, gw/);
     expect(() => resolve('gw/claude')).toThrow(ProviderConfigError);
-    expect(() => resolve('gw/claude')).toThrow(/provider "gw" \(kind anthropic\) has no key: store one with `loom auth set gw`/);
+    expect(() => resolve('gw/claude')).toThrow(/provider "gw" \(kind anthropic\) has no key: .*store one with `loom auth set gw`/);
   });
 });

@@ -54,13 +54,16 @@ describe('sdk client', () => {
     const { client, dir } = await startTestServer();
     const a = await client.createSession({ location: dir });
     const b = await client.createSession({ location: dir });
+    // The system log (providers loaded, their models) shares the gseq sequence: start after a's first event.
+    const aGseq = (await client.eventsPage(a.session.sessionId)).events[0]!.gseq;
+    const bGseq = (await client.eventsPage(b.session.sessionId)).events[0]!.gseq;
     const ac = new AbortController();
     const got: Envelope[] = [];
-    for await (const e of client.events({ after: 1, signal: ac.signal })) {
+    for await (const e of client.events({ after: aGseq, signal: ac.signal })) {
       got.push(e);
       ac.abort();
     }
-    expect(got.map((e) => [e.gseq, e.sessionId])).toEqual([[2, b.session.sessionId]]);
+    expect(got.map((e) => [e.gseq, e.sessionId])).toEqual([[bGseq, b.session.sessionId]]);
     expect(a.session.sessionId).not.toBe(b.session.sessionId);
   });
 });

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DIST } from '../helpers.js';
-import { openSse, startTestServer } from './harness.js';
+import { authed, openSse, startTestServer } from './harness.js';
 
 const contiguous = (seqs: number[], from = 1) => seqs.every((s, i) => s === from + i);
 
@@ -61,13 +61,17 @@ describe('SSE event streams', () => {
     const envs = sse.envelopes();
     expect(envs.map((e) => e.gseq)).toEqual(envs.map((_, i) => i + 1));
     expect(sse.frames.map((f) => Number(f.id))).toEqual(envs.map((e) => e.gseq));
-    expect(new Set(envs.map((e) => e.sessionId))).toEqual(new Set([a, b]));
+    expect(new Set(envs.filter((e) => e.sessionId !== null).map((e) => e.sessionId))).toEqual(new Set([a, b]));
+    // The global stream carries the system log too: the server's providers loaded before the first session.
+    expect(envs.filter((e) => e.sessionId === null).map((e) => e.type)).toContain('provider.loaded');
     expect(envs.filter((e) => e.type === 'compaction.requested').every((e) => e.sessionId === a && /^child \d+ #\d$/.test(e.data.reason))).toBe(true);
   });
 
   it('heartbeat - an idle stream gets a comment every heartbeat interval', async () => {
-    const { url } = await startTestServer({ sse: { heartbeatMs: 50 } });
-    const sse = await openSse(`${url}/events/stream`);
+    const { url, client } = await startTestServer({ sse: { heartbeatMs: 50 } });
+    await client.models(); // the providers have loaded (their system events are history)
+    const { gseq } = (await (await authed(`${url}/events/info`)).json()) as { gseq: number };
+    const sse = await openSse(`${url}/events/stream?after=${gseq}`);
     await sse.until(() => sse.comments.filter((c) => c.includes('heartbeat')).length >= 2);
     expect(sse.frames).toEqual([]);
   });

@@ -393,11 +393,10 @@ describe('config version 2 providers', () => {
     expect(config.providers.openai).toEqual({ idempotent: false });
   });
 
-  it('loadConfig - a project file may add models to a provider the global file defines, without a kind', async () => {
+  it('loadConfig - a project file may not add models (the model catalog is one per process, shared by every project)', async () => {
     writeGlobal('{ "version": 2, "providers": { "local": { "kind": "openai", "baseURL": "http://127.0.0.1:1/v1" } } }');
     writeProject('{ "version": 2, "providers": { "local": { "models": { "tiny": { "context": 4096 } } } } }');
-    const { config } = await loadConfig({ home, location });
-    expect(config.providers.local).toEqual({ kind: 'openai', baseURL: 'http://127.0.0.1:1/v1', models: { tiny: { context: 4096 } } });
+    await expect(loadConfig({ home, location })).rejects.toThrow(/"providers\.local\.models": may not be set in a project config/);
   });
 
   for (const key of ['kind', 'baseURL', 'headers'] as const) {
@@ -554,5 +553,23 @@ describe('config - mcp servers (global only)', () => {
     await expect(loadConfig({ home })).rejects.toThrow(/"mcp.servers.a.type"/);
     writeGlobal(`{ "version": 1, "mcp": { "servers": { "a": { "type": "stdio", "command": "x", "cwd": "relative/dir" } } } }`);
     await expect(loadConfig({ home })).rejects.toThrow(/"mcp.servers.a.cwd": must be an absolute path/);
+  });
+});
+
+describe('config - provider models (catalog)', () => {
+  it('loadConfig - providers.<id>.models are validated field by field and kept', async () => {
+    writeGlobal('{ "version": 1, "providers": { "openai": { "models": { "gpt-4o": { "context": 64000, "cost": { "input": 2, "output": 8 } } } } } }');
+    const { config } = await loadConfig({ home });
+    expect(config.providers.openai?.models).toEqual({ 'gpt-4o': { context: 64_000, cost: { input: 2, output: 8 } } });
+    writeGlobal('{ "version": 1, "providers": { "openai": { "models": { "gpt-4o": { "cost": { "input": -1, "output": 8 } } } } } }');
+    await expect(loadConfig({ home })).rejects.toThrow(/"providers.openai.models.gpt-4o.cost.input"/);
+    writeGlobal('{ "version": 1, "providers": { "openai": { "models": { "gpt-4o": { "window": 1 } } } } }');
+    await expect(loadConfig({ home })).rejects.toThrow(/"providers.openai.models.gpt-4o.window": unknown key/);
+  });
+
+  it('loadConfig - refuses providers.<id>.models in a project config (the catalog is shared by every project)', async () => {
+    fs.mkdirSync(path.join(location, '.loom'));
+    fs.writeFileSync(projectConfigPath(location), '{ "version": 1, "providers": { "anthropic": { "models": { "claude-x": { "context": 1000 } } } } }');
+    await expect(loadConfig({ home, location })).rejects.toThrow(/"providers.anthropic.models": may not be set in a project config/);
   });
 });

@@ -69,7 +69,8 @@ function run(rt: LoomRuntime, sessionId: string, text: string): Promise<void> {
 async function systemEvent(rt: LoomRuntime, type: string, timeoutMs = 10_000): Promise<AnyEnvelope> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    const hit = rt.store.readSystem({ limit: 1_000 }).find((e) => e.type === type);
+    // The global scope (read by the model service) changes too: a directory's change names its location.
+    const hit = rt.store.readSystem({ limit: 1_000 }).find((e) => e.type === type && (type !== 'config.updated' || (e.data as { location?: string }).location !== undefined));
     if (hit) return hit;
     if (Date.now() > until) throw new Error(`no ${type} system event; saw ${rt.store.readSystem({ limit: 1_000 }).map((e) => e.type).join(', ')}`);
     await new Promise((r) => setTimeout(r, 20));

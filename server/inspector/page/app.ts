@@ -12,6 +12,7 @@ import {
   INSPECTOR_EVENT_PREVIEW_CHARS_MAX,
   INSPECTOR_HISTORY_EVENTS_MAX,
   INSPECTOR_REFRESH_INTERVAL_MS,
+  INSPECTOR_SYSTEM_ROWS_MAX,
   INSPECTOR_TIMELINE_ROWS_MAX,
 } from '../../../core/limits.js';
 import type { MachineGraph } from '../graph.js';
@@ -157,6 +158,8 @@ const page = {
   stream: null as EventSource | null,
   recovery: [] as Envelope[],
   filter: [] as string[],
+  /** gseqs of the rows in the System panel (history and live stream overlap; each shows once). */
+  system: new Set<number>(),
 };
 
 // ---- boot -----------------------------------------------------------------------------------------
@@ -200,11 +203,12 @@ function showSignin(): void {
 async function start(): Promise<void> {
   // The cursor first: an event committed while the list loads is then on the stream, never missed.
   const info = await api<{ gseq: number; types: string[] }>('GET', '/events/info');
-  const [list, session, toolCall, job] = await Promise.all([
+  const [list, session, toolCall, job, system] = await Promise.all([
     api<{ sessions: SessionSummary[] }>('GET', '/sessions'),
     api<MachineGraph>('GET', '/machines/session'),
     api<MachineGraph>('GET', '/machines/toolCall'),
     api<MachineGraph>('GET', '/machines/job'),
+    api<{ events: Envelope[] }>('GET', `/events/system?last=${INSPECTOR_SYSTEM_ROWS_MAX}`),
   ]);
   page.charts = {
     session: { graph: session, layout: layoutStatechart(session) },
@@ -215,6 +219,8 @@ async function start(): Promise<void> {
   page.sessions = list.sessions;
   $('main').hidden = false;
   renderSessions();
+  for (const e of system.events) addSystemEvent(e);
+  renderSystemCount();
   followAll(info.gseq);
   wireControls();
   const wanted = new URLSearchParams(location.search).get('session');
@@ -251,7 +257,11 @@ function followAll(after: number): void {
   source.onopen = () => setConnection('live', 'live');
   source.onerror = () => setConnection('reconnecting', 'reconnecting…');
   onEvents(source, (e) => {
-    if (e.sessionId === null) return;
+    if (e.sessionId === null) {
+      addSystemEvent(e);
+      renderSystemCount();
+      return;
+    }
     page.lastEvent.set(e.sessionId, e.type);
     refreshSessions();
   });
@@ -279,6 +289,60 @@ function renderSessions(): void {
     }),
   );
   if (page.sessions.length === 0) list.append(h('li', { class: 'empty' }, 'No sessions yet.'));
+}
+
+// ---- system events --------------------------------------------------------------------------------
+
+/** One line saying what a system event is about. */
+function systemSummary(e: Envelope): string {
+  const d = e.data;
+  const str = (v: unknown) => (typeof v === 'string' ? v : v === undefined ? '' : JSON.stringify(v));
+  switch (e.type) {
+    case 'model.added':
+    case 'model.updated':
+    case 'model.removed':
+      return `${str(d.model)}${d.source ? ` (${str(d.source)})` : ''}`;
+    case 'provider.loaded':
+      return `${str(d.provider)}${d.kind ? ` [${str(d.kind)}]` : ''} ${d.ok === false ? `failed: ${str(d.error)}` : `ready, ${str(d.models ?? 0)} models`}`;
+    case 'config.updated':
+      return `${str(d.source)}: ${Array.isArray(d.keys) ? d.keys.join(', ') : ''}`;
+    case 'registry.tool.added':
+    case 'registry.tool.removed':
+      return str(d.tool);
+    case 'session.removed':
+      return `${str(d.sessionId)} (${str(d.reason)})`;
+    default:
+      return preview(d);
+  }
+}
+
+/** Adds a system event to the System panel (newest first, bounded), once per gseq. */
+function addSystemEvent(e: Envelope): void {
+  if (page.system.has(e.gseq)) return;
+  page.system.add(e.gseq);
+  const list = $('system');
+  list.querySelector('li.empty')?.remove();
+  const row = h(
+    'li',
+    { 'data-type': e.type, 'data-gseq': e.gseq, 'data-ok': e.type === 'provider.loaded' ? String(e.data.ok !== false) : undefined, title: JSON.stringify(e.data, null, 2) },
+    h('span', { class: 'type' }, e.type),
+    h('time', {}, timeOf(e.at)),
+    h('span', { class: 'what' }, systemSummary(e)),
+  );
+  // Newest first: a row goes before the first row with a smaller gseq.
+  const after = (Array.from(list.children) as HTMLElement[]).find((li) => Number(li.dataset.gseq) < e.gseq);
+  list.insertBefore(row, after ?? null);
+  while (list.childElementCount > INSPECTOR_SYSTEM_ROWS_MAX) {
+    const last = list.lastElementChild as HTMLElement;
+    page.system.delete(Number(last.dataset.gseq));
+    last.remove();
+  }
+}
+
+function renderSystemCount(): void {
+  const list = $('system');
+  if (list.childElementCount === 0) list.append(h('li', { class: 'empty' }, 'No system events yet.'));
+  $('system-count').textContent = page.system.size > 0 ? `${page.system.size} recent` : '';
 }
 
 // ---- one session ----------------------------------------------------------------------------------

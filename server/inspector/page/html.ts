@@ -25,6 +25,7 @@ export const INSPECTOR_HTML = `<!doctype html>
   <form id="signin-form"><input id="signin-token" type="password" autocomplete="off" placeholder="token" aria-label="token"><button type="submit">Sign in</button></form>
 </section>
 <main id="main" class="layout" hidden>
+  <div class="left">
   <aside class="sessions panel">
     <h2>Sessions</h2>
     <ul id="sessions" class="session-list"></ul>
@@ -38,6 +39,11 @@ export const INSPECTOR_HTML = `<!doctype html>
       </form>
     </details>
   </aside>
+  <section class="system panel" aria-label="System events">
+    <h2>System <span id="system-count" class="meta"></span></h2>
+    <ol id="system" class="system-list"></ol>
+  </section>
+  </div>
   <section id="session" class="session">
     <p id="empty" class="empty">Select a session.</p>
     <div id="detail" hidden>
