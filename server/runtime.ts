@@ -70,6 +70,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     runner,
     hub,
     configFor,
+    modelInfo: rt.modelInfo,
     token: options.token,
     allowedHosts: new Set(),
     version: VERSION,

@@ -36,6 +36,7 @@ import {
   RECOVERY_RETRY_BUDGET_DEFAULT,
   CONFIG_RETENTION_DAYS_MAX,
 } from '../core/limits.js';
+import { requestBudget, type RequestBudget } from '../store/schemas.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
 
 /** The config version this Loom writes and reads natively. */
@@ -139,6 +140,12 @@ export const configV1Schema = z.strictObject({
       toolOutputDays: z.number().positive().max(CONFIG_RETENTION_DAYS_MAX).optional(),
     })
     .optional(),
+  /**
+   * Spending caps (README "Budgets and usage"): `activity` for each activity a `run`, `prompt` or
+   * HTTP request opens (flags and request bodies override it), `session` for a session's totals.
+   * Each takes `tokens` and/or `costUsd`; a cost cap needs the model's price in the model catalog.
+   */
+  budget: requestBudget.optional(),
 });
 
 export type ConfigV1 = z.infer<typeof configV1Schema>;
@@ -163,6 +170,8 @@ export interface ResolvedConfig {
   jobs: { deliver: 'queue' | 'steer'; onRestart: 'reattach' | 'kill' };
   /** Unset: nothing is removed by age. */
   retention?: { sessionsDays?: number; toolOutputDays?: number };
+  /** Unset: no budget unless a flag or request sets one. */
+  budget?: RequestBudget;
 }
 
 // ---- migrations --------------------------------------------------------------------------------
@@ -392,6 +401,7 @@ export function resolveConfig(config: ConfigV1): ResolvedConfig {
       onRestart: config.jobs?.onRestart ?? 'reattach',
     },
     ...(config.retention === undefined ? {} : { retention: { ...config.retention } }),
+    ...(config.budget === undefined ? {} : { budget: { ...config.budget } }),
   };
 }
 

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Coordinator } from '../actors/coordinator.js';
 import { startNats, type NatsServices } from '../actors/nats.js';
 import type { PermissionAsker } from '../actors/permission.js';
+import type { ModelInfo } from '../llm/modelInfo.js';
 import { createProviderResolver } from '../llm/resolve.js';
 import { Store, type AppendRequest } from '../store/index.js';
 import type { EventData, EventType, eventDefinitions } from '../store/schemas.js';
@@ -37,6 +38,11 @@ export interface LoomRuntime {
   /** The config of a directory already loaded by `configFor`, if any. */
   loadedConfig(location: string): ResolvedConfig | undefined;
   /**
+   * The model catalog's entry for a `provider/model` reference (its price prices turns and checks
+   * cost budgets at admission); undefined when the catalog does not know the model.
+   */
+  modelInfo(ref: string): ModelInfo | undefined;
+  /**
    * Tells the session's owner (in any process) to look now: a `wake` after an admission or reply,
    * a `cancel` after a cancel request. Advisory (the owner also polls); never throws.
    */
@@ -60,6 +66,8 @@ export interface LoomRuntimeOptions {
   onSessionFailure?: (sessionId: string, error: unknown) => void;
   /** Builds the system prompt of a session's requests. */
   systemPrompt?: (location: string, now: Date) => string;
+  /** Where model entries (prices, limits) come from; without one no model has a known price. */
+  modelInfo?: (ref: string) => ModelInfo | undefined;
 }
 
 export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
@@ -82,6 +90,8 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     }
     return c;
   };
+
+  const modelInfo = (ref: string): ModelInfo | undefined => options.modelInfo?.(ref);
 
   const tools = createDefaultRegistry();
   for (const tool of testToolsFromEnv(env)) tools.register(tool);
@@ -113,6 +123,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
         resolveProvider: createProviderResolver(config, env),
         askPermission: options.asker,
         systemPrompt: options.systemPrompt?.(session.location, new Date(store.clock.now())),
+        modelInfo,
       };
     },
   });
@@ -126,6 +137,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     nats,
     configFor,
     loadedConfig: (location) => loaded.get(location),
+    modelInfo,
     async signal(kind, sessionId) {
       try {
         await (kind === 'wake' ? coordinator.transport.wake(sessionId) : coordinator.transport.cancel(sessionId));

@@ -1,4 +1,5 @@
 import { attachmentsFor } from '../attach.js';
+import { admissionBudget, type BudgetFlags } from '../budget.js';
 import { EXIT, exitCodeForStatus, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
 import { createHumanRenderer, createJsonRenderer } from '../render.js';
@@ -6,7 +7,7 @@ import { openRuntime, type CliRuntime, type PermissionMode } from '../runtime.js
 import { requireSession } from './session.js';
 import { admitWithPolicy, SessionBusyError } from '../../store/index.js';
 
-export interface PromptOptions {
+export interface PromptOptions extends BudgetFlags {
   steer?: boolean;
   queue?: boolean;
   follow?: boolean;
@@ -35,7 +36,8 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
   try {
     const session = requireSession(rt.store, idArg);
     const sessionId = session.sessionId;
-    await rt.configFor(session.location);
+    const config = await rt.configFor(session.location);
+    const budget = admissionBudget(config, session.model, rt.modelInfo, opts); // a cost budget needs a price: refused before anything is stored
     const attachments = await attachmentsFor(session.location, opts.attach); // resolved before anything is stored
     const after = rt.store.queries.session(sessionId)!.lastSeq;
     let admission;
@@ -46,6 +48,7 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
         ...(opts.clientId === undefined ? {} : { clientId: opts.clientId }),
         source: 'cli',
         ...(attachments === undefined ? {} : { attachments }),
+        ...(budget === undefined ? {} : { budget }),
       });
     } catch (error) {
       if (error instanceof SessionBusyError) throw new UsageError(`${error.message} (loom prompt --steer or --queue)`);

@@ -1,4 +1,5 @@
 import { attachmentsFor } from '../attach.js';
+import { admissionBudget, type BudgetFlags } from '../budget.js';
 import { EXIT, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
 import { openRuntime, resolveLocation, type PermissionMode } from '../runtime.js';
@@ -9,7 +10,7 @@ import type { DoubleTextingPolicy } from '../../store/index.js';
 /** The model when neither --model, config nor $LOOM_MODEL names one. */
 export const DEFAULT_MODEL = 'openai/gpt-4o-mini';
 
-export interface RunOptions {
+export interface RunOptions extends BudgetFlags {
   model?: string;
   dir: string;
   json?: boolean;
@@ -37,10 +38,11 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
     const config = await rt.configFor(location);
     const model = opts.model ?? config.model ?? process.env.LOOM_MODEL ?? DEFAULT_MODEL;
     createProviderResolver(config)(model); // fail before creating anything when the provider is not configured
+    const budget = admissionBudget(config, model, rt.modelInfo, opts); // a cost budget needs a price: refused before anything is stored
     const attachments = await attachmentsFor(location, opts.attach); // resolved before anything is stored
     const sessionId = rt.store.ids.next('ses');
     rt.store.append({ sessionId, type: 'session.created', data: { location, model, ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}) } });
-    rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli', attachments });
+    rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli', attachments, budget });
     process.stderr.write(`session ${sessionId} (${model}) in ${location}\n`);
     if (opts.detach) {
       await rt.signal('wake', sessionId); // over NATS a worker hears it at once; otherwise it polls

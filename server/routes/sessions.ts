@@ -3,7 +3,7 @@ import { isAbsolute } from 'node:path';
 import { DEFAULT_MODEL } from '../../cli/commands/run.js';
 import { createProviderResolver } from '../../llm/resolve.js';
 import type { RouteModule, ServerContext } from '../app.js';
-import { admitWithPolicy } from '../admission.js';
+import { admitWithPolicy, requestBudget } from '../admission.js';
 import { routes, SESSIONS_LIST_LIMIT } from '../contract.js';
 import { ApiError } from '../errors.js';
 import { sessionState } from '../state.js';
@@ -19,6 +19,7 @@ export const sessionRoutes: RouteModule = {
       const body = c.req.valid('json');
       if (body.mode !== undefined && body.text === undefined) throw new ApiError(400, 'invalid_request', 'body.mode: goes with body.text', 'body.mode');
       if (body.clientId !== undefined && body.text === undefined) throw new ApiError(400, 'invalid_request', 'body.clientId: goes with body.text', 'body.clientId');
+      if (body.budget !== undefined && body.text === undefined) throw new ApiError(400, 'invalid_request', 'body.budget: goes with body.text (or POST /sessions/{id}/run with a budget)', 'body.budget');
       const location = resolveLocation(body.location);
       const config = await ctx.configFor(location);
       const model = body.model ?? config.model ?? ctx.env.LOOM_MODEL ?? DEFAULT_MODEL;
@@ -27,6 +28,7 @@ export const sessionRoutes: RouteModule = {
       } catch (error) {
         throw new ApiError(400, 'configuration', `body.model: ${(error as Error).message}`, 'body.model');
       }
+      const budget = body.text === undefined ? undefined : await requestBudget(ctx, location, model, body.budget);
       const sessionId = ctx.store.ids.next('ses');
       const input = ctx.store.transaction(() => {
         ctx.store.append({
@@ -35,7 +37,7 @@ export const sessionRoutes: RouteModule = {
           data: { location, model, ...(body.title === undefined ? {} : { title: body.title }), ...(body.doubleTexting === undefined ? {} : { doubleTexting: body.doubleTexting }) },
         });
         if (body.text === undefined) return null;
-        return admitWithPolicy(ctx.store, sessionId, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http' }).input;
+        return admitWithPolicy(ctx.store, sessionId, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http', ...(budget ? { budget } : {}) }).input;
       });
       if (input) await kick(ctx, sessionId);
       return c.json({ session: ctx.store.queries.session(sessionId)!, input }, 201);
