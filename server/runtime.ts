@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { discoverUnsettled, type DiscoveryReport } from '../actors/discovery.js';
 import { natsUrlFromEnv } from '../actors/nats.js';
-import { defaultSystemPrompt, openLoomRuntime } from '../services/runtime.js';
+import { defaultSystemPrompt, openLoomRuntime, type LoomRuntimeOptions } from '../services/runtime.js';
 import { defaultSseLimits, type ServerContext } from './app.js';
 import { EventHub } from './hub.js';
 import { SessionRunner } from './runner.js';
@@ -32,6 +32,8 @@ export interface ServerRuntimeOptions {
   env?: NodeJS.ProcessEnv;
   /** Told when a session this server runs fails. */
   onSessionError?(sessionId: string, error: unknown): void;
+  /** Where model entries (prices) come from (see LoomRuntimeOptions.modelInfo). */
+  modelInfo?: LoomRuntimeOptions['modelInfo'];
 }
 
 export interface ServerRuntime extends ServerContext {
@@ -59,6 +61,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     processName: `loom serve ${process.pid}`,
     systemPrompt: defaultSystemPrompt,
     onSessionFailure: (sessionId, error) => options.onSessionError?.(sessionId, error),
+    modelInfo: options.modelInfo,
   });
   const { store, coordinator, configFor } = rt;
   const runner = new SessionRunner({ store, coordinator, configFor, onError: options.onSessionError });
