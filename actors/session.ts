@@ -303,14 +303,16 @@ export class SessionActor {
 
   /**
    * Resolves at the next safe point: the session is quiet, or its next provider request is about
-   * to be dispatched (it is not: a draining session sends nothing more). Provider streams and tool
-   * calls already in flight finish first. The caller then stops the actor and releases the lease;
-   * the log shows a turn started and nothing dispatched, which a new owner can continue safely.
+   * to be dispatched (it is not: a draining session sends nothing more), or it waits out a retry's
+   * backoff. Provider streams and tool calls already in flight finish first. The caller then stops
+   * the actor and releases the lease; the log shows a turn started (or a retry scheduled) and
+   * nothing in flight, which a new owner can continue safely.
    */
   drain(): Promise<void> {
     // Calls waiting for permission (even while someone here is being asked) are a safe point too:
-    // nothing has started, and their asks stay pending in the log for the next owner.
-    const safe = () => this.isQuiet() || this.waitingForPermission(true);
+    // nothing has started, and their asks stay pending in the log for the next owner. So is a
+    // retry's backoff, which may last as long as a provider's retry-after.
+    const safe = () => this.isQuiet() || this.waitingForPermission(true) || this.waitingToRetry();
     if (safe()) return Promise.resolve();
     return new Promise((resolve) => {
       (this.drainWaiters ??= []).push(resolve);
@@ -329,6 +331,12 @@ export class SessionActor {
   }
 
   private stopped = false;
+
+  /** Between a failed attempt and its retry: nothing is in flight. */
+  waitingToRetry(): boolean {
+    const snap = this.actor.getSnapshot();
+    return this.failed === undefined && snap.status === 'active' && (snap.matches({ providerTurn: 'backoff' }) || snap.matches({ providerTurn: 'retrying' }));
+  }
 
   /** Calls waiting for a permission reply; fed with every delivered `permission.replied`. */
   readonly permissionWaits = new PermissionWaits(() => this.notifyIdle());

@@ -127,19 +127,19 @@ export function statusColor(c: Colors, status: string): (s: string) => string {
   return c.red;
 }
 
-/** `1 234 input / 56 output tokens · $0.0123` (the cost only when a turn was priced). */
+/** `1234 input / 56 output tokens · $0.0123` (the cost only when a turn was priced). */
 export function formatUsage(u: { inputTokens: number; outputTokens: number; costUsd?: number | null }): string {
   return `${u.inputTokens} input / ${u.outputTokens} output tokens${u.costUsd === null || u.costUsd === undefined ? '' : ` · ${formatUsd(u.costUsd)}`}`;
 }
 
-/** `tokens 10000, $0.50` */
+/** `10000 tokens, $0.5000` */
 export function formatBudget(b: { tokens?: number; costUsd?: number }): string {
   return [b.tokens === undefined ? '' : `${b.tokens} tokens`, b.costUsd === undefined ? '' : formatUsd(b.costUsd)].filter(Boolean).join(', ');
 }
 
-/** Dollars with four decimals below a cent (a turn of a cheap model costs fractions of one), two above. */
+/** Dollars with four decimals below one dollar (a turn of a cheap model costs fractions of a cent), two above. */
 export function formatUsd(dollars: number): string {
-  return `$${dollars.toFixed(dollars < 0.01 ? 4 : 2)}`;
+  return `$${dollars.toFixed(dollars < 1 ? 4 : 2)}`;
 }
 
 function short(s: string, max: number): string {

@@ -128,6 +128,25 @@ describe('session actor - budgets', () => {
     ]);
   });
 
+  it('a snapshot of the previous machine version (no usage or budgets in it) is discarded and the state rebuilt from the log', async () => {
+    const h = await createHarness({ script: [answer(100, 20), answer(300, 30)] });
+    h.store.admitInput(h.sessionId, { mode: 'queue', text: 'one', budget: { session: { tokens: 400 } } });
+    await h.run();
+    // What Loom wrote before budgets existed: session@2, a context without usage, budgets or input budgets.
+    const old = h.store.getSnapshot(h.sessionId)!;
+    const { usage: _u, sessionBudget: _b, inputBudgets: _i, runBudget: _r, ...oldContext } = old.context as Record<string, unknown>;
+    h.store.db.prepare('UPDATE snapshots SET machine_version = ?, context = ? WHERE session_id = ?').run('session@2', JSON.stringify(oldContext), h.sessionId);
+    h.crash();
+    const { coordinator, actor } = h.restart();
+    expect(actor.context()).toMatchObject({ usage: { inputTokens: 100, outputTokens: 20 }, sessionBudget: { tokens: 400 } });
+    // The rebuilt totals go on counting: the next turn reaches the session budget.
+    h.admit('queue', 'two');
+    actor.catchUp();
+    await coordinator.runUntilQuiet(h.sessionId);
+    expect(of(h.events(), 'activity.settled').map((e) => e.data.status)).toEqual(['completed', 'budget_exceeded']);
+    expect(h.store.getSnapshot(h.sessionId)!.machineVersion).toBe('session@3');
+  });
+
   it('a budget that does not fit its schema is refused at admission and nothing is stored', () => {
     return createHarness().then((h) => {
       expect(() => h.store.admitInput(h.sessionId, { mode: 'steer', text: 'x', budget: { activity: {} } })).toThrow(/budget\.activity.*sets neither tokens nor costUsd/);

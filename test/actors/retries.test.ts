@@ -157,6 +157,22 @@ describe('session actor - retries', () => {
     expect(of(h.events(), 'activity.settled')[0]!.data).toMatchObject({ status: 'cancelled', reason: 'cancel requested' });
   });
 
+  it('a drain during the backoff resolves at once: nothing is in flight, and the next owner retries', async () => {
+    const clock = new SimulatedClock();
+    const h = await createHarness({ script: [{ status: 429, retryAfter: '90' }, { text: 'resumed elsewhere' }], timers: clock });
+    h.admit('steer', 'x');
+    const actor = h.coordinator.own(h.sessionId)!;
+    void h.coordinator.runUntilQuiet(h.sessionId);
+    await h.waitFor((e) => e.type === 'attempt.retrying');
+    await actor.drain(); // the clock never moved: a drain does not wait out a 90 s retry-after
+    expect(state(h)).toBe('providerTurn.backoff');
+    h.crash();
+    const { coordinator } = h.restart();
+    await coordinator.runUntilQuiet(h.sessionId);
+    expect(of(h.events(), 'activity.settled')[0]!.data.status).toBe('completed');
+    expect(h.server.requests).toHaveLength(2);
+  });
+
   it('replaying the log reproduces the state of a session that retried; a process lost in the backoff retries safely on restore', async () => {
     const clock = new SimulatedClock();
     const h = await createHarness({ script: [{ status: 503 }, { text: 'after restart' }], timers: clock, random: () => 0.25 });

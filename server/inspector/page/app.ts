@@ -461,7 +461,7 @@ function renderInbox(s: SessionStateView): void {
   if (s.inbox.length === 0) $('inbox').append(h('li', { class: 'empty' }, 'Empty.'));
 }
 
-const usd = (dollars: number) => `$${dollars.toFixed(dollars < 0.01 ? 4 : 2)}`;
+const usd = (dollars: number) => `$${dollars.toFixed(dollars < 1 ? 4 : 2)}`;
 const budgetText = (b: BudgetView) => [b.tokens === undefined ? '' : `${b.tokens} tokens`, b.costUsd === undefined ? '' : usd(b.costUsd)].filter(Boolean).join(', ');
 /** `used / budget` for the budget's dimensions (tokens are input + output). */
 const againstBudget = (u: UsageView, b: BudgetView) =>
