@@ -67,6 +67,19 @@ describe('loom budgets and usage (real processes)', () => {
     expect(bad.stderr).toContain('--budget-tokens lots: expected a whole number of tokens');
   });
 
+  it('LOOM_FAILPOINT=after:attempt.retrying - a process killed in the backoff left nothing in flight: recover --scan retries and completes', async () => {
+    const { env, dir, server } = await setup([{ status: 503 }, { text: 'after the crash' }]);
+    const killed = await runLoom(['run', '-d', dir, 'hello'], { ...env, LOOM_FAILPOINT: 'after:attempt.retrying' });
+    expect(killed.signal ?? killed.code).toBe('SIGKILL');
+    const id = sessionIdOf(killed.stderr);
+    const scan = await runLoom(['recover', '--scan'], env);
+    expect(scan.code, scan.stderr).toBe(0);
+    const events = (await runLoom(['tail', id, '--json'], env)).stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; data: any });
+    expect(events.find((e) => e.type === 'recovery.detected')!.data).toMatchObject({ classification: 'safe', reason: 'no provider request was in flight' });
+    expect(events.filter((e) => e.type === 'activity.settled').map((e) => e.data.status)).toEqual(['completed']);
+    expect(server.requests).toHaveLength(2);
+  });
+
   it('loom run - a 503 is retried: the retry shows as a line with its delay and the run completes', async () => {
     const { env, dir, server } = await setup([{ status: 503 }, { text: 'second time lucky' }]);
     const r = await runLoom(['run', '-d', dir, 'hello'], env);
