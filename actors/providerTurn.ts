@@ -1,5 +1,6 @@
+import { turnCostUsd } from '../llm/cost.js';
 import { ProviderError } from '../llm/errors.js';
-import type { ProviderRequest } from '../llm/types.js';
+import type { ProviderRequest, Usage } from '../llm/types.js';
 import type { AppendRequest } from '../store/index.js';
 import { buildMessages } from './history.js';
 import type { SessionActor } from './session.js';
@@ -82,7 +83,7 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
           // Opaque provider data (thinking signatures, encrypted reasoning) rides on the reasoning part,
           // or on the text part when the turn streamed no reasoning text, so it is sent back either way.
           ...(textPart ? [owner({ type: 'text.done', data: { activityId: activity.id, attemptId, partId: textPart, text, ...(reasoningPart ? {} : { providerMetadata: ev.providerMetadata }) } })] : []),
-          owner({ type: 'turn.finished', data: { activityId: activity.id, turnId: activity.turnId!, attemptId, finishReason: ev.finishReason, usage: ev.usage, toolCalls, providerMetadata: ev.providerMetadata } }),
+          owner({ type: 'turn.finished', data: { activityId: activity.id, turnId: activity.turnId!, attemptId, finishReason: ev.finishReason, usage: ev.usage, toolCalls, costUsd: turnCost(session, ev.usage), providerMetadata: ev.providerMetadata } }),
         ]);
         return;
       }
@@ -121,4 +122,13 @@ async function applyChatHooks(session: SessionActor, request: ProviderRequest, a
   const headers = await hooks.run('chat.headers', {}, ctx);
   // Read the tools again: a `required` plugin the hooks waited for may have registered some.
   return { ...params, tools: session.deps.tools.specs(), signal, ...(Object.keys(headers).length === 0 ? {} : { headers }) };
+}
+
+/** The turn's cost from the catalog's price of the session's model; undefined when none is known (or the lookup fails). */
+function turnCost(session: SessionActor, usage: Usage): number | undefined {
+  try {
+    return turnCostUsd(session.deps.modelInfo?.(session.model), usage);
+  } catch {
+    return undefined; // a broken catalog must not lose the turn; a cost budget then reports it cannot be checked
+  }
 }

@@ -1,10 +1,13 @@
-import { createActor, fromPromise, initialTransition, transition, type Actor, type SnapshotFrom } from 'xstate';
+import { createActor, fromPromise, initialTransition, transition, type Actor, type ActorOptions, type AnyActorLogic, type SnapshotFrom } from 'xstate';
 import {
   ATTEMPT_RETRIES_MAX,
+  ATTEMPT_RETRY_AFTER_MAX_MS,
   ATTEMPT_RETRY_BACKOFF_MAX_MS,
   ATTEMPT_RETRY_BACKOFF_MS,
+  ATTEMPT_RETRY_JITTER_RATIO,
   READ_PAGE_EVENTS_MAX,
 } from '../core/limits.js';
+import type { ModelInfo } from '../llm/modelInfo.js';
 import type { Provider } from '../llm/types.js';
 import { SESSION_MACHINE_VERSION, sessionMachine, type SessionContext, type SessionEvent, type SessionInput } from '../machines/session.machine.js';
 import { jobMachine } from '../machines/job.machine.js';
@@ -18,6 +21,7 @@ import type { ToolServices } from '../tools/types.js';
 import { JobRuntime } from './job.js';
 import { runProviderTurn } from './providerTurn.js';
 import { PermissionWaits, type PermissionAsker } from './permission.js';
+import { retryDelayMs } from './retry.js';
 import { createToolCallImplementations } from './toolCall.js';
 
 /** Resolves `provider/model` to an adapter and the provider's own model id; throws a typed config error. */
@@ -50,9 +54,24 @@ export interface SessionDeps {
   onFailure?: (error: unknown) => void;
   /** The shared machine with implementations (one per coordinator); made per actor when absent. */
   logic?: SessionLogic;
+  /** the model catalog's entry for a `provider/model` reference */
+  modelInfo?: (ref: string) => ModelInfo | undefined;
+  /**
+   * A uniform draw in [0, 1) for the jitter of retry backoffs (Math.random when absent). The drawn
+   * delay is recorded (`attempt.retrying`), so tests inject a fixed source and replays need none.
+   */
+  random?: () => number;
+  /**
+   * The timers of the session's XState actor (its `after` delays: the retry backoff). XState's
+   * `SimulatedClock` lets a test move time by hand; real timers when absent.
+   */
+  timers?: TimerClock;
 }
 
 type SessionSnapshot = SnapshotFrom<typeof sessionMachine>;
+
+/** XState's timer interface (`setTimeout`/`clearTimeout`), as its `SimulatedClock` implements it. */
+export type TimerClock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
 
 /**
  * One live session: its XState actor, driven by committed log events.
@@ -87,7 +106,7 @@ export class SessionActor {
     const restored = this.restore();
     this.logic = deps.logic ?? new SessionLogic();
     this.logic.actors.set(this.sessionId, this);
-    this.actor = createActor(this.logic.machine, { snapshot: restored, input: this.input() });
+    this.actor = createActor(this.logic.machine, { snapshot: restored, input: this.input(), ...(deps.timers ? { clock: deps.timers } : {}) });
     this.actor.subscribe({
       next: () => this.notifyIdle(),
       error: (error) => this.fail(error),
@@ -139,7 +158,7 @@ export class SessionActor {
       const open = Object.values(a.calls).filter((c) => c.state !== 'settled').length;
       detected(`the stream had finished; ${open} tool call(s) were unsettled`, 'tools');
       if (auto) decide('continue', 'automatic: the turn is complete; unsettled idempotent calls run again, others settle interrupted');
-    } else if (value === 'providerTurn.backoff' || (value === 'providerTurn.streaming' && a.attemptId === null)) {
+    } else if (value === 'providerTurn.backoff' || value === 'providerTurn.retrying' || (value === 'providerTurn.streaming' && a.attemptId === null)) {
       detected('no provider request was in flight', 'safe');
       if (auto) decide('retry', 'automatic: nothing was in flight');
     } else {
@@ -187,7 +206,7 @@ export class SessionActor {
         (inputId) =>
           ({ sessionId: sid, epoch, type: 'input.released', data: { inputId, activityId: a.id, reason: `activity ${status}`, mode: this.deps.store.input(inputId)?.mode ?? 'steer' } }) as AppendRequest,
       ),
-      { sessionId: sid, epoch, type: 'activity.settled', data: { activityId: a.id, status, reason, turns: a.turns } },
+      { sessionId: sid, epoch, type: 'activity.settled', data: { activityId: a.id, status, reason, turns: a.turns, usage: a.usage } },
     ];
   }
 
@@ -313,14 +332,16 @@ export class SessionActor {
 
   /**
    * Resolves at the next safe point: the session is quiet, or its next provider request is about
-   * to be dispatched (it is not: a draining session sends nothing more). Provider streams and tool
-   * calls already in flight finish first. The caller then stops the actor and releases the lease;
-   * the log shows a turn started and nothing dispatched, which a new owner can continue safely.
+   * to be dispatched (it is not: a draining session sends nothing more), or it waits out a retry's
+   * backoff. Provider streams and tool calls already in flight finish first. The caller then stops
+   * the actor and releases the lease; the log shows a turn started (or a retry scheduled) and
+   * nothing in flight, which a new owner can continue safely.
    */
   drain(): Promise<void> {
     // Calls waiting for permission (even while someone here is being asked) are a safe point too:
-    // nothing has started, and their asks stay pending in the log for the next owner.
-    const safe = () => this.isQuiet() || this.waitingForPermission(true);
+    // nothing has started, and their asks stay pending in the log for the next owner. So is a
+    // retry's backoff, which may last as long as a provider's retry-after.
+    const safe = () => this.isQuiet() || this.waitingForPermission(true) || this.waitingToRetry();
     if (safe()) return Promise.resolve();
     return new Promise((resolve) => {
       (this.drainWaiters ??= []).push(resolve);
@@ -339,6 +360,12 @@ export class SessionActor {
   }
 
   private stopped = false;
+
+  /** Between a failed attempt and its retry: nothing is in flight. */
+  waitingToRetry(): boolean {
+    const snap = this.actor.getSnapshot();
+    return this.failed === undefined && snap.status === 'active' && (snap.matches({ providerTurn: 'backoff' }) || snap.matches({ providerTurn: 'retrying' }));
+  }
 
   /** Calls waiting for a permission reply; fed with every delivered `permission.replied`. */
   readonly permissionWaits = new PermissionWaits(() => this.notifyIdle());
@@ -471,6 +498,7 @@ export class SessionActor {
       attemptRetriesMax: ATTEMPT_RETRIES_MAX,
       attemptBackoffMs: ATTEMPT_RETRY_BACKOFF_MS,
       attemptBackoffMaxMs: ATTEMPT_RETRY_BACKOFF_MAX_MS,
+      attemptRetryAfterMaxMs: ATTEMPT_RETRY_AFTER_MAX_MS,
       toolTimeoutsMs: Object.fromEntries(this.deps.tools.list().map((t) => [t.name, t.timeoutMs])),
       toolTimeoutDefaultMs: limits.toolTimeoutMs,
       idempotentTools: this.deps.tools.list().filter((t) => t.idempotent).map((t) => t.name),
@@ -622,7 +650,31 @@ function provideSessionMachine(lookup: (sessionId: string) => SessionActor, jobs
           ...a.unconsumed.map((inputId) =>
             owner(s, { type: 'input.released', data: { inputId, activityId: a.id, reason: `activity ${params.status}`, mode: modeOf(inputId) } }),
           ),
-          owner(s, { type: 'activity.settled', data: { activityId: a.id, status: params.status, reason: params.reason, turns: a.turns } }),
+          owner(s, { type: 'activity.settled', data: { activityId: a.id, status: params.status, reason: params.reason, turns: a.turns, usage: a.usage } }),
+        ]);
+      },
+      scheduleRetry: ({ context }, params) => {
+        const s = lookup(context.sessionId);
+        const delayMs = retryDelayMs({
+          retry: params.failedAttempt,
+          baseMs: context.attemptBackoffMs,
+          maxMs: context.attemptBackoffMaxMs,
+          jitterRatio: ATTEMPT_RETRY_JITTER_RATIO,
+          retryAfterMs: params.retryAfterMs,
+          random: s.deps.random ?? Math.random,
+        });
+        s.observe([
+          owner(s, {
+            type: 'attempt.retrying',
+            data: {
+              activityId: context.activity!.id,
+              failedAttemptId: params.failedAttemptId,
+              nextAttempt: params.failedAttempt + 1,
+              delayMs,
+              reason: params.reason,
+              ...(params.retryAfterMs === undefined ? {} : { retryAfterMs: Math.ceil(params.retryAfterMs) }),
+            },
+          }),
         ]);
       },
       interruptCalls: ({ context }) => {

@@ -123,13 +123,15 @@ export async function driveSession(rt: CliRuntime, sessionId: string, options: D
 
 /**
  * What the progress line says after `e` committed: waiting for the provider between a dispatch and
- * its first chunk, for background jobs between activities, nothing otherwise (a permission question
+ * its first chunk, for a retry's backoff, for background jobs between activities, nothing otherwise (a permission question
  * on the terminal must never share its line with a spinner); undefined leaves it as it is.
  */
 function progressText(e: AnyEnvelope, jobs: number): string | null | undefined {
   switch (e.type) {
     case 'attempt.dispatched':
       return `waiting for ${e.data.model}`;
+    case 'attempt.retrying':
+      return `waiting ${Math.ceil(e.data.delayMs / 1000)}s to retry (attempt ${e.data.nextAttempt})`;
     case 'activity.settled':
       return jobs > 0 ? 'waiting for background jobs' : null;
     case 'text.delta':

@@ -43,6 +43,10 @@ export async function main(argv: string[]): Promise<number> {
       'interrupt',
       'reject',
     ]);
+  const budgetTokens = () =>
+    new Option('--budget-tokens <n>', 'token budget of the activity this input opens or joins (input + output tokens of every turn); reaching it settles the activity budget_exceeded (exit 4)');
+  const budgetUsd = () =>
+    new Option('--budget-usd <dollars>', 'cost budget in US dollars of the activity, priced from the model catalog (refused when the model has no price); reaching it settles the activity budget_exceeded (exit 4)');
   const permission = (defaults = 'ask on a TTY, deny otherwise') =>
     new Option('--permission <mode>', `answer permission asks: allow, deny or ask (ask without a TTY leaves them pending: exit 5) (default: ${defaults})`).choices([
       'allow',
@@ -62,6 +66,8 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(attach())
     .option('--detach-jobs', 'do not wait for background jobs: leave them running for the next owner')
     .addOption(doubleTexting())
+    .addOption(budgetTokens())
+    .addOption(budgetUsd())
     .action(async (text: string[], opts) => set(await (await import('./commands/run.js')).runCommand(text.join(' '), opts)));
 
   program
@@ -79,6 +85,8 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(permission())
     .addOption(attach())
     .option('--detach-jobs', 'when running the session here, do not wait for its background jobs')
+    .addOption(budgetTokens())
+    .addOption(budgetUsd())
     .action(async (id: string, text: string[], opts, cmd: Command) => {
       const url = server(cmd);
       set(await (url ? (await remote()).remotePrompt(url, id, text.join(' '), opts) : (await import('./commands/prompt.js')).promptCommand(id, text.join(' '), opts)));

@@ -1,4 +1,4 @@
-import type { AnyEnvelope } from '../store/index.js';
+import type { AnyEnvelope, EventData } from '../store/index.js';
 import { colorsFor, type Colors } from './style.js';
 
 /**
@@ -56,10 +56,13 @@ export function createHumanRenderer(out: NodeJS.WritableStream, info: NodeJS.Wri
           line(c.yellow(`? permission ${e.data.reply} (${e.data.requestId})${e.data.message ? `: ${short(e.data.message, 120)}` : ''}`));
           break;
         case 'attempt.failed':
-          line(c.red(`! attempt failed (${e.data.error.kind}): ${short(e.data.error.message, 200)}${e.data.retryable && !e.data.receivedChunks ? ' — retrying' : ''}`));
+          line(c.red(`! attempt failed (${e.data.error.kind}): ${short(e.data.error.message, 200)}`));
+          break;
+        case 'attempt.retrying':
+          line(c.yellow(`↻ ${retryingText(e.data)}`));
           break;
         case 'activity.settled':
-          line(statusColor(c, e.data.status)(`■ activity ${e.data.status}${e.data.reason ? `: ${e.data.reason}` : ''} (${e.data.turns} turn${e.data.turns === 1 ? '' : 's'})`));
+          line(statusColor(c, e.data.status)(`■ activity ${settledText(e.data)}`));
           break;
         case 'job.started':
           line(c.dim(`⚙ job ${e.data.jobId} started: ${short(e.data.summary, 100)}`));
@@ -83,10 +86,41 @@ export function createHumanRenderer(out: NodeJS.WritableStream, info: NodeJS.Wri
   };
 }
 
-/** One line per event for `loom tail` without --json (the type coloured on a terminal). */
+/**
+ * One line per event for `loom tail` without --json (the type coloured on a terminal): the data as
+ * JSON, except for the events a reader wants in words (usage, retries, settlements).
+ */
 export function formatEventLine(e: AnyEnvelope, c?: Colors): string {
-  const data = JSON.stringify(e.data);
-  return `${c ? c.dim(`#${e.seq} ${e.at}`) : `#${e.seq} ${e.at}`} ${c ? c.cyan(e.type) : e.type} ${short(data, 160)}`;
+  return `${c ? c.dim(`#${e.seq} ${e.at}`) : `#${e.seq} ${e.at}`} ${c ? c.cyan(e.type) : e.type} ${eventSummary(e) ?? short(JSON.stringify(e.data), 160)}`;
+}
+
+function eventSummary(e: AnyEnvelope): string | undefined {
+  switch (e.type) {
+    case 'turn.finished':
+      return `${e.data.finishReason} · ${formatUsage({ ...e.data.usage, costUsd: e.data.costUsd })}${e.data.toolCalls > 0 ? ` · ${e.data.toolCalls} tool call${e.data.toolCalls === 1 ? '' : 's'}` : ''} (${e.data.activityId})`;
+    case 'attempt.retrying':
+      return `${retryingText(e.data)} (${e.data.activityId})`;
+    case 'activity.settled':
+      return `${settledText(e.data)} (${e.data.activityId})`;
+    default:
+      return undefined;
+  }
+}
+
+/** `attempt 2 in 0.3 s after rate_limit: … (the provider asked for 7 s)` */
+function retryingText(d: EventData<'attempt.retrying'>): string {
+  const asked = d.retryAfterMs === undefined ? '' : ` (the provider asked for ${seconds(d.retryAfterMs)})`;
+  return `retrying: attempt ${d.nextAttempt} in ${seconds(d.delayMs)}${asked} after ${short(d.reason, 160)}`;
+}
+
+/** `completed (2 turns · 1200 input / 80 output tokens · $0.0030)`, with the reason when there is one. */
+function settledText(d: EventData<'activity.settled'>): string {
+  const usage = d.usage ? ` · ${formatUsage(d.usage)}` : '';
+  return `${d.status}${d.reason ? `: ${d.reason}` : ''} (${d.turns} turn${d.turns === 1 ? '' : 's'}${usage})`;
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
 }
 
 /** Green for a good end, yellow for a stop someone chose or a limit, red for a failure. */
@@ -94,6 +128,21 @@ export function statusColor(c: Colors, status: string): (s: string) => string {
   if (status === 'completed' || status === 'ok') return c.green;
   if (status === 'cancelled' || status === 'turn_limit' || status === 'budget_exceeded' || status === 'abandoned') return c.yellow;
   return c.red;
+}
+
+/** `1234 input / 56 output tokens · $0.0123` (the cost only when a turn was priced). */
+export function formatUsage(u: { inputTokens: number; outputTokens: number; costUsd?: number | null }): string {
+  return `${u.inputTokens} input / ${u.outputTokens} output tokens${u.costUsd === null || u.costUsd === undefined ? '' : ` · ${formatUsd(u.costUsd)}`}`;
+}
+
+/** `10000 tokens, $0.5000` */
+export function formatBudget(b: { tokens?: number; costUsd?: number }): string {
+  return [b.tokens === undefined ? '' : `${b.tokens} tokens`, b.costUsd === undefined ? '' : formatUsd(b.costUsd)].filter(Boolean).join(', ');
+}
+
+/** Dollars with four decimals below one dollar (a turn of a cheap model costs fractions of a cent), two above. */
+export function formatUsd(dollars: number): string {
+  return `$${dollars.toFixed(dollars < 1 ? 4 : 2)}`;
 }
 
 function short(s: string, max: number): string {

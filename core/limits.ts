@@ -61,14 +61,18 @@ export const TOOL_CALLS_PER_TURN_MAX = 32;
 /** Tool calls running at once per session; the rest wait in `queued`. */
 export const TOOL_CONCURRENCY_PER_SESSION_MAX = 4;
 
-/** Retries of one turn within a live process (only while the attempt has received no chunk). */
-export const ATTEMPT_RETRIES_MAX = 3;
+/**
+ * Retries of one turn within a live process after its initial attempt (only while the attempt has
+ * received no chunk): five requests in all. Enough to ride out a short overload or a rate-limit
+ * window; a provider still failing after that is down, and the user should hear so.
+ */
+export const ATTEMPT_RETRIES_MAX = 4;
 
-/** Base backoff between retries of an attempt (doubled each time, capped below). */
+/** Base backoff before the first retry of an attempt (doubled for each further retry, capped below, then jittered). */
 export const ATTEMPT_RETRY_BACKOFF_MS = 250;
 
-/** Longest backoff between retries, also the cap applied to a provider's retry-after. */
-export const ATTEMPT_RETRY_BACKOFF_MAX_MS = 30_000;
+/** Longest exponential backoff between retries (before jitter). A provider's retry-after may ask for more, up to ATTEMPT_RETRY_AFTER_MAX_MS. */
+export const ATTEMPT_RETRY_BACKOFF_MAX_MS = 30_000; // 30 seconds
 
 /** Restarts of one activity across process losses before it settles `failed` (crash-loop stop). */
 export const ACTIVITY_RESTARTS_MAX = 10;
@@ -982,3 +986,24 @@ export const INSPECTOR_SYSTEM_ROWS_MAX = 50;
 
 /** System events `GET /events/system` returns in one page. */
 export const HTTP_SYSTEM_EVENTS_PAGE_MAX = 500;
+// ---- retries and budgets (issue 8, loop) -------------------------------------------------------
+
+/**
+ * Share of an exponential backoff taken away at random ("equal jitter"): the delay before retry n
+ * is uniform in [(1 - ratio) × base(n), base(n)], so sessions failing together do not retry in
+ * step while the delays still grow (base doubles, so retry n + 1 never waits less than retry n).
+ */
+export const ATTEMPT_RETRY_JITTER_RATIO = 0.5;
+
+/**
+ * The longest `retry-after` (or `retry-after-ms`) a provider may ask for and still be waited out
+ * inside a run. Asked for more, the activity settles `failed` naming the delay at once, instead of
+ * holding the session (and a `loom run` terminal) for minutes or hours.
+ */
+export const ATTEMPT_RETRY_AFTER_MAX_MS = 120_000; // 2 minutes
+
+/** Largest token budget a config, flag or request may set (per activity or per session). */
+export const BUDGET_TOKENS_MAX = 1_000_000_000_000;
+
+/** Largest cost budget in US dollars a config, flag or request may set. */
+export const BUDGET_COST_USD_MAX = 1_000_000;

@@ -26,7 +26,6 @@ import {
 import { withExtraHeaders } from './headers.js';
 import {
   excerptErrorBody,
-  parseRetryAfterMs,
   ProviderAbortedError,
   ProviderAuthError,
   ProviderBadRequestError,
@@ -380,19 +379,13 @@ async function rejectUnlessEventStream(
 }
 
 /**
- * The shared HTTP mapping, plus what Anthropic adds: 529 (overloaded) and other 5xx responses
- * carry `retry-after` too, and it is honoured.
+ * The shared HTTP mapping (which honours `retry-after` on 429 and 5xx alike), plus what Anthropic
+ * adds: 529 means the API is overloaded, and the message says so.
  */
 export function anthropicHttpError(failure: HttpFailure): AnyProviderError {
   const error = providerErrorFromResponse(failure);
-  if (!(error instanceof ProviderServerError)) return error;
-  const retryAfterMs = parseRetryAfterMs(failure.headers, failure.nowMs);
-  if (retryAfterMs === undefined) return error;
-  const overloaded = failure.status === 529 ? ' (overloaded)' : '';
-  return new ProviderServerError(`${error.message}${overloaded}; retry after ${Math.ceil(retryAfterMs / 1000)} s`, {
-    status: failure.status,
-    retryAfterMs,
-  });
+  if (failure.status !== 529 || !(error instanceof ProviderServerError)) return error;
+  return new ProviderServerError(error.message.replace('(HTTP 529)', '(HTTP 529, overloaded)'), { status: failure.status, retryAfterMs: error.retryAfterMs });
 }
 
 async function readText(chunks: AsyncIterable<Buffer>, bytesMax: number): Promise<string> {

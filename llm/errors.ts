@@ -27,8 +27,8 @@ export interface ProviderErrorOptions {
 
 /**
  * The base of every provider failure. Narrow with `kind` (or `instanceof`); retry only when
- * `retryable` is true, waiting at least `retryAfterMs` when the provider named a delay (the caller
- * caps it, see ATTEMPT_RETRY_BACKOFF_MAX_MS).
+ * `retryable` is true, waiting at least `retryAfterMs` when the provider named a delay (the session
+ * loop waits up to ATTEMPT_RETRY_AFTER_MAX_MS and fails the activity when asked for more).
  */
 export abstract class ProviderError extends Error {
   abstract readonly kind: ProviderErrorKind;
@@ -200,13 +200,21 @@ export function providerErrorFromResponse(failure: HttpFailure): AnyProviderErro
   }
   if (status === 404) return new ProviderNotFoundError(notFoundMessage(failure, suffix), options);
   if (status === 429) return rateLimitError(failure, suffix);
-  if (status >= 500) return new ProviderServerError(`The provider failed (HTTP ${status}) for ${target}${suffix}`, options);
+  if (status >= 500) return serverError(failure, suffix);
   return new ProviderBadRequestError(`The provider rejected the request (HTTP ${status}) for ${target}${suffix}`, options);
 }
 
 function notFoundMessage(failure: HttpFailure, suffix: string): string {
   const model = failure.model === undefined ? 'the model' : `model "${failure.model}"`;
   return `Not found (HTTP 404): ${model} or the endpoint ${failure.target} does not exist${suffix}`;
+}
+
+/** 5xx: a 503 (or Anthropic's 529) often says when to come back; the delay is honoured like a 429's. */
+function serverError(failure: HttpFailure, suffix: string): ProviderServerError {
+  const retryAfterMs = parseRetryAfterMs(failure.headers, failure.nowMs);
+  const wait = retryAfterMs === undefined ? '' : `; retry after ${Math.ceil(retryAfterMs / 1000)} s`;
+  const message = `The provider failed (HTTP ${failure.status}) for ${failure.target}${wait}${suffix}`;
+  return new ProviderServerError(message, { status: failure.status, retryAfterMs });
 }
 
 function rateLimitError(failure: HttpFailure, suffix: string): ProviderRateLimitError {

@@ -1,5 +1,6 @@
 import { and, assign, enqueueActions, fromPromise, setup, type ActorRefFrom } from 'xstate';
-import type { ActivityStatus, AnyEnvelope, EventData } from '../store/schemas.js';
+import type { ActivityStatus, AnyEnvelope, BudgetLimit, EventData, UsageTotals } from '../store/schemas.js';
+import { addUsage, budgetBreach, budgetVerdict, NO_USAGE, tighterBudget } from './budget.js';
 import { jobMachine, type JobInput, type JobKind } from './job.machine.js';
 import { toolCallMachine, type ToolCallInput } from './toolCall.machine.js';
 
@@ -13,7 +14,7 @@ import { toolCallMachine, type ToolCallInput } from './toolCall.machine.js';
  *
  * Pure: no I/O, clock or randomness. Ids are minted by the actions' implementations (actors/).
  */
-export const SESSION_MACHINE_VERSION = 'session@2';
+export const SESSION_MACHINE_VERSION = 'session@3';
 
 export interface CallState {
   tool: string;
@@ -35,6 +36,7 @@ export interface ActivityContext {
   attemptId: string | null;
   /** The current attempt has received a chunk (no in-process retry after that). */
   receivedChunks: boolean;
+  /** The backoff before the next attempt, as recorded by `attempt.retrying`. */
   retryDelayMs: number;
   /** Inputs assigned to the activity and not yet part of a dispatched request. */
   unconsumed: string[];
@@ -44,6 +46,10 @@ export interface ActivityContext {
   waiting: string[];
   /** The last finished turn made tool calls, so their results must go back to the model. */
   toolResultsPending: boolean;
+  /** Tokens and cost of the activity's finished turns. */
+  usage: UsageTotals;
+  /** The tightest activity budget of the requests that opened or joined the activity; null: none. */
+  budget: BudgetLimit | null;
 }
 
 /** What the runtime gives a session: its id and its limits (from config, refreshed on restore). */
@@ -52,9 +58,12 @@ export interface SessionInput {
   turnLimit: number;
   toolCallsPerTurn: number;
   toolConcurrency: number;
+  /** Retries after a turn's initial attempt. */
   attemptRetriesMax: number;
   attemptBackoffMs: number;
   attemptBackoffMaxMs: number;
+  /** A provider asking to wait longer than this before a retry fails the activity instead. */
+  attemptRetryAfterMaxMs: number;
   /** Running-time bound per tool name, and for tools not listed. */
   toolTimeoutsMs: Record<string, number>;
   toolTimeoutDefaultMs: number;
@@ -84,6 +93,14 @@ export interface SessionContext extends SessionInput {
   settledCount: number;
   /** Background jobs started and not settled, by job id. They outlive activities; a cancel of an activity leaves them running. */
   jobs: Record<string, JobRef>;
+  /** Tokens and cost of every finished turn of the session. */
+  usage: UsageTotals;
+  /** The session budget in force: the last one a request recorded; null: none. */
+  sessionBudget: BudgetLimit | null;
+  /** Activity budgets of inputs admitted and not yet consumed or cancelled, by input id. */
+  inputBudgets: Record<string, BudgetLimit>;
+  /** The tightest activity budget of the pending run requests. */
+  runBudget: BudgetLimit | null;
 }
 
 /** The limits a CONFIGURE nudge replaces: everything in SessionInput but the session id. */
@@ -101,6 +118,14 @@ const data = <T extends AnyEnvelope['type']>(event: SessionEvent) => (event as E
 
 const withActivity = (context: SessionContext, patch: Partial<ActivityContext>): ActivityContext | null =>
   context.activity ? { ...context.activity, ...patch } : null;
+
+/** The context after a finished turn's usage is counted (the activity's and the session's). */
+function withTurnUsage(context: SessionContext, turn: EventData<'turn.finished'>): Pick<SessionContext, 'usage' | 'activity'> {
+  return { usage: addUsage(context.usage, turn), activity: withActivity(context, { usage: addUsage(context.activity?.usage ?? NO_USAGE, turn) }) };
+}
+
+/** `kind: message` of a failure, as activity reasons and retry events name it. */
+const failureText = (d: EventData<'attempt.failed'>) => `${d.error.kind}: ${d.error.message}`;
 
 const session = setup({
   types: {
@@ -130,6 +155,8 @@ const session = setup({
     refuseToolCall: (_, _params: { callId: string }) => {},
     /** Records turn.started for a new attempt after a recovery `retry` decision. */
     retryTurn: () => {},
+    /** Records attempt.retrying with the backoff (exponential, jittered, at least the retry-after) drawn by the runtime. */
+    scheduleRetry: (_, _params: { failedAttemptId: string; failedAttempt: number; reason: string; retryAfterMs?: number }) => {},
 
   },
   delays: {
@@ -146,6 +173,18 @@ const session = setup({
       const d = data<'attempt.failed'>(event);
       return d.retryable && !d.receivedChunks && (context.activity?.attempt ?? 0) <= context.attemptRetriesMax;
     },
+    /** Retryable, but the provider asked to wait longer than a run waits. */
+    retryAfterTooLong: ({ context, event }) => {
+      const d = data<'attempt.failed'>(event);
+      return d.retryable && !d.receivedChunks && (d.error.retryAfterMs ?? 0) > context.attemptRetryAfterMaxMs;
+    },
+    overBudget: ({ context, event }) => {
+      const d = data<'turn.finished'>(event);
+      return budgetVerdict({ ...context, ...withTurnUsage(context, d) }, d.costUsd !== undefined) !== null;
+    },
+    /** The session's totals already reach its budget: a new activity would spend past it. */
+    sessionBudgetUsedUp: ({ context }) => budgetBreach('session', context.usage, true, context.sessionBudget)?.status === 'budget_exceeded',
+    isCurrentRetry: ({ context, event }) => data<'attempt.retrying'>(event).activityId === context.activity?.id,
     isCurrentActivity: ({ context, event }) => {
       const id = data<'cancel.requested'>(event).activityId ?? data<'recovery.decided'>(event).activityId;
       return context.activity !== null && id === context.activity.id;
@@ -177,6 +216,24 @@ const assignTurn = session.assign(({ context, event }) => {
     }),
   };
 });
+/** Counts a finished turn's usage into the activity's and the session's totals. */
+const countTurnUsage = session.assign(({ context, event }) => withTurnUsage(context, data<'turn.finished'>(event)));
+const assignDispatch = session.assign(({ context, event }) => {
+  const d = data<'attempt.dispatched'>(event);
+  return { activity: withActivity(context, { attemptId: d.attemptId, attempt: d.attempt, receivedChunks: false }) };
+});
+/**
+ * Settles the activity `failed` after its attempt failed: unsettled calls are interrupted, and
+ * inputs the failed activity never sent return to pending (once); the session parks so they wait
+ * for a new input, run or wake instead of failing the same way again at once.
+ */
+const failActivity = (reason: (d: EventData<'attempt.failed'>, context: SessionContext) => string) =>
+  session.enqueueActions(({ context, event, enqueue }) => {
+    enqueue('interruptCalls');
+    for (const callId of Object.keys(context.activity?.calls ?? {})) enqueue.stopChild(callId);
+    enqueue.assign({ parked: context.parked || (context.activity?.unconsumed.length ?? 0) > 0 });
+    enqueue({ type: 'settleActivity', params: { status: 'failed', reason: reason(data<'attempt.failed'>(event), context) } });
+  });
 const markChunk = session.assign(({ context }) => ({ activity: withActivity(context, { receivedChunks: true }) }));
 /** Eager tool settlement: a call recorded by the stream gets its child at once (or waits for a slot). */
 const admitToolCall = session.enqueueActions(({ context, event, enqueue }) => {
@@ -316,6 +373,10 @@ export const sessionMachine = session.createMachine({
     lastStatus: null,
     settledCount: 0,
     jobs: {},
+    usage: NO_USAGE,
+    sessionBudget: null,
+    inputBudgets: {},
+    runBudget: null,
   }),
   initial: 'idle',
   on: {
@@ -323,15 +384,21 @@ export const sessionMachine = session.createMachine({
     'input.admitted': {
       actions: assign(({ context, event }) => {
         const d = data<'input.admitted'>(event);
+        // Budgets travel with the request (durable): the activity's waits for the input's assignment.
+        const budgets = {
+          inputBudgets: d.budget?.activity ? { ...context.inputBudgets, [d.inputId]: d.budget.activity } : context.inputBudgets,
+          sessionBudget: d.budget?.session ?? context.sessionBudget,
+        };
         return d.mode === 'steer'
-          ? { steers: [...context.steers, d.inputId], parked: false }
-          : { queued: [...context.queued, d.inputId], parked: false };
+          ? { steers: [...context.steers, d.inputId], parked: false, ...budgets }
+          : { queued: [...context.queued, d.inputId], parked: false, ...budgets };
       }),
     },
     'input.cancelled': {
       actions: assign(({ context, event }) => {
         const id = data<'input.cancelled'>(event).inputId;
-        return { steers: context.steers.filter((x) => x !== id), queued: context.queued.filter((x) => x !== id) };
+        const { [id]: _dropped, ...inputBudgets } = context.inputBudgets;
+        return { steers: context.steers.filter((x) => x !== id), queued: context.queued.filter((x) => x !== id), inputBudgets };
       }),
     },
     'input.assigned': {
@@ -341,7 +408,11 @@ export const sessionMachine = session.createMachine({
           steers: context.steers.filter((x) => x !== id),
           queued: context.queued.filter((x) => x !== id),
           // A steer is new user intent: the turn counter of the activity restarts.
-          activity: withActivity(context, { unconsumed: [...(context.activity?.unconsumed ?? []), id], turn: 0 }),
+          activity: withActivity(context, {
+            unconsumed: [...(context.activity?.unconsumed ?? []), id],
+            turn: 0,
+            budget: tighterBudget(context.activity?.budget, context.inputBudgets[id]),
+          }),
         };
       }),
     },
@@ -356,11 +427,23 @@ export const sessionMachine = session.createMachine({
       }),
     },
     'input.consumed': {
-      actions: assign(({ context, event }) => ({
-        activity: withActivity(context, { unconsumed: (context.activity?.unconsumed ?? []).filter((x) => x !== data<'input.consumed'>(event).inputId) }),
-      })),
+      actions: assign(({ context, event }) => {
+        const id = data<'input.consumed'>(event).inputId;
+        const { [id]: _consumed, ...inputBudgets } = context.inputBudgets;
+        return { activity: withActivity(context, { unconsumed: (context.activity?.unconsumed ?? []).filter((x) => x !== id) }), inputBudgets };
+      }),
     },
-    'run.requested': { actions: assign({ runRequested: true, parked: false }) },
+    'run.requested': {
+      actions: assign(({ context, event }) => {
+        const budget = data<'run.requested'>(event).budget;
+        return {
+          runRequested: true,
+          parked: false,
+          runBudget: tighterBudget(context.runBudget, budget?.activity),
+          sessionBudget: budget?.session ?? context.sessionBudget,
+        };
+      }),
+    },
     // Background jobs live beside activities: tracked in every state, never stopped by an activity's end.
     'job.started': { actions: spawnJob },
     'job.settled': { actions: settleJob },
@@ -392,10 +475,12 @@ export const sessionMachine = session.createMachine({
       entry: 'openActivity',
       on: {
         'activity.opened': {
-          actions: assign(({ event }) => {
+          actions: assign(({ context, event }) => {
             const d = data<'activity.opened'>(event);
             return {
               runRequested: false,
+              // A pending run request is served by this activity (whatever opened it): its budget applies.
+              runBudget: null,
               activity: {
                 id: d.activityId,
                 trigger: d.trigger,
@@ -410,73 +495,110 @@ export const sessionMachine = session.createMachine({
                 calls: {},
                 waiting: [],
                 toolResultsPending: false,
+                usage: NO_USAGE,
+                budget: context.runRequested ? context.runBudget : null,
               },
             };
           }),
         },
-        'turn.started': { target: 'providerTurn', actions: assignTurn },
+        'turn.started': [
+          {
+            // The session's totals already reach its budget: settle before any request is sent. The
+            // session parks (like after a failure), so released inputs wait for a new request
+            // instead of reopening at once.
+            guard: 'sessionBudgetUsedUp',
+            target: 'settling',
+            actions: [
+              assignTurn,
+              assign({ parked: true }),
+              {
+                type: 'settleActivity',
+                params: ({ context }) => ({ status: 'budget_exceeded' as const, reason: budgetBreach('session', context.usage, true, context.sessionBudget)!.reason }),
+              },
+            ],
+          },
+          { target: 'providerTurn', actions: assignTurn },
+        ],
       },
     },
     providerTurn: {
       initial: 'streaming',
       on: {
         'cancel.requested': { guard: 'isCurrentActivity', target: 'cancelling' },
-        'attempt.dispatched': {
-          actions: assign(({ context, event }) => {
-            const d = data<'attempt.dispatched'>(event);
-            return { activity: withActivity(context, { attemptId: d.attemptId, attempt: d.attempt, receivedChunks: false }) };
-          }),
-        },
+        'attempt.dispatched': { actions: assignDispatch },
         'text.delta': { actions: markChunk },
         'reasoning.delta': { actions: markChunk },
         'tool.called': { actions: [markChunk, admitToolCall] },
         'tool.settled': { actions: settleToolCall },
         'attempt.failed': [
           {
+            guard: and(['isCurrentAttempt', 'retryAfterTooLong']),
+            target: 'settling',
+            actions: failActivity((d, context) =>
+              `${failureText(d)} (not retried: the provider asked to wait ${Math.ceil(d.error.retryAfterMs! / 1000)} s, longer than the ${Math.ceil(context.attemptRetryAfterMaxMs / 1000)} s a run waits)`,
+            ),
+          },
+          {
             guard: and(['isCurrentAttempt', 'canRetry']),
-            target: '.backoff',
-            actions: assign(({ context, event }) => {
-              const d = data<'attempt.failed'>(event);
-              const attempt = context.activity?.attempt ?? 1;
-              const exponential = context.attemptBackoffMs * 2 ** Math.max(0, attempt - 1);
-              const delay = Math.min(Math.max(exponential, d.error.retryAfterMs ?? 0), context.attemptBackoffMaxMs);
-              return { activity: withActivity(context, { retryDelayMs: delay }) };
-            }),
+            target: '.retrying',
+            actions: {
+              type: 'scheduleRetry',
+              params: ({ context, event }) => {
+                const d = data<'attempt.failed'>(event);
+                return { failedAttemptId: d.attemptId, failedAttempt: Math.max(1, context.activity?.attempt ?? 1), reason: failureText(d), ...(d.error.retryAfterMs === undefined ? {} : { retryAfterMs: d.error.retryAfterMs }) };
+              },
+            },
           },
           {
             guard: 'isCurrentAttempt',
             target: 'settling',
-            actions: ['interruptCalls', stopCalls,
-              // Inputs the failed activity never sent return to pending (once); the session parks so
-              // they wait for a new input, run or wake instead of failing the same way again at once.
-              assign(({ context }) => ({ parked: context.parked || (context.activity?.unconsumed.length ?? 0) > 0 })),
-              {
-              type: 'settleActivity',
-              params: ({ event }) => ({ status: 'failed' as const, reason: `${data<'attempt.failed'>(event).error.kind}: ${data<'attempt.failed'>(event).error.message}` }),
-            }],
+            actions: failActivity((d, context) => {
+              const attempts = context.activity?.attempt ?? 1;
+              if (d.retryable && d.receivedChunks) return `${failureText(d)} (not retried: the attempt had already streamed output)`;
+              if (d.retryable) return `${failureText(d)} (gave up after ${attempts} attempts: the initial one and ${attempts - 1} retries)`;
+              return failureText(d);
+            }),
           },
         ],
         'turn.finished': [
-          { guard: 'turnHadToolCalls', target: 'awaitingTools', actions: assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: true }) })) },
-          { target: 'steerCoalescing', actions: assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: false }) })) },
+          {
+            // A budget used up by this turn: settle here; calls the turn made and not yet settled are interrupted.
+            guard: 'overBudget',
+            target: 'settling',
+            actions: [
+              countTurnUsage,
+              'interruptCalls',
+              stopCalls,
+              {
+                type: 'settleActivity',
+                params: ({ context, event }) => budgetVerdict(context, data<'turn.finished'>(event).costUsd !== undefined)!,
+              },
+            ],
+          },
+          { guard: 'turnHadToolCalls', target: 'awaitingTools', actions: [countTurnUsage, assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: true }) }))] },
+          { target: 'steerCoalescing', actions: [countTurnUsage, assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: false }) }))] },
         ],
       },
       states: {
         streaming: {
           invoke: { src: 'providerTurn', input: ({ context }) => ({ sessionId: context.sessionId }) },
         },
+        /** A retry was decided; waits for the runtime to record its delay (`attempt.retrying`). */
+        retrying: {
+          on: {
+            'attempt.retrying': {
+              guard: 'isCurrentRetry',
+              target: 'backoff',
+              actions: assign(({ context, event }) => ({ activity: withActivity(context, { retryDelayMs: data<'attempt.retrying'>(event).delayMs }) })),
+            },
+            // A log written before retries were recorded: the next dispatch shows the backoff ended.
+            'attempt.dispatched': { target: 'streaming', actions: assignDispatch },
+          },
+        },
         backoff: {
           after: { retryBackoff: 'streaming' },
           // Replaying a log (no timers): the next attempt's dispatch shows the backoff ended.
-          on: {
-            'attempt.dispatched': {
-              target: 'streaming',
-              actions: assign(({ context, event }) => {
-                const d = data<'attempt.dispatched'>(event);
-                return { activity: withActivity(context, { attemptId: d.attemptId, attempt: d.attempt, receivedChunks: false }) };
-              }),
-            },
-          },
+          on: { 'attempt.dispatched': { target: 'streaming', actions: assignDispatch } },
         },
       },
     },

@@ -4,6 +4,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { getCookie } from 'hono/cookie';
 import type { Coordinator } from '../actors/coordinator.js';
 import { HTTP_BODY_BYTES_MAX, SSE_CONNECTION_BUFFER_BYTES_MAX, SSE_CONNECTION_BUFFER_EVENTS_MAX, SSE_HEARTBEAT_INTERVAL_MS } from '../core/limits.js';
+import type { ModelInfo } from '../llm/modelInfo.js';
 import type { ResolvedConfig } from '../services/config.js';
 import type { CredentialProvider } from '../services/credentials.js';
 import type { Hooks } from '../services/hooks.js';
@@ -42,6 +43,8 @@ export interface ServerContext {
   configFor(location: string): Promise<ResolvedConfig>;
   /** The model catalog, the providers and model registrations (services/models.ts). */
   models: ModelService;
+  /** The model catalog's entry for a `provider/model` reference: a cost budget needs its price. */
+  modelInfo?: (ref: string) => ModelInfo | undefined;
   /** The bearer token (also the cookie's value). */
   token: string;
   /** Host header values accepted (`host:port`, lower case); filled in once the port is known. */

@@ -9,7 +9,16 @@
  * about the request names the invalid field (`body.text`, `query.after`, `path.id`, `header.last-event-id`).
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import { HTTP_EVENTS_PAGE_MAX, HTTP_SESSIONS_LIST_MAX, HTTP_SYSTEM_EVENTS_PAGE_MAX, INPUT_TEXT_BYTES_MAX, MODEL_ID_CHARS_MAX, PERMISSION_MESSAGE_CHARS_MAX } from '../core/limits.js';
+import {
+  BUDGET_COST_USD_MAX,
+  BUDGET_TOKENS_MAX,
+  HTTP_EVENTS_PAGE_MAX,
+  HTTP_SESSIONS_LIST_MAX,
+  HTTP_SYSTEM_EVENTS_PAGE_MAX,
+  INPUT_TEXT_BYTES_MAX,
+  MODEL_ID_CHARS_MAX,
+  PERMISSION_MESSAGE_CHARS_MAX,
+} from '../core/limits.js';
 
 // ---- shared schemas ----------------------------------------------------------------------------
 
@@ -63,6 +72,7 @@ export const Session = z
     turns: z.number().int(),
     inputTokens: z.number().int(),
     outputTokens: z.number().int(),
+    costUsd: z.number().nullable().openapi({ description: 'US dollars of the priced turns (model catalog prices); null when no turn had a price' }),
   })
   .openapi('Session');
 export type Session = z.infer<typeof Session>;
@@ -93,6 +103,23 @@ export const InputResult = z
   .openapi('InputResult');
 export type InputResult = z.infer<typeof InputResult>;
 
+const BudgetLimitBody = z
+  .object({
+    tokens: z.number().int().min(1).max(BUDGET_TOKENS_MAX).optional().openapi({ description: 'input + output tokens of every turn' }),
+    costUsd: z.number().positive().max(BUDGET_COST_USD_MAX).optional().openapi({ description: 'US dollars at the model catalog\'s price (refused when the model has none)' }),
+  })
+  .strict()
+  .refine((b) => b.tokens !== undefined || b.costUsd !== undefined, { message: 'sets neither tokens nor costUsd' });
+
+/** Budgets recorded with the request; they lay over the config's `budget` one limit at a time. */
+export const BudgetBody = z
+  .object({
+    activity: BudgetLimitBody.optional().openapi({ description: 'caps the activity this request opens or joins (the tightest of its requests wins)' }),
+    session: BudgetLimitBody.optional().openapi({ description: 'caps the session\'s totals from now on (the last one recorded is in force)' }),
+  })
+  .strict()
+  .openapi('Budget', { description: 'reaching a budget after a turn settles the activity budget_exceeded' });
+
 export const CreateSessionBody = z
   .object({
     location: z.string().min(1).max(4096).openapi({ description: 'the directory the session works in (must exist on the server)' }),
@@ -102,6 +129,7 @@ export const CreateSessionBody = z
     text: z.string().min(1).max(INPUT_TEXT_BYTES_MAX).optional().openapi({ description: 'a first input, admitted with the session' }),
     mode: Mode.optional(),
     clientId: z.string().min(1).max(200).optional(),
+    budget: BudgetBody.optional().openapi({ description: 'budgets recorded with the first input (needs text)' }),
   })
   .strict()
   .openapi('CreateSession');
@@ -113,9 +141,12 @@ export const InputBody = z
     text: z.string().min(1).max(INPUT_TEXT_BYTES_MAX),
     mode: Mode.optional().openapi({ description: 'steer or queue; without it a busy session applies its double-texting policy' }),
     clientId: z.string().min(1).max(200).optional().openapi({ description: 'idempotency key: a second admission with the same id is ignored' }),
+    budget: BudgetBody.optional(),
   })
   .strict()
   .openapi('InputBody');
+
+export const RunBody = z.object({ budget: BudgetBody.optional() }).strict().openapi('RunBody');
 
 export const Accepted = z
   .object({
@@ -187,7 +218,15 @@ export const SessionState = z
     jobs: z.array(z.any()),
     parked: z.boolean(),
     lastActivityStatus: z.string().nullable(),
-    usage: z.object({ activities: z.number().int(), turns: z.number().int(), inputTokens: z.number().int(), outputTokens: z.number().int() }),
+    usage: z.object({
+      activities: z.number().int(),
+      turns: z.number().int(),
+      inputTokens: z.number().int(),
+      outputTokens: z.number().int(),
+      costUsd: z.number().nullable(),
+      /** The session budget in force (the last one recorded), or null. */
+      budget: z.object({ tokens: z.number().optional(), costUsd: z.number().optional() }).nullable(),
+    }),
   })
   .openapi('SessionState');
 export type SessionState = z.infer<typeof SessionState>;
@@ -315,7 +354,12 @@ export const routes = {
     request: { params: sessionIdParam, ...body(InputBody) },
     responses: { 202: json(InputResult, 'admitted; the session runs'), ...errors, ...conflict },
   }),
-  run: createRoute({ method: 'post', path: '/sessions/{id}/run', request: { params: sessionIdParam }, responses: { 202: json(Accepted, 'run.requested recorded'), ...errors } }),
+  run: createRoute({
+    method: 'post',
+    path: '/sessions/{id}/run',
+    request: { params: sessionIdParam, body: { content: { 'application/json': { schema: RunBody } }, required: false } },
+    responses: { 202: json(Accepted, 'run.requested recorded'), ...errors },
+  }),
   wake: createRoute({ method: 'post', path: '/sessions/{id}/wake', request: { params: sessionIdParam }, responses: { 202: json(Accepted, 'woken (advisory)'), ...errors } }),
   cancel: createRoute({
     method: 'post',

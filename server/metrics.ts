@@ -284,6 +284,9 @@ export function renderMetrics(store: Store, recorder?: MetricsRecorder, live: Pr
       { labels: { direction: 'input' }, value: one('SELECT sum(input_tokens) AS n FROM sessions') },
       { labels: { direction: 'output' }, value: one('SELECT sum(output_tokens) AS n FROM sessions') },
     ])
+    .gauge('loom_cost_usd', 'US dollars of priced provider turns (model catalog prices), over all sessions; turns of unpriced models add nothing.', [
+      { value: one('SELECT sum(cost_usd) AS n FROM sessions') },
+    ])
     .gauge('loom_events_stored', 'Events in the log (session and system events).', [{ value: one('SELECT count(*) AS n FROM events') }]);
   if (recorder) {
     text

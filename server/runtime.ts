@@ -36,6 +36,8 @@ export interface ServerRuntimeOptions {
   onSessionError?(sessionId: string, error: unknown): void;
   /** Told once per config file older than the current version (see LoomRuntimeOptions.onConfigNotes). */
   onConfigNotes?: LoomRuntimeOptions['onConfigNotes'];
+  /** Where model entries (prices) come from (see LoomRuntimeOptions.modelInfo). */
+  modelInfo?: LoomRuntimeOptions['modelInfo'];
 }
 
 export interface ServerRuntime extends ServerContext {
@@ -67,6 +69,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     mcp: 'eager', // MCP servers connect at startup: their tools are there for the first session
     onSessionFailure: (sessionId, error) => options.onSessionError?.(sessionId, error),
     onConfigNotes: options.onConfigNotes,
+    modelInfo: options.modelInfo,
   });
   const { store, coordinator, configFor } = rt;
   const runner = new SessionRunner({ store, coordinator, configFor, onError: options.onSessionError });
@@ -83,6 +86,7 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     plugins: rt.plugins,
     configFor,
     models: rt.models,
+    modelInfo: rt.modelInfo,
     token: options.token,
     allowedHosts: new Set(),
     version: VERSION,

@@ -7,7 +7,8 @@ import type { SessionState } from './contract.js';
 /**
  * The `loom inspect` view of one session, as data: the machine state (from the snapshot its owner
  * wrote with its last step), the child actors (unsettled tool calls with their states, unsettled
- * background jobs), the inbox, pending permission asks, grants, jobs, the owner and usage.
+ * background jobs), the inbox, pending permission asks, grants, jobs, the owner, and usage with
+ * the budgets in force (the session's and the open activity's, from the snapshot).
  */
 export function sessionState(store: Store, sessionId: string): SessionState {
   const s = store.queries.session(sessionId)!;
@@ -42,6 +43,8 @@ export function sessionState(store: Store, sessionId: string): SessionState {
           turns: activity.turns,
           restarts: activity.restarts,
           attemptId: context?.activity?.attemptId ?? null,
+          usage: { inputTokens: activity.inputTokens, outputTokens: activity.outputTokens, costUsd: activity.costUsd },
+          budget: context?.activity?.budget ?? null,
         }
       : null,
     children: [
@@ -63,6 +66,6 @@ export function sessionState(store: Store, sessionId: string): SessionState {
     jobs: store.queries.jobs(sessionId, { limit: JOBS_LIST_MAX }),
     parked: context?.parked ?? false,
     lastActivityStatus: s.lastActivityStatus,
-    usage: { activities: s.activities, turns: s.turns, inputTokens: s.inputTokens, outputTokens: s.outputTokens },
+    usage: { activities: s.activities, turns: s.turns, inputTokens: s.inputTokens, outputTokens: s.outputTokens, costUsd: s.costUsd, budget: context?.sessionBudget ?? null },
   };
 }

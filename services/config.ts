@@ -58,6 +58,7 @@ import {
   MCP_TOOLS_PER_SERVER_MAX,
   MODEL_ID_CHARS_MAX,
 } from '../core/limits.js';
+import { requestBudget, type RequestBudget } from '../store/schemas.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
 import { locateJsonPath, parseJsonc, type TextPosition } from './jsonc.js';
 
@@ -413,6 +414,17 @@ const sections = {
     merge: (_base, over) => over,
     projectRefusal: () => ({ path: [], why: 'may not be set in a project config (a plugin runs code in every loom process; a cloned repository must not run code); set it in $LOOM_HOME/config.jsonc' }),
   }),
+  /**
+   * Spending caps (README "Budgets and usage"): `activity` for each activity a `run`, `prompt` or
+   * HTTP request opens (flags and request bodies override it), `session` for a session's totals.
+   * Each takes `tokens` and/or `costUsd`; a cost cap needs the model's price in the model catalog.
+   * Unset: no budget unless a flag or request sets one.
+   */
+  budget: section({
+    schema: requestBudget.describe('Spending caps per activity and per session (tokens, costUsd).'),
+    resolve: (budget): RequestBudget | undefined => (budget === undefined ? undefined : budget),
+  }),
+
   /** Global only: MCP servers whose tools every session may call (README "MCP servers"). */
   mcp: section({
     schema: mcpSchema.describe('Global only: MCP servers whose tools join the tool registry.'),
@@ -504,6 +516,12 @@ export const configV1Schema = z.strictObject({
   plugins: z.array(pluginEntrySchema).max(PLUGINS_MAX).optional(),
   /** Global only: MCP servers whose tools every session may call (README "MCP servers"). */
   mcp: mcpSchema.optional(),
+  /**
+   * Spending caps (README "Budgets and usage"): `activity` for each activity a `run`, `prompt` or
+   * HTTP request opens (flags and request bodies override it), `session` for a session's totals.
+   * Each takes `tokens` and/or `costUsd`; a cost cap needs the model's price in the model catalog.
+   */
+  budget: requestBudget.optional(),
 });
 
 export type ConfigV1 = z.infer<typeof configV1Schema>;

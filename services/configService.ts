@@ -179,11 +179,20 @@ class LiveConfig implements ConfigService {
 
   private async load(key: string, location: string | undefined): Promise<ResolvedConfig> {
     const paths = configPaths({ home: this.options.home, location });
-    // Files another scope has loaded are current already (their watch keeps them so).
+    // A new scope reads its files afresh (a watch may not have caught up with a write just made);
+    // a file another scope knows that cannot be read now keeps its last good contents.
     const read = new Map<string, ConfigFile | undefined>();
     for (const { file, scope } of paths) {
       const known = this.files.get(file);
-      read.set(file, known ? known.last : await readConfigFile(file, scope));
+      if (!known) {
+        read.set(file, await readConfigFile(file, scope));
+        continue;
+      }
+      try {
+        read.set(file, await readConfigFile(file, scope));
+      } catch {
+        read.set(file, known.last);
+      }
     }
     const present = [...read.values()].filter((f): f is ConfigFile => f !== undefined);
     const config = mergeConfigFiles(present);

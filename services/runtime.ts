@@ -6,6 +6,7 @@ import { startNats, type NatsServices } from '../actors/nats.js';
 import type { PermissionAsker } from '../actors/permission.js';
 import type { ModelCatalog } from '../llm/modelInfo.js';
 import type { ProviderRegistry } from '../llm/providers.js';
+import type { ModelInfo } from '../llm/modelInfo.js';
 import { Store, type AppendRequest } from '../store/index.js';
 import type { EventData, EventType, eventDefinitions } from '../store/schemas.js';
 import { createDefaultRegistry } from '../tools/builtin/index.js';
@@ -81,6 +82,11 @@ export interface LoomRuntime {
   /** The config of a directory already loaded by `configFor`, if any (the newest applied). */
   loadedConfig(location: string): ResolvedConfig | undefined;
   /**
+   * The model catalog's entry for a `provider/model` reference (its price prices turns and checks
+   * cost budgets at admission); undefined when the catalog does not know the model.
+   */
+  modelInfo(ref: string): ModelInfo | undefined;
+  /**
    * Tells the session's owner (in any process) to look now: a `wake` after an admission or reply,
    * a `cancel` after a cancel request. Advisory (the owner also polls); never throws.
    */
@@ -120,6 +126,8 @@ export interface LoomRuntimeOptions {
   mcp?: 'lazy' | 'eager';
   /** How long one provider may take to load (default PROVIDER_LOAD_TIMEOUT_MS). */
   providerLoadTimeoutMs?: number;
+  /** Where model entries (prices, limits) come from; without one no model has a known price. */
+  modelInfo?: (ref: string) => ModelInfo | undefined;
 }
 
 export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
@@ -144,6 +152,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     onError: (error) => process.stderr.write(`loom: ${error.message}\n`),
   });
   auth.watch();
+
 
   const tools = createDefaultRegistry();
   for (const tool of testToolsFromEnv(env)) tools.register(tool);
@@ -189,6 +198,8 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
   if (options.mcp === 'eager') void mcp.start();
   // Providers load in the background (never delaying startup); the catalog fills as they do.
   const models = openModelService({ store, home, env, credentials: auth, loadTimeoutMs: options.providerLoadTimeoutMs, loadGlobalConfig: () => config.configFor() });
+  // The catalog's entry for a model (its price for budgets, its window for compaction); a test may substitute its own.
+  const modelInfo = (ref: string): ModelInfo | undefined => (options.modelInfo ? options.modelInfo(ref) : models.catalog.get(ref));
 
   const nats = options.natsUrl ? startNats({ store, url: options.natsUrl, name: options.processName, onError: debugNats }) : undefined;
   const coordinator = new Coordinator({
@@ -213,6 +224,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
         resolveProvider: models.resolverFor(current),
         askPermission: options.asker,
         systemPrompt: options.systemPrompt?.(session.location, new Date(store.clock.now())),
+        modelInfo,
       };
     },
   });
@@ -254,6 +266,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     hooks,
     configFor: (location) => config.configFor(location),
     loadedConfig: (location) => config.current(location),
+    modelInfo,
     async signal(kind, sessionId) {
       try {
         await (kind === 'wake' ? coordinator.transport.wake(sessionId) : coordinator.transport.cancel(sessionId));

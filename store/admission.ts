@@ -1,5 +1,5 @@
 import { SessionNotFoundError, StoreError } from './errors.js';
-import type { InputAttachment } from './schemas.js';
+import type { InputAttachment, RequestBudget } from './schemas.js';
 import type { InputRow, Store } from './store.js';
 
 /**
@@ -26,6 +26,8 @@ export interface AdmitWithPolicyRequest {
   /** Who sent it (`cli`, `http`, …), recorded with the input. */
   source?: string;
   attachments?: InputAttachment[];
+  /** Budgets to record with the input (services/budget.ts `requestBudgetFor`). */
+  budget?: RequestBudget;
 }
 
 export interface Admission {
@@ -90,6 +92,7 @@ export function admitWithPolicy(store: Store, sessionId: string, request: AdmitW
       ...(request.clientId === undefined ? {} : { clientId: request.clientId }),
       ...(request.source === undefined ? {} : { source: request.source }),
       ...(request.attachments === undefined ? {} : { attachments: request.attachments }),
+      ...(request.budget === undefined ? {} : { budget: request.budget }),
     });
     return { input, admitted, mode, busy, policy, interrupted };
   });

@@ -231,6 +231,23 @@ export const MIGRATIONS: readonly string[] = [
     gseq INTEGER NOT NULL
   );
   `,
+  // budgets and usage (issue 8, loop): cost per session, tokens and cost per activity, projected from
+  // `turn.finished` (its `costUsd` is new: NULL cost means no turn was priced). Sessions and
+  // activities recorded before this migration get their token totals from the log here.
+  `
+  ALTER TABLE sessions ADD COLUMN cost_usd REAL;
+  ALTER TABLE activities ADD COLUMN input_tokens INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE activities ADD COLUMN output_tokens INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE activities ADD COLUMN cost_usd REAL;
+  UPDATE activities SET input_tokens = totals.input_tokens, output_tokens = totals.output_tokens
+    FROM (
+      SELECT json_extract(data, '$.activityId') AS activity_id,
+        sum(json_extract(data, '$.usage.inputTokens')) AS input_tokens,
+        sum(json_extract(data, '$.usage.outputTokens')) AS output_tokens
+      FROM events WHERE type = 'turn.finished' GROUP BY 1
+    ) AS totals
+    WHERE activities.activity_id = totals.activity_id;
+  `,
 ];
 
 /** Tables written only from events; `rebuildProjections` empties and refills exactly these. */

@@ -38,7 +38,10 @@ export class Projector {
       sessionActivity: p(`UPDATE sessions SET status = ?, activity_id = ?, activities = activities + ? WHERE session_id = ?`),
       sessionSettled: p(`UPDATE sessions SET status = 'idle', activity_id = NULL, last_activity_status = ? WHERE session_id = ?`),
       sessionStatus: p('UPDATE sessions SET status = ? WHERE session_id = ?'),
-      sessionUsage: p(`UPDATE sessions SET turns = turns + 1, input_tokens = input_tokens + ?, output_tokens = output_tokens + ? WHERE session_id = ?`),
+      sessionUsage: p(`UPDATE sessions SET turns = turns + 1, input_tokens = input_tokens + @in, output_tokens = output_tokens + @out,
+        cost_usd = CASE WHEN @cost IS NULL THEN cost_usd ELSE ifnull(cost_usd, 0) + @cost END WHERE session_id = @id`),
+      activityUsage: p(`UPDATE activities SET input_tokens = input_tokens + @in, output_tokens = output_tokens + @out,
+        cost_usd = CASE WHEN @cost IS NULL THEN cost_usd ELSE ifnull(cost_usd, 0) + @cost END WHERE activity_id = @id`),
       activityInsert: p(`INSERT INTO activities (activity_id, session_id, trigger, status, turns, turn_limit, restarts, reason, opened_seq, settled_seq)
         VALUES (?, ?, ?, 'open', 0, ?, 0, NULL, ?, NULL)`),
       activityTurn: p('UPDATE activities SET turns = ? WHERE activity_id = ?'),
@@ -168,10 +171,13 @@ export class Projector {
         s.messageDiscard!.run(e.data.attemptId);
         s.partsDiscard!.run(e.data.attemptId);
         return;
-      case 'turn.finished':
-        s.sessionUsage!.run(e.data.usage.inputTokens, e.data.usage.outputTokens, sid);
+      case 'turn.finished': {
+        const usage = { in: e.data.usage.inputTokens, out: e.data.usage.outputTokens, cost: e.data.costUsd ?? null };
+        s.sessionUsage!.run({ ...usage, id: sid });
+        s.activityUsage!.run({ ...usage, id: e.data.activityId });
         s.messageFinished!.run(e.data.attemptId);
         return;
+      }
       case 'activity.settled':
         s.activitySettle!.run(e.data.status, e.data.reason ?? null, e.seq, e.data.activityId);
         s.sessionSettled!.run(e.data.status, sid);

@@ -22,6 +22,8 @@ export interface SessionRow {
   turns: number;
   inputTokens: number;
   outputTokens: number;
+  /** US dollars of the priced turns; null when no turn had a price. */
+  costUsd: number | null;
 }
 
 export interface ActivityRow {
@@ -35,6 +37,10 @@ export interface ActivityRow {
   reason: string | null;
   openedSeq: number;
   settledSeq: number | null;
+  inputTokens: number;
+  outputTokens: number;
+  /** US dollars of the priced turns; null when no turn had a price. */
+  costUsd: number | null;
 }
 
 export interface ToolCallRow {

@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import {
+  BUDGET_COST_USD_MAX,
+  BUDGET_TOKENS_MAX,
   EVENT_DATA_BYTES_MAX,
   INPUT_ATTACHMENT_NAME_CHARS_MAX,
   INPUT_ATTACHMENTS_MAX,
@@ -79,6 +81,34 @@ const usage = z.object({
 });
 
 /**
+ * A spending cap (DESIGN §3 "budget_exceeded"): tokens (input + output, every turn counted) and/or
+ * US dollars (priced from the model catalog). At least one is set.
+ */
+export const budgetLimit = z
+  .strictObject({
+    tokens: z.number().int().positive().max(BUDGET_TOKENS_MAX).optional(),
+    costUsd: z.number().positive().max(BUDGET_COST_USD_MAX).optional(),
+  })
+  .refine((b) => b.tokens !== undefined || b.costUsd !== undefined, { message: 'sets neither tokens nor costUsd' });
+export type BudgetLimit = z.infer<typeof budgetLimit>;
+
+/**
+ * The budgets an input or run request carries, recorded with it so whichever process owns the
+ * session enforces them: `activity` caps the activity the request opens or joins (the tightest of
+ * its requests wins), `session` caps the session's totals (the last one recorded is in force).
+ */
+export const requestBudget = z.strictObject({ activity: budgetLimit.optional(), session: budgetLimit.optional() });
+export type RequestBudget = z.infer<typeof requestBudget>;
+
+/** Usage summed over turns: tokens, and dollars when the model's price was known (`costUsd` absent: no priced turn). */
+export const usageTotals = z.object({
+  inputTokens: z.number().int().nonnegative(),
+  outputTokens: z.number().int().nonnegative(),
+  costUsd: z.number().nonnegative().optional(),
+});
+export type UsageTotals = z.infer<typeof usageTotals>;
+
+/**
  * A file or URL attached to an input, resolved at admission (tools/attachments.ts): the stored
  * text is what the model sees, so nothing is fetched or read again later.
  */
@@ -131,6 +161,7 @@ export const eventDefinitions = {
       text: z.string(),
       source: z.string().optional(),
       attachments: z.array(inputAttachment).max(INPUT_ATTACHMENTS_MAX).optional(),
+      budget: requestBudget.optional(),
     }),
   },
   'input.cancelled': {
@@ -164,7 +195,6 @@ export const eventDefinitions = {
     // request in flight); abandon: settle the activity as abandoned.
     schema: z.object({ activityId: id, decision: z.enum(['retry', 'continue', 'abandon']), reason: z.string().optional(), automatic: z.boolean().optional() }),
   },
-  'run.requested': { kind: 'request', version: 1, schema: z.object({ runId: id }) },
   // A plugin's hook threw, timed out or left an invalid draft while it ran for this session: its
   // draft was discarded and the run went on (services/hooks.ts). A request, not an owner event:
   // `input.admitted` hooks run in the admitting process, which need not own the session.
@@ -179,6 +209,7 @@ export const eventDefinitions = {
       callId: id.optional(),
     }),
   },
+  'run.requested': { kind: 'request', version: 1, schema: z.object({ runId: id, budget: requestBudget.optional() }) },
 
   // ---- owner events (fenced) ----
   'input.assigned': { kind: 'owner', version: 1, schema: z.object({ inputId: id, activityId: id }) },
@@ -271,6 +302,23 @@ export const eventDefinitions = {
       dispatched: z.boolean().optional(),
     }),
   },
+  // A retryable failure the machine decided to retry: the next attempt waits `delayMs` (exponential
+  // backoff with jitter, at least the provider's retry-after), drawn by the owner and recorded so a
+  // replay of the log waits the same.
+  'attempt.retrying': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({
+      activityId: id,
+      failedAttemptId: id,
+      /** The number of the attempt about to be made (2 for the first retry). */
+      nextAttempt: z.number().int().positive(),
+      delayMs: z.number().int().nonnegative(),
+      /** The failure retried, as `kind: message`. */
+      reason: z.string(),
+      retryAfterMs: z.number().int().nonnegative().optional(),
+    }),
+  },
   'turn.finished': {
     kind: 'owner',
     version: 1,
@@ -281,13 +329,22 @@ export const eventDefinitions = {
       finishReason: z.string(),
       usage,
       toolCalls: z.number().int().nonnegative(),
+      /** What the turn cost in US dollars, from the model catalog's price; absent when no price is known. */
+      costUsd: z.number().nonnegative().optional(),
       providerMetadata,
     }),
   },
   'activity.settled': {
     kind: 'owner',
     version: 1,
-    schema: z.object({ activityId: id, status: activityStatus, reason: z.string().optional(), turns: z.number().int().nonnegative() }),
+    schema: z.object({
+      activityId: id,
+      status: activityStatus,
+      reason: z.string().optional(),
+      turns: z.number().int().nonnegative(),
+      /** Tokens (and cost) of every finished turn of the activity. */
+      usage: usageTotals.optional(),
+    }),
   },
   'recovery.detected': {
     kind: 'owner',

@@ -22,7 +22,7 @@ import { PROJECTION_TABLES } from './migrations.js';
 import { Owners } from './owners.js';
 import { Projector } from './projections.js';
 import { Queries } from './queries.js';
-import { upcast, validateForWrite, type AnyEnvelope, type Envelope, type EventData, type EventType, type InputAttachment } from './schemas.js';
+import { upcast, validateForWrite, type AnyEnvelope, type Envelope, type EventData, type EventType, type InputAttachment, type RequestBudget } from './schemas.js';
 
 /** One event to append. Owner events carry the appender's epoch; requests and system events don't. */
 export type AppendRequest = {
@@ -69,6 +69,8 @@ export interface AdmitInput {
   source?: string;
   /** Resolved attachments (tools/attachments.ts `materializeAttachments`), stored with the input. */
   attachments?: InputAttachment[];
+  /** Budgets recorded with the input (services/budget.ts): enforced by whichever process owns the session. */
+  budget?: RequestBudget;
 }
 
 export interface InputRow {
@@ -420,7 +422,7 @@ export class Store {
       const open = (this.q.inputsOpen!.get(sessionId) as { n: number }).n;
       if (open >= INBOX_PENDING_MAX) throw new LimitExceededError('INBOX_PENDING_MAX', `session ${sessionId} has ${open} inputs waiting`);
       const attachments = input.attachments !== undefined && input.attachments.length > 0 ? input.attachments : undefined;
-      const data = { inputId, mode: input.mode, text: input.text, clientId: input.clientId, source: input.source, attachments };
+      const data = { inputId, mode: input.mode, text: input.text, clientId: input.clientId, source: input.source, attachments, budget: input.budget };
       const v = validateForWrite('input.admitted', data);
       this.writeOne({ sessionId, type: 'input.admitted', data } as AppendRequest, 'request', v.def.version, v.json, v.data, new Map());
       return { input: toInput(this.q.inputById!.get(inputId) as InputDbRow), admitted: true };

@@ -1,7 +1,9 @@
 import { JOBS_RUNNING_PER_SESSION_MAX } from '../../core/limits.js';
 import type { SessionContext } from '../../machines/session.machine.js';
 import { stateName } from '../../machines/stateName.js';
+import type { BudgetLimit } from '../../store/index.js';
 import { openStore } from '../runtime.js';
+import { formatBudget, formatUsage } from '../render.js';
 import { colorsFor, type Colors } from '../style.js';
 import { requireSession } from './session.js';
 
@@ -29,7 +31,17 @@ export async function inspectCommand(idArg: string, opts: { json?: boolean }): P
       machineVersion: snap?.machineVersion ?? null,
       owner: owner ? { ownerId: owner.held ? owner.ownerId : null, epoch: owner.epoch, live: owner.live, expiresAt: owner.live ? new Date(owner.expiresAt).toISOString() : null } : null,
       activity: activity
-        ? { activityId: activity.activityId, status: activity.status, turn: context?.activity?.turn ?? activity.turns, turnLimit: activity.turnLimit, turns: activity.turns, restarts: activity.restarts, attemptId: context?.activity?.attemptId ?? null }
+        ? {
+            activityId: activity.activityId,
+            status: activity.status,
+            turn: context?.activity?.turn ?? activity.turns,
+            turnLimit: activity.turnLimit,
+            turns: activity.turns,
+            restarts: activity.restarts,
+            attemptId: context?.activity?.attemptId ?? null,
+            usage: { inputTokens: activity.inputTokens, outputTokens: activity.outputTokens, costUsd: activity.costUsd },
+            budget: context?.activity?.budget ?? null,
+          }
         : null,
       children: [
         ...calls.filter((c) => c.state !== 'settled').map((c) => ({ id: c.callId, kind: 'toolCall', tool: c.tool, state: asks.some((p) => p.callId === c.callId) ? 'awaitingPermission' : c.state === 'called' ? (context?.activity?.calls[c.callId]?.state ?? 'queued') : 'running' })),
@@ -43,7 +55,7 @@ export async function inspectCommand(idArg: string, opts: { json?: boolean }): P
       },
       parked: context?.parked ?? false,
       lastActivityStatus: s.lastActivityStatus,
-      usage: { activities: s.activities, turns: s.turns, inputTokens: s.inputTokens, outputTokens: s.outputTokens },
+      usage: { activities: s.activities, turns: s.turns, inputTokens: s.inputTokens, outputTokens: s.outputTokens, costUsd: s.costUsd, budget: context?.sessionBudget ?? null },
     };
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
@@ -69,12 +81,24 @@ type InspectReport = {
   machineVersion: string | null;
   lastActivityStatus: string | null;
   owner: { ownerId: string | null; epoch: number; live: boolean; expiresAt: string | null } | null;
-  activity: { activityId: string; status: string; turn: number; turnLimit: number; turns: number; attemptId: string | null } | null;
+  activity: {
+    activityId: string;
+    status: string;
+    turn: number;
+    turnLimit: number;
+    turns: number;
+    attemptId: string | null;
+    usage: UsageView;
+    budget: BudgetLimit | null;
+  } | null;
   children: { id: string; kind: string; tool: string; state: string }[];
   inbox: { inputId: string; mode: string; status: string; text: string }[];
   permissions: { pending: { requestId: string; callId: string; tool: string; pattern: string | null; summary: string | null }[]; grants: { tool: string; pattern: string | null }[] };
-  usage: { activities: number; turns: number; inputTokens: number; outputTokens: number };
+  usage: UsageView & { activities: number; turns: number; budget: BudgetLimit | null };
 };
+
+type UsageView = { inputTokens: number; outputTokens: number; costUsd: number | null };
+
 
 /**
  * The session as a tree: its machine state, the activity, the child actors (tool calls with their
@@ -96,6 +120,7 @@ export function renderTree(r: InspectReport, c: Colors): string {
   node('', false, a
     ? `activity ${a.activityId} ${a.status} · turn ${a.turn}/${a.turnLimit} · ${a.turns} turn${a.turns === 1 ? '' : 's'} in all${a.attemptId ? ` · attempt ${a.attemptId}` : ''}`
     : `activity none${r.lastActivityStatus ? ` (last settled: ${r.lastActivityStatus})` : ''}`);
+  if (a) node(under('', false), true, `usage ${formatUsage(a.usage)}${a.budget ? ` · budget ${formatBudget(a.budget)}` : ''}`);
   // Child actors, each ask under the call that waits for it.
   node('', false, `children ${r.children.length === 0 ? c.dim('none') : `(${r.children.length})`}`);
   const childPrefix = under('', false);
@@ -120,7 +145,7 @@ export function renderTree(r: InspectReport, c: Colors): string {
   const o = r.owner;
   node('', false, `owner ${o?.live ? `${o.ownerId} · epoch ${o.epoch} · until ${o.expiresAt}` : c.dim(`none live${o ? ` (last epoch ${o.epoch})` : ''}`)}`);
   node('', false, `grants ${r.permissions.grants.length === 0 ? c.dim('none') : r.permissions.grants.map((g) => `${g.tool} ${g.pattern ?? '(any call)'}`).join(', ')}`);
-  node('', false, `usage ${r.usage.activities} activities, ${r.usage.turns} turns, ${r.usage.inputTokens} input / ${r.usage.outputTokens} output tokens`);
+  node('', false, `usage ${r.usage.activities} activities, ${r.usage.turns} turns, ${formatUsage(r.usage)}${r.usage.budget ? ` · session budget ${formatBudget(r.usage.budget)}` : ''}`);
   node('', true, `log seq ${r.lastSeq}, snapshot at ${r.snapshotSeq} (${r.machineVersion ?? 'none'})`);
   if (r.permissions.pending.length > 0) lines.push(c.dim(`answer: loom permit ${r.sessionId} REQUEST once|always|reject`));
   return `${lines.join('\n')}\n`;

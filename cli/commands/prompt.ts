@@ -1,4 +1,5 @@
 import { attachmentsFor } from '../attach.js';
+import { admissionBudget, type BudgetFlags } from '../budget.js';
 import { EXIT, exitCodeForStatus, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
 import { createHumanRenderer, createJsonRenderer } from '../render.js';
@@ -7,7 +8,7 @@ import { requireSession } from './session.js';
 import { admitWithHooks } from '../../services/hooks.js';
 import { SessionBusyError } from '../../store/index.js';
 
-export interface PromptOptions {
+export interface PromptOptions extends BudgetFlags {
   steer?: boolean;
   queue?: boolean;
   follow?: boolean;
@@ -36,10 +37,11 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
   try {
     const session = requireSession(rt.store, idArg);
     const sessionId = session.sessionId;
-    await rt.configFor(session.location);
+    const config = await rt.configFor(session.location);
     // This process will run the session (no live owner, not detached): a provider that cannot load
     // is refused now, naming it, before the input is admitted (exit 2), as `run` does.
     if (!opts.detach && !rt.store.owners.get(sessionId, rt.store.clock.now())?.live) await rt.providers.ready(session.model);
+    const budget = admissionBudget(config, session.model, rt.modelInfo, opts); // a cost budget needs a price: refused before anything is stored
     const attachments = await attachmentsFor(session.location, opts.attach); // resolved before anything is stored
     const after = rt.store.queries.session(sessionId)!.lastSeq;
     let admission;
@@ -50,6 +52,7 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
         ...(opts.clientId === undefined ? {} : { clientId: opts.clientId }),
         source: 'cli',
         ...(attachments === undefined ? {} : { attachments }),
+        ...(budget === undefined ? {} : { budget }),
       });
     } catch (error) {
       if (error instanceof SessionBusyError) throw new UsageError(`${error.message} (loom prompt --steer or --queue)`);

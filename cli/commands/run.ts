@@ -1,4 +1,5 @@
 import { attachmentsFor } from '../attach.js';
+import { admissionBudget, type BudgetFlags } from '../budget.js';
 import { EXIT, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
 import { openRuntime, resolveLocation, type PermissionMode } from '../runtime.js';
@@ -9,7 +10,7 @@ import { admitWithPolicy, type DoubleTextingPolicy } from '../../store/index.js'
 
 export { DEFAULT_MODEL };
 
-export interface RunOptions {
+export interface RunOptions extends BudgetFlags {
   model?: string;
   dir: string;
   json?: boolean;
@@ -37,11 +38,12 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
     const config = await rt.configFor(location);
     const model = opts.model ?? config.model ?? process.env.LOOM_MODEL ?? DEFAULT_MODEL;
     await rt.providers.ready(model); // fail before creating anything when the provider is not configured or failed to load (bounded wait)
+    const budget = admissionBudget(config, model, rt.modelInfo, opts); // a cost budget needs a price: refused before anything is stored
     const attachments = await attachmentsFor(location, opts.attach); // resolved before anything is stored
     const sessionId = rt.store.ids.next('ses');
     // Plugins' input.admitted hooks see the text before anything is stored; their failures are recorded with the session.
     const failures: HookFailure[] = [];
-    const request = await runInputHooks(rt.hooks, { sessionId, location, model, source: 'cli' }, { mode: 'steer', text, source: 'cli', attachments }, (f) => failures.push(f));
+    const request = await runInputHooks(rt.hooks, { sessionId, location, model, source: 'cli' }, { mode: 'steer', text, source: 'cli', attachments, budget }, (f) => failures.push(f));
     rt.store.transaction(() => {
       rt.store.append({ sessionId, type: 'session.created', data: { location, model, ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}) } });
       if (failures.length > 0) rt.store.append(failures.map((f) => hookFailedEvent(sessionId, f)));

@@ -2,6 +2,7 @@ import { JOBS_LIST_MAX } from '../../core/limits.js';
 import { PermissionNotPendingError, replyToPermission } from '../../store/index.js';
 import type { RouteModule } from '../app.js';
 import { admitWithHooks, NO_HOOKS } from '../../services/hooks.js';
+import { admitWithPolicy, requestBudget } from '../admission.js';
 import { routes } from '../contract.js';
 import { ApiError } from '../errors.js';
 import { kick, recorded, requireSession } from './util.js';
@@ -17,15 +18,17 @@ export const controlRoutes: RouteModule = {
     app.openapi(routes.postInput, async (c) => {
       const s = requireSession(ctx, c.req.valid('param').id);
       const body = c.req.valid('json');
-      const result = await admitWithHooks(ctx.store, ctx.hooks ?? NO_HOOKS, s.sessionId, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http' });
+      const budget = await requestBudget(ctx, s.location, s.model, body.budget);
+      const result = await admitWithHooks(ctx.store, ctx.hooks ?? NO_HOOKS, s.sessionId, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http', ...(budget ? { budget } : {}) });
       await kick(ctx, s.sessionId);
       return c.json(result, 202);
     });
 
     app.openapi(routes.run, async (c) => {
       const s = requireSession(ctx, c.req.valid('param').id);
+      const budget = await requestBudget(ctx, s.location, s.model, (c.req.valid('json') ?? {}).budget);
       const runId = ctx.store.ids.next('run');
-      const e = recorded(ctx.store.append({ sessionId: s.sessionId, type: 'run.requested', data: { runId } }), 'run.requested');
+      const e = recorded(ctx.store.append({ sessionId: s.sessionId, type: 'run.requested', data: { runId, ...(budget ? { budget } : {}) } }), 'run.requested');
       await kick(ctx, s.sessionId);
       return c.json({ sessionId: s.sessionId, seq: e.seq, runId }, 202);
     });

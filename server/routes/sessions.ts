@@ -3,7 +3,7 @@ import { isAbsolute } from 'node:path';
 import { DEFAULT_MODEL } from '../../cli/commands/run.js';
 import type { RouteModule, ServerContext } from '../app.js';
 import { hookFailedEvent, NO_HOOKS, runInputHooks, type HookFailure } from '../../services/hooks.js';
-import { admitWithPolicy } from '../admission.js';
+import { admitWithPolicy, requestBudget } from '../admission.js';
 import { routes, SESSIONS_LIST_LIMIT } from '../contract.js';
 import { ApiError } from '../errors.js';
 import { sessionState } from '../state.js';
@@ -19,6 +19,7 @@ export const sessionRoutes: RouteModule = {
       const body = c.req.valid('json');
       if (body.mode !== undefined && body.text === undefined) throw new ApiError(400, 'invalid_request', 'body.mode: goes with body.text', 'body.mode');
       if (body.clientId !== undefined && body.text === undefined) throw new ApiError(400, 'invalid_request', 'body.clientId: goes with body.text', 'body.clientId');
+      if (body.budget !== undefined && body.text === undefined) throw new ApiError(400, 'invalid_request', 'body.budget: goes with body.text (or POST /sessions/{id}/run with a budget)', 'body.budget');
       const location = resolveLocation(body.location);
       const config = await ctx.configFor(location);
       const model = body.model ?? config.model ?? ctx.env.LOOM_MODEL ?? DEFAULT_MODEL;
@@ -27,13 +28,14 @@ export const sessionRoutes: RouteModule = {
       } catch (error) {
         throw new ApiError(400, 'configuration', `body.model: ${(error as Error).message}`, 'body.model');
       }
+      const budget = body.text === undefined ? undefined : await requestBudget(ctx, location, model, body.budget);
       const sessionId = ctx.store.ids.next('ses');
       // Plugins' input.admitted hooks see the text before anything is stored; their failures are recorded with the session.
       const failures: HookFailure[] = [];
       const request =
         body.text === undefined
           ? undefined
-          : await runInputHooks(ctx.hooks ?? NO_HOOKS, { sessionId, location, model, source: 'http' }, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http' }, (f) => failures.push(f));
+          : await runInputHooks(ctx.hooks ?? NO_HOOKS, { sessionId, location, model, source: 'http' }, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http', ...(budget ? { budget } : {}) }, (f) => failures.push(f));
       const input = ctx.store.transaction(() => {
         ctx.store.append({
           sessionId,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Coordinator } from '../../actors/coordinator.js';
+import type { SessionDeps } from '../../actors/session.js';
 import type { PermissionAsker } from '../../actors/toolCall.js';
 import { createProviderResolver } from '../../llm/resolve.js';
 import { resolveConfig, type ConfigV2 } from '../../services/config.js';
@@ -64,6 +65,12 @@ export async function createHarness(options: {
   home?: string;
   /** The session's double-texting policy (session.created). */
   doubleTexting?: 'steer' | 'queue' | 'interrupt' | 'reject';
+  /** The jitter source of retry backoffs (SessionDeps.random). */
+  random?: () => number;
+  /** The XState timers of the session actors (SessionDeps.timers): a SimulatedClock moves retry backoffs by hand. */
+  timers?: SessionDeps['timers'];
+  /** Model catalog entries (SessionDeps.modelInfo): their prices price the turns. */
+  modelInfo?: SessionDeps['modelInfo'];
 } = {}): Promise<Harness> {
   const server = await startScriptedOpenAIServer({ script: options.script ?? [], respond: options.respond });
   onCleanup(() => void server.close());
@@ -80,6 +87,9 @@ export async function createHarness(options: {
     resolveProvider: createProviderResolver(config, { OPENAI_BASE_URL: server.url }),
     askPermission: options.askPermission,
     toolServices: options.toolServices,
+    random: options.random,
+    timers: options.timers,
+    modelInfo: options.modelInfo,
   });
   const coordinator = new Coordinator({ store, deps, onSessionFailure: options.onSessionFailure });
   onCleanup(() => coordinator.shutdown());

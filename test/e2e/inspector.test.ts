@@ -77,7 +77,7 @@ describe('inspector page (loom serve + headless Chromium)', () => {
       expect(page.url()).toBe(`${server.base}/inspector`);
 
       // A session created through the API shows up in the open page (global SSE), and opens on click.
-      const created = await server.call('POST', '/sessions', { location: server.dir, model: 'openai/test', text: 'write hello.txt please' });
+      const created = await server.call('POST', '/sessions', { location: server.dir, model: 'openai/test', text: 'write hello.txt please', budget: { session: { tokens: 1_000_000 } } });
       expect(created.status).toBe(201);
       const id: string = created.body.session.sessionId;
       await page.locator(`#sessions li[data-session="${id}"] button`).click();
@@ -109,6 +109,11 @@ describe('inspector page (loom serve + headless Chromium)', () => {
       const settled = JSON.parse((await page.locator('#timeline li[data-type="activity.settled"] pre').textContent())!);
       expect(settled.data.status).toBe('completed');
       expect(await page.locator('#usage dd[data-usage="turns"]').textContent()).toBe('2');
+      // Usage against the budget in force; no price is known for openai/test, so the cost is unknown, not $0.
+      expect(await page.locator('#usage dd[data-usage="cost"]').textContent()).toBe('unknown (no price)');
+      const tokens = Number(await page.locator('#usage dd[data-usage="input tokens"]').textContent()) + Number(await page.locator('#usage dd[data-usage="output tokens"]').textContent());
+      expect(tokens).toBeGreaterThan(0);
+      expect(await page.locator('#usage dd[data-usage="session budget"]').textContent()).toBe(`${tokens} / 1000000 tokens (1000000 tokens)`);
 
       // The timeline filters by type prefix.
       await page.locator('#filter').fill('permission.');

@@ -205,6 +205,7 @@ describe('anthropic provider - errors', () => {
     const limited = await failure(provider.stream(request([{ role: 'user', content: 'x' }])));
     expect(limited).toBeInstanceOf(ProviderRateLimitError);
     expect(limited).toMatchObject({ retryable: true, status: 429, retryAfterMs: 7000 });
+    expect((overloaded as Error).message).toMatch(/^The provider failed \(HTTP 529, overloaded\) for POST .*; retry after 3 s/);
   });
 
   it('anthropic - HTTP 401 is a non-retryable auth error naming the body message', async () => {

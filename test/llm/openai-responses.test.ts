@@ -236,6 +236,13 @@ describe('openai-responses - errors', () => {
     expect((error as ProviderRateLimitError).retryAfterMs).toBe(3000);
   });
 
+  it('openai-responses - HTTP 503 with retry-after is a retryable server error carrying the delay', async () => {
+    const target = await start({ status: 503, retryAfter: '4' });
+    const error = await failureOf(providerFor(target).stream(turnRequest()));
+    expect(error).toBeInstanceOf(ProviderServerError);
+    expect(error).toMatchObject({ retryable: true, status: 503, retryAfterMs: 4_000 });
+  });
+
   it('openai-responses - HTTP 401 is an auth error that is not retryable', async () => {
     const target = await start({ status: 401 });
     const error = await failureOf(providerFor(target).stream(turnRequest()));

@@ -305,6 +305,18 @@ describe('openai adapter', () => {
     expect((error as Error).message).toContain('overloaded');
   });
 
+  it('openai adapter - a 503 with retry-after (or retry-after-ms) carries the delay, like a 429', async () => {
+    const target = await start({ script: [{ status: 503, retryAfter: '12' }, { status: 502, headers: { 'retry-after-ms': '2500' } }, { status: 500 }] });
+    const provider = providerFor(target);
+    const first = await failureOf(provider.stream(turnRequest()));
+    expect(first).toBeInstanceOf(ProviderServerError);
+    expect(first).toMatchObject({ status: 503, retryable: true, retryAfterMs: 12_000 });
+    expect((first as Error).message).toContain('(HTTP 503)');
+    expect((first as Error).message).toContain('; retry after 12 s');
+    expect(await failureOf(provider.stream(turnRequest()))).toMatchObject({ status: 502, retryAfterMs: 2_500 });
+    expect(((await failureOf(provider.stream(turnRequest()))) as ProviderServerError).retryAfterMs).toBeUndefined();
+  });
+
   it('openai adapter - other 4xx becomes ProviderBadRequestError', async () => {
     const target = await start({ script: [{ status: 400, errorBody: '{"error":{"message":"context length exceeded"}}' }] });
     const error = await failureOf(providerFor(target).stream(turnRequest()));

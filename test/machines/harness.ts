@@ -26,6 +26,7 @@ export const SMALL_INPUT: SessionInput = {
   attemptRetriesMax: 1,
   attemptBackoffMs: 100,
   attemptBackoffMaxMs: 1_000,
+  attemptRetryAfterMaxMs: 5_000,
   toolTimeoutsMs: { bash: 5_000 },
   toolTimeoutDefaultMs: 1_000,
   idempotentTools: ['read'],
@@ -129,7 +130,23 @@ export function recordedBy(actions: ExecutableActionObject[], before: SessionSna
         }
         out.push(
           ...a!.unconsumed.map((inputId) => ev('input.released', { inputId, activityId: a!.id, reason: `activity ${params.status}`, mode: modeOf(inputId) })),
-          ev('activity.settled', { activityId: a!.id, status: params.status, reason: params.reason, turns: a!.turns }),
+          ev('activity.settled', { activityId: a!.id, status: params.status, reason: params.reason, turns: a!.turns, usage: a!.usage }),
+        );
+        break;
+      }
+      case 'scheduleRetry': {
+        // The runtime draws a jittered delay; here the upper bound (no jitter), so tests are exact.
+        const p = action.params as { failedAttemptId: string; failedAttempt: number; reason: string; retryAfterMs?: number };
+        const exponential = Math.min(context.attemptBackoffMs * 2 ** (p.failedAttempt - 1), context.attemptBackoffMaxMs);
+        out.push(
+          ev('attempt.retrying', {
+            activityId: a!.id,
+            failedAttemptId: p.failedAttemptId,
+            nextAttempt: p.failedAttempt + 1,
+            delayMs: Math.max(exponential, p.retryAfterMs ?? 0),
+            reason: p.reason,
+            ...(p.retryAfterMs === undefined ? {} : { retryAfterMs: p.retryAfterMs }),
+          }),
         );
         break;
       }

@@ -98,7 +98,7 @@ const altered = files.filter((f) => f.endsWith('.altered.jsonl')).map((f) => f.r
 
 describe('session histories', () => {
   it('session histories - the recorded set covers the scenarios, each with its expectation', () => {
-    expect(golden.sort()).toEqual(expect.arrayContaining(['cancel', 'retry', 'simple-text', 'steer-at-boundary', 'tool-turn', 'turn-limit']));
+    expect(golden.sort()).toEqual(expect.arrayContaining(['budget-exceeded', 'cancel', 'retry', 'retry-jitter', 'simple-text', 'steer-at-boundary', 'tool-turn', 'turn-limit']));
     for (const name of [...golden, ...altered]) expect(files, name).toContain(`${name}.expected.json`);
     expect(altered.length).toBeGreaterThanOrEqual(1);
   });
@@ -123,6 +123,23 @@ describe('session histories', () => {
     const diffs = differences(readHistory('tool-turn.altered.jsonl'), expectedFor('tool-turn'));
     // Without the first turn.finished the machine never leaves turn 1: the recorded turn 2 is refused.
     expect(diffs).toEqual(['turns started 1, expected 2']);
+  });
+
+  it('session histories - usage the owner did not record is caught: the budget check and the totals replay from the log alone', () => {
+    const diffs = differences(readHistory('budget-exceeded.altered.jsonl'), expectedFor('budget-exceeded'));
+    // 100 + 20 tokens are under the 300-token budget: the machine awaits the tool instead of settling.
+    expect(diffs).toEqual(expect.arrayContaining(['context.usage {"inputTokens":100,"outputTokens":20}, expected {"inputTokens":400,"outputTokens":20}']));
+  });
+
+  it('session histories - each retry is replayed from its recorded attempt.retrying, and an older log without one still replays', () => {
+    const events = readHistory('retry-jitter.jsonl');
+    const retries = events.filter((e): e is Extract<AnyEnvelope, { type: 'attempt.retrying' }> => e.type === 'attempt.retrying');
+    expect(retries.map((e) => e.data.nextAttempt)).toEqual([2, 3]);
+    let [snapshot] = initialTransition(sessionMachine, machineInput(expectedFor('retry-jitter').input, events));
+    for (const e of events.slice(0, events.indexOf(retries[1]!) + 1)) [snapshot] = transition(sessionMachine, snapshot, e as SessionEvent);
+    expect(snapshot.value).toEqual({ providerTurn: 'backoff' });
+    expect(snapshot.context.activity!.retryDelayMs).toBe(retries[1]!.data.delayMs);
+    expect(readHistory('retry.jsonl').some((e) => e.type === 'attempt.retrying')).toBe(false); // recorded before retries were events
   });
 
   it('session histories - a settlement recorded twice is caught by the settled count', () => {

@@ -301,10 +301,14 @@ describe('session machine', () => {
 
   it('session machine - a retryable failure without chunks backs off, then a new provider turn dispatches the next attempt', () => {
     const s = streaming();
-    const [backoff, actions] = transition(sessionMachine, s, attemptFailed(s, { retryable: true }));
+    const [retrying, actions] = transition(sessionMachine, s, attemptFailed(s, { retryable: true }));
+    expect(retrying.value).toEqual({ providerTurn: 'retrying' });
+    expect(actionTypes(actions)).toEqual(['xstate.stopChild', 'scheduleRetry']);
+    expect(findAction(actions, 'scheduleRetry')!.params).toEqual({ failedAttemptId: 'act1-t1-a1', failedAttempt: 1, reason: 'rate_limited: scripted failure' });
+    expect(providerTurnChildren(retrying)).toEqual([]);
+    // The runtime records the delay it drew; the backoff waits exactly that.
+    const backoff = deliver(s, attemptFailed(s, { retryable: true })).snapshot;
     expect(backoff.value).toEqual({ providerTurn: 'backoff' });
-    expect(actionTypes(actions)).not.toContain('settleActivity');
-    expect(providerTurnChildren(backoff)).toEqual([]);
     expect(backoff.context.activity!.retryDelayMs).toBe(SMALL_INPUT.attemptBackoffMs);
 
     const [again] = transition(sessionMachine, backoff, backoffElapsed());
@@ -314,18 +318,49 @@ describe('session machine', () => {
     expect(second.context.activity).toMatchObject({ attempt: 2, attemptId: 'act1-t1-a2', receivedChunks: false, turn: 1 });
   });
 
-  it('session machine - the retry delay grows exponentially, honours retry-after and is capped', () => {
+  it('session machine - the backoff waits the delay recorded by attempt.retrying, whatever it is', () => {
+    const s = deliver(streaming(), attemptFailed(streaming(), { retryable: true })).snapshot;
+    const [retrying] = transition(sessionMachine, streaming(), attemptFailed(streaming(), { retryable: true }));
+    const recorded = ev('attempt.retrying', { activityId: 'act1', failedAttemptId: 'act1-t1-a1', nextAttempt: 2, delayMs: 137, reason: 'x' });
+    const [backoff] = transition(sessionMachine, retrying, recorded);
+    expect(backoff.value).toEqual({ providerTurn: 'backoff' });
+    expect(backoff.context.activity!.retryDelayMs).toBe(137);
+    // A retry event of another activity does not move it.
+    const [still] = transition(sessionMachine, retrying, ev('attempt.retrying', { activityId: 'act0', failedAttemptId: 'x', nextAttempt: 2, delayMs: 1, reason: 'x' }));
+    expect(still.value).toEqual({ providerTurn: 'retrying' });
+    expect(s.value).toEqual({ providerTurn: 'backoff' });
+  });
+
+  it('session machine - a log without attempt.retrying (older Loom) still replays: the next dispatch ends the retry', () => {
+    const s = streaming();
+    const [retrying] = transition(sessionMachine, s, attemptFailed(s, { retryable: true }));
+    const [next] = transition(sessionMachine, retrying, dispatched(retrying)[0]!);
+    expect(next.value).toEqual({ providerTurn: 'streaming' });
+    expect(next.context.activity).toMatchObject({ attempt: 2, attemptId: 'act1-t1-a2' });
+  });
+
+  it('session machine - each retry is scheduled with the failed attempt number and the retry-after', () => {
     const input = { ...SMALL_INPUT, attemptRetriesMax: 5 };
     let s = streaming(input);
-    const delays: number[] = [];
-    for (let i = 0; i < 4; i++) {
-      s = deliver(s, attemptFailed(s, { retryable: true })).snapshot;
-      delays.push(s.context.activity!.retryDelayMs);
+    const scheduled: unknown[] = [];
+    for (let i = 0; i < 3; i++) {
+      const [, actions] = transition(sessionMachine, s, attemptFailed(s, { retryable: true, retryAfterMs: i === 2 ? 2_000 : undefined }));
+      scheduled.push(findAction(actions, 'scheduleRetry')!.params);
+      s = deliver(s, attemptFailed(s, { retryable: true, retryAfterMs: i === 2 ? 2_000 : undefined })).snapshot;
       s = dispatch(deliver(s, backoffElapsed()).snapshot);
     }
-    expect(delays).toEqual([100, 200, 400, 800]);
-    s = deliver(s, attemptFailed(s, { retryable: true, retryAfterMs: 60_000 })).snapshot;
-    expect(s.context.activity!.retryDelayMs).toBe(SMALL_INPUT.attemptBackoffMaxMs);
+    expect(scheduled).toMatchObject([{ failedAttempt: 1 }, { failedAttempt: 2 }, { failedAttempt: 3, retryAfterMs: 2_000 }]);
+  });
+
+  it('session machine - a retry-after longer than attemptRetryAfterMaxMs fails the activity at once, naming the wait', () => {
+    const s = streaming();
+    const [next, actions] = transition(sessionMachine, s, attemptFailed(s, { retryable: true, retryAfterMs: 3_600_000 }));
+    expect(next.value).toBe('settling');
+    expect(actionTypes(actions)).not.toContain('scheduleRetry');
+    expect(findAction(actions, 'settleActivity')!.params).toEqual({
+      status: 'failed',
+      reason: 'rate_limited: scripted failure (not retried: the provider asked to wait 3600 s, longer than the 5 s a run waits)',
+    });
   });
 
   it('session machine - a retryable failure after chunks settles the activity as failed', () => {
@@ -333,7 +368,7 @@ describe('session machine', () => {
     expect(s.context.activity!.receivedChunks).toBe(true);
     const [next, actions] = transition(sessionMachine, s, attemptFailed(s, { retryable: true }));
     expect(next.value).toBe('settling');
-    expect(findAction(actions, 'settleActivity')!.params).toEqual({ status: 'failed', reason: 'rate_limited: scripted failure' });
+    expect(findAction(actions, 'settleActivity')!.params).toEqual({ status: 'failed', reason: 'rate_limited: scripted failure (not retried: the attempt had already streamed output)' });
     const { snapshot } = deliver(s, attemptFailed(s, { retryable: true }));
     expect(snapshot.context).toMatchObject({ lastStatus: 'failed', settledCount: 1, parked: false });
   });
@@ -351,7 +386,10 @@ describe('session machine', () => {
     expect(s.context.activity!.attempt).toBe(2);
     const [next, actions] = transition(sessionMachine, s, attemptFailed(s, { retryable: true }));
     expect(next.value).toBe('settling');
-    expect(findAction(actions, 'settleActivity')!.params).toMatchObject({ status: 'failed' });
+    expect(findAction(actions, 'settleActivity')!.params).toEqual({
+      status: 'failed',
+      reason: 'rate_limited: scripted failure (gave up after 2 attempts: the initial one and 1 retries)',
+    });
   });
 
   it('session machine - a failure of an attempt that is not the current one is ignored', () => {
@@ -437,6 +475,114 @@ describe('session machine', () => {
     s = deliver(s, turnFinished(s)).snapshot;
     expect(s.context).toMatchObject({ settledCount: 1, runRequested: false });
     expect(s.context.activity).toMatchObject({ id: 'act2', trigger: 'run' });
+  });
+
+  describe('budgets', () => {
+    const finished = (s: SessionSnapshot, tokens: { in: number; out: number }, costUsd?: number) => {
+      const e = turnFinished(s) as Extract<ReturnType<typeof turnFinished>, { type: 'turn.finished' }>;
+      return { ...e, data: { ...e.data, usage: { inputTokens: tokens.in, outputTokens: tokens.out }, ...(costUsd === undefined ? {} : { costUsd }) } } as typeof e;
+    };
+    const admit = (inputId: string, budget?: object) => ev('input.admitted', { inputId, mode: 'steer', text: inputId, ...(budget ? { budget } : {}) } as never);
+    const streamingAfter = (...events: Parameters<typeof deliver>[1][]) => dispatch(deliverAll(initial(), events).snapshot);
+
+    it('session machine - a finished turn counts its tokens and cost into the activity and the session', () => {
+      let s = streamingAfter(admit('s1'));
+      s = deliver(s, finished(s, { in: 100, out: 20 }, 0.5)).snapshot;
+      expect(s.context.usage).toEqual({ inputTokens: 100, outputTokens: 20, costUsd: 0.5 });
+      const settled = s.context.lastStatus;
+      expect(settled).toBe('completed');
+      // A second activity adds to the session's totals; an unpriced turn adds no cost.
+      s = dispatch(deliver(s, admit('s2')).snapshot);
+      expect(s.context.activity!.usage).toEqual({ inputTokens: 0, outputTokens: 0 });
+      s = deliver(s, finished(s, { in: 10, out: 1 })).snapshot;
+      expect(s.context.usage).toEqual({ inputTokens: 110, outputTokens: 21, costUsd: 0.5 });
+    });
+
+    it('session machine - the activity settles budget_exceeded when a turn uses up its token budget; the settlement carries its usage', () => {
+      const s = streamingAfter(admit('s1', { activity: { tokens: 100 } }));
+      expect(s.context.activity!.budget).toEqual({ tokens: 100 });
+      const { snapshot, steps } = deliver(s, finished(s, { in: 90, out: 10 }));
+      expect(snapshot.context.lastStatus).toBe('budget_exceeded');
+      const settled = steps.flatMap((x) => x.recorded).find((e) => e.type === 'activity.settled')!;
+      expect(settled.data).toMatchObject({ status: 'budget_exceeded', reason: 'activity token budget of 100 used up (100 tokens)', usage: { inputTokens: 100 - 10, outputTokens: 10 } });
+      // Under the budget the turn goes on as usual.
+      const under = deliver(s, finished(s, { in: 90, out: 9 })).snapshot;
+      expect(under.context.lastStatus).toBe('completed');
+    });
+
+    it('session machine - a turn over budget with tool calls interrupts them instead of awaiting them', () => {
+      let s = streamingAfter(admit('s1', { activity: { tokens: 10 } }));
+      s = drive(s, toolCalled);
+      expect(toolCallChildren(s)).toHaveLength(1);
+      const [next, actions] = transition(sessionMachine, s, finished(s, { in: 50, out: 5 }));
+      expect(next.value).toBe('settling');
+      expect(actionTypes(actions)).toEqual(expect.arrayContaining(['interruptCalls', 'settleActivity']));
+      expect(toolCallChildren(next)).toEqual([]);
+      const { steps } = deliver(s, finished(s, { in: 50, out: 5 }));
+      expect(steps.flatMap((x) => x.recorded).map((e) => e.type)).toEqual(['tool.settled', 'activity.settled']);
+    });
+
+    it('session machine - the tightest activity budget of the inputs an activity takes applies, steers included', () => {
+      let s = streamingAfter(admit('s1', { activity: { tokens: 1_000, costUsd: 5 } }));
+      expect(s.context.activity!.budget).toEqual({ tokens: 1_000, costUsd: 5 });
+      // Steers joining at the boundary tighten it, each in its own dimension.
+      s = deliverAll(s, [admit('s2', { activity: { tokens: 500 } }), admit('s3', { activity: { costUsd: 1 } })]).snapshot;
+      expect(s.context.inputBudgets).toEqual({ s2: { tokens: 500 }, s3: { costUsd: 1 } });
+      s = drive(s, toolCalled);
+      s = deliver(s, finished(s, { in: 10, out: 1 }, 0.01)).snapshot;
+      s = deliver(s, toolSettled(Object.keys(s.context.activity!.calls)[0]!)).snapshot;
+      expect(s.context.activity!.budget).toEqual({ tokens: 500, costUsd: 1 });
+      expect(s.context.activity!.unconsumed).toEqual(['s2', 's3']);
+      // Consumed by the next dispatch: their budgets now live in the activity only.
+      s = dispatch(s);
+      expect(s.context.inputBudgets).toEqual({});
+    });
+
+    it('session machine - a run request carries the budget of the activity it opens', () => {
+      const s = deliver(initial(), ev('run.requested', { runId: 'r1', budget: { activity: { tokens: 42 } } })).snapshot;
+      expect(s.context.activity!.budget).toEqual({ tokens: 42 });
+      expect(s.context.runBudget).toBeNull();
+    });
+
+    it('session machine - a priced turn that reaches the cost budget settles budget_exceeded; an unpriced one fails naming why', () => {
+      const s = streamingAfter(admit('s1', { activity: { costUsd: 0.1 } }));
+      const [over, overActions] = transition(sessionMachine, s, finished(s, { in: 1, out: 1 }, 0.25));
+      expect(over.value).toBe('settling');
+      expect(findAction(overActions, 'settleActivity')!.params).toEqual({ status: 'budget_exceeded', reason: 'activity cost budget of $0.1 used up ($0.2500)' });
+      const [unpriced, actions] = transition(sessionMachine, s, finished(s, { in: 1, out: 1 }));
+      expect(unpriced.value).toBe('settling');
+      expect(findAction(actions, 'settleActivity')!.params).toMatchObject({ status: 'failed', reason: expect.stringContaining('cannot be checked: no price is known') });
+    });
+
+    it('session machine - the session budget is the last one recorded, counts every activity, and stops new activities before any request', () => {
+      let s = streamingAfter(admit('s1', { session: { tokens: 1_000 } }));
+      s = deliver(s, finished(s, { in: 400, out: 100 })).snapshot;
+      expect(s.context.lastStatus).toBe('completed');
+      // A later request lowers it; the next turn takes the session to 1 000 tokens: exceeded.
+      s = dispatch(deliver(s, admit('s2', { session: { tokens: 900 } })).snapshot);
+      expect(s.context.sessionBudget).toEqual({ tokens: 900 });
+      const end = deliver(s, finished(s, { in: 300, out: 100 }));
+      expect(end.steps.flatMap((x) => x.recorded).find((e) => e.type === 'activity.settled')!.data).toMatchObject({
+        status: 'budget_exceeded',
+        reason: 'session token budget of 900 used up (900 tokens)',
+      });
+      // A new input opens an activity that settles at once: no turn is dispatched, the input is released, the session parks.
+      const next = deliver(end.snapshot, admit('s3'));
+      const recorded = next.steps.flatMap((x) => x.recorded).map((e) => e.type);
+      expect(recorded).toEqual(['activity.opened', 'input.assigned', 'turn.started', 'input.released', 'activity.settled']);
+      expect(next.snapshot.value).toBe('idle');
+      expect(next.snapshot.context).toMatchObject({ parked: true, lastStatus: 'budget_exceeded', steers: ['s3'] });
+      expect(providerTurnChildren(next.snapshot)).toEqual([]);
+      // A request that raises the session budget un-parks and runs.
+      const raised = deliver(next.snapshot, admit('s4', { session: { tokens: 10_000 } })).snapshot;
+      expect(raised.value).toEqual({ providerTurn: 'streaming' });
+      expect(raised.context.activity!.unconsumed).toEqual(['s3', 's4']);
+    });
+
+    it('session machine - an input without a budget leaves the session budget as it was', () => {
+      const s = deliverAll(initial(), [admit('s1', { session: { costUsd: 2 } }), admit('s2')]).snapshot;
+      expect(s.context.sessionBudget).toEqual({ costUsd: 2 });
+    });
   });
 
   describe('recovering', () => {

@@ -5,7 +5,11 @@ import { createLoomClient, LoomApiError, LoomConnectionError, type Envelope, typ
 describe('sdk client', () => {
   it('types - request and response types come from the server contract', () => {
     expectTypeOf<Session['status']>().toEqualTypeOf<'idle' | 'active' | 'recovering'>();
-    expectTypeOf<Parameters<ReturnType<typeof createLoomClient>['prompt']>[1]>().toEqualTypeOf<{ text: string; mode?: 'steer' | 'queue' | undefined; clientId?: string | undefined }>();
+    type PromptBody = Parameters<ReturnType<typeof createLoomClient>['prompt']>[1];
+    expectTypeOf<Omit<PromptBody, 'budget'>>().toEqualTypeOf<{ text: string; mode?: 'steer' | 'queue' | undefined; clientId?: string | undefined }>();
+    type Limit = { tokens?: number | undefined; costUsd?: number | undefined };
+    expectTypeOf<PromptBody['budget']>().toEqualTypeOf<{ activity?: Limit | undefined; session?: Limit | undefined } | undefined>();
+    expectTypeOf<NonNullable<Parameters<ReturnType<typeof createLoomClient>['run']>[1]>['budget']>().toEqualTypeOf<PromptBody['budget']>();
     expectTypeOf<Envelope['seq']>().toEqualTypeOf<number>();
     expectTypeOf<Awaited<ReturnType<ReturnType<typeof createLoomClient>['eventsPage']>>['events']>().toEqualTypeOf<Envelope[]>();
   });

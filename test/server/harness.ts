@@ -10,12 +10,25 @@ export const TEST_TOKEN = 'test-token-0123456789abcdef';
 
 /** A real `loom serve` app in this process on a free loopback port, over a temp $LOOM_HOME, with the scripted provider. */
 export async function startTestServer(
-  options: { script?: ScriptedTurn[]; respond?: (req: RecordedRequest, i: number) => ScriptedTurn; sse?: Partial<ServerContext['sse']>; env?: NodeJS.ProcessEnv } = {},
+  options: {
+    script?: ScriptedTurn[];
+    respond?: (req: RecordedRequest, i: number) => ScriptedTurn;
+    sse?: Partial<ServerContext['sse']>;
+    env?: NodeJS.ProcessEnv;
+    /** Model catalog entries (prices) the server admits and prices turns with. */
+    modelInfo?: ServerContext['modelInfo'];
+  } = {},
 ) {
   const provider = await startScriptedOpenAIServer({ script: options.script, respond: options.respond });
   const home = tempDir('loom-serve-home-');
   const dir = tempDir('loom-serve-dir-');
-  const rt = openServerRuntime({ home, token: TEST_TOKEN, sse: options.sse, env: { ...process.env, OPENAI_BASE_URL: provider.url, OPENAI_API_KEY: '', ...options.env } });
+  const rt = openServerRuntime({
+    home,
+    token: TEST_TOKEN,
+    sse: options.sse,
+    env: { ...process.env, OPENAI_BASE_URL: provider.url, OPENAI_API_KEY: '', ...options.env },
+    modelInfo: options.modelInfo,
+  });
   const running = await listen(rt, { host: '127.0.0.1', port: 0, explicitToken: true });
   onCleanup(() => {
     void running.close();

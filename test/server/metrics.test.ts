@@ -104,6 +104,7 @@ describe('metrics - Prometheus text format', () => {
     expect(value(families, 'loom_sessions', { status: 'idle' })).toBe(1);
     expect(value(families, 'loom_sessions', { status: 'active' })).toBe(0);
     expect(value(families, 'loom_turns')).toBe(2);
+    expect(value(families, 'loom_cost_usd')).toBe(0); // no price known for the scripted model
     expect(value(families, 'loom_attempts', { outcome: 'finished' })).toBe(2);
     expect(families.get('loom_tool_calls')!.samples.reduce((n, s) => n + s.value, 0)).toBe(1);
     expect(value(families, 'loom_activities', { status: 'completed' })).toBe(1);

@@ -69,7 +69,7 @@ describe('store - rebuild', () => {
                 store.append(owner({ type: 'attempt.failed', data: { activityId: cur.act, attemptId: cur.att, error: { kind: 'x', message: 'm' }, retryable: true, receivedChunks: true, discardedParts: [] } }));
                 break;
               case 'finish':
-                store.append(owner({ type: 'turn.finished', data: { activityId: cur.act, turnId: 'turn', attemptId: cur.att, finishReason: 'stop', usage: { inputTokens: 3, outputTokens: 4 }, toolCalls: 0 } }));
+                store.append(owner({ type: 'turn.finished', data: { activityId: cur.act, turnId: 'turn', attemptId: cur.att, finishReason: 'stop', usage: { inputTokens: 3, outputTokens: 4 }, toolCalls: 0, ...(o.s === 1 ? { costUsd: 0.001 } : {}) } }));
                 break;
               case 'settle':
                 store.append(owner({ type: 'activity.settled', data: { activityId: cur.act, status: 'completed', turns: 1 } }));

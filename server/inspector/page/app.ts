@@ -54,14 +54,33 @@ interface SessionStateView {
   status: string;
   lastSeq: number;
   owner: { ownerId: string | null; epoch: number; live: boolean } | null;
-  activity: { activityId: string; status: string; turn: number; turnLimit: number; turns: number; restarts: number } | null;
+  activity: {
+    activityId: string;
+    status: string;
+    turn: number;
+    turnLimit: number;
+    turns: number;
+    restarts: number;
+    usage?: UsageView;
+    budget?: BudgetView | null;
+  } | null;
   children: { id: string; kind: string; tool: string; state: string }[];
   inbox: { inputId: string; mode: string; status: string; text: string }[];
   permissions: { pending: Ask[]; grants: { tool: string; pattern: string | null }[] };
   jobs: { jobId: string; kind: string; status: string; summary: string; cancelRequested: boolean }[];
   parked: boolean;
   lastActivityStatus: string | null;
-  usage: { activities: number; turns: number; inputTokens: number; outputTokens: number };
+  usage: UsageView & { activities: number; turns: number; budget?: BudgetView | null };
+}
+interface UsageView {
+  inputTokens: number;
+  outputTokens: number;
+  /** null: no turn was priced (the model catalog has no price for the model). */
+  costUsd?: number | null;
+}
+interface BudgetView {
+  tokens?: number;
+  costUsd?: number;
 }
 
 class ApiCallError extends Error {
@@ -506,15 +525,27 @@ function renderInbox(s: SessionStateView): void {
   if (s.inbox.length === 0) $('inbox').append(h('li', { class: 'empty' }, 'Empty.'));
 }
 
+const usd = (dollars: number) => `$${dollars.toFixed(dollars < 1 ? 4 : 2)}`;
+const budgetText = (b: BudgetView) => [b.tokens === undefined ? '' : `${b.tokens} tokens`, b.costUsd === undefined ? '' : usd(b.costUsd)].filter(Boolean).join(', ');
+/** `used / budget` for the budget's dimensions (tokens are input + output). */
+const againstBudget = (u: UsageView, b: BudgetView) =>
+  [b.tokens === undefined ? '' : `${u.inputTokens + u.outputTokens} / ${b.tokens} tokens`, b.costUsd === undefined ? '' : `${usd(u.costUsd ?? 0)} / ${usd(b.costUsd)}`].filter(Boolean).join(', ');
+
 function renderUsage(s: SessionStateView): void {
   const rows: [string, string | number][] = [
     ['input tokens', s.usage.inputTokens],
     ['output tokens', s.usage.outputTokens],
+    ['cost', s.usage.costUsd === null || s.usage.costUsd === undefined ? 'unknown (no price)' : usd(s.usage.costUsd)],
     ['turns', s.usage.turns],
     ['activities', s.usage.activities],
   ];
-  if (s.activity) rows.push(['activity', `${s.activity.status}, turn ${s.activity.turn}/${s.activity.turnLimit}${s.activity.restarts ? `, ${s.activity.restarts} restarts` : ''}`]);
-  else if (s.lastActivityStatus) rows.push(['last activity', s.lastActivityStatus]);
+  if (s.usage.budget) rows.push(['session budget', `${againstBudget(s.usage, s.usage.budget)} (${budgetText(s.usage.budget)})`]);
+  if (s.activity) {
+    rows.push(['activity', `${s.activity.status}, turn ${s.activity.turn}/${s.activity.turnLimit}${s.activity.restarts ? `, ${s.activity.restarts} restarts` : ''}`]);
+    const u = s.activity.usage;
+    if (u) rows.push(['activity usage', `${u.inputTokens} in / ${u.outputTokens} out${u.costUsd === null || u.costUsd === undefined ? '' : ` · ${usd(u.costUsd)}`}`]);
+    if (u && s.activity.budget) rows.push(['activity budget', againstBudget(u, s.activity.budget)]);
+  } else if (s.lastActivityStatus) rows.push(['last activity', s.lastActivityStatus]);
   $('usage').replaceChildren(...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', { 'data-usage': k }, v)]));
 }
 

@@ -17,23 +17,27 @@ const edge = (graph: ReturnType<typeof machineGraphOf>, source: string, target: 
 describe('statechart graph - extraction from the real machines', () => {
   it('machineGraphOf - the session graph has every state, nested states under their parent, and initial states', () => {
     const graph = machineGraphOf('session');
-    expect(graph).toMatchObject({ name: 'session', version: 'session@2' });
+    expect(graph).toMatchObject({ name: 'session', version: 'session@3' });
     expect(graph.states.map((s) => s.id)).toEqual([
-      '', 'idle', 'opening', 'providerTurn', 'providerTurn.streaming', 'providerTurn.backoff', 'awaitingTools',
+      '', 'idle', 'opening', 'providerTurn', 'providerTurn.streaming', 'providerTurn.retrying', 'providerTurn.backoff', 'awaitingTools',
       'steerCoalescing', 'continuingOrLimit', 'continuing', 'settling', 'cancelling', 'recovering',
     ]);
     const byId = new Map(graph.states.map((s) => [s.id, s]));
     expect(byId.get('')).toMatchObject({ parent: null, initial: 'idle', type: 'compound' });
-    expect(byId.get('providerTurn')).toMatchObject({ parent: '', initial: 'providerTurn.streaming', children: ['providerTurn.streaming', 'providerTurn.backoff'] });
+    expect(byId.get('providerTurn')).toMatchObject({ parent: '', initial: 'providerTurn.streaming', children: ['providerTurn.streaming', 'providerTurn.retrying', 'providerTurn.backoff'] });
     expect(byId.get('providerTurn.streaming')).toMatchObject({ parent: 'providerTurn', type: 'atomic', invokes: ['providerTurn'], key: 'streaming' });
   });
 
   it('machineGraphOf - transitions carry readable event names, guards and named actions', () => {
     const graph = machineGraphOf('session');
     expect(edge(graph, 'opening', 'providerTurn', 'turn.started')).toMatchObject({ kind: 'event', guard: null });
+    expect(edge(graph, 'providerTurn', 'settling', 'attempt.failed')).toMatchObject({ guard: 'and(isCurrentAttempt, retryAfterTooLong)' });
     expect(edge(graph, 'idle', 'opening', 'always')).toMatchObject({ kind: 'always', guard: 'canOpen' });
     expect(edge(graph, 'providerTurn.backoff', 'providerTurn.streaming', 'after retryBackoff')).toMatchObject({ kind: 'after' });
-    expect(edge(graph, 'providerTurn', 'providerTurn.backoff', 'attempt.failed')).toMatchObject({ guard: 'and(isCurrentAttempt, canRetry)' });
+    expect(edge(graph, 'providerTurn', 'providerTurn.retrying', 'attempt.failed')).toMatchObject({ guard: 'and(isCurrentAttempt, canRetry)' });
+    expect(edge(graph, 'providerTurn.retrying', 'providerTurn.backoff', 'attempt.retrying')).toMatchObject({ guard: 'isCurrentRetry' });
+    expect(edge(graph, 'providerTurn', 'settling', 'turn.finished')).toMatchObject({ guard: 'overBudget' });
+    expect(edge(graph, 'opening', 'settling', 'turn.started')).toMatchObject({ guard: 'sessionBudgetUsedUp' });
     expect(edge(graph, 'steerCoalescing', 'settling', 'always')!.actions).toEqual(['settleActivity(status: completed)']);
     expect(edge(graph, 'recovering', 'continuing', 'recovery.decided')!.actions).toEqual(['interruptCalls', 'retryTurn']);
     // The root's transition with a target, and the events every state handles without one.
