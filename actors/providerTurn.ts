@@ -1,11 +1,14 @@
 import { ProviderError } from '../llm/errors.js';
+import { visibleTools } from '../services/agents.js';
 import type { AppendRequest } from '../store/index.js';
 import { buildMessages } from './history.js';
 import type { SessionActor } from './session.js';
 
 /**
  * One provider attempt of the current turn. Order (DESIGN §3, §5):
- * 1. build the request from the projected history (reloaded once per turn);
+ * 1. build the request from the projected history (reloaded once per turn; after a compaction, its
+ *    summary and the messages after its boundary), with the activity's agent profile: its model,
+ *    its system prompt, the tools it lets the model see;
  * 2. commit `attempt.dispatched` (+ `input.consumed`) as a barrier, before the request leaves;
  * 3. stream: deltas are buffered into the log; each completed tool call is recorded at once
  *    (its child starts eagerly); the end of the stream records the parts and `turn.finished`;
@@ -30,12 +33,22 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
   const open = { activityId: activity.id, attemptId, parts, received: false };
   let dispatched = false;
   try {
-    const { provider, model } = session.deps.resolveProvider(session.model);
-    const messages = buildMessages(store.queries.conversation(sid), session.deps.systemPrompt);
+    const profile = session.profileFor(activity);
+    const modelRef = session.modelFor(activity);
+    const { provider, model } = session.deps.resolveProvider(modelRef);
+    const systemPrompt = await session.systemPromptFor(activity.id, profile, modelRef);
+    if (signal.aborted) return;
+    if (session.draining) {
+      session.drained();
+      return;
+    }
+    const compaction = session.latestCompaction();
+    const messages = buildMessages(store.queries.conversation(sid, { afterSeq: compaction?.throughSeq ?? 0 }), systemPrompt, compaction?.summary);
+    const tools = visibleTools(profile, session.deps.tools.specs());
     session.openAttempt = open;
     session.observe(
       [
-        owner({ type: 'attempt.dispatched', data: { activityId: activity.id, turnId: activity.turnId!, attemptId, attempt, model: session.model, inputIds: activity.unconsumed } }),
+        owner({ type: 'attempt.dispatched', data: { activityId: activity.id, turnId: activity.turnId!, attemptId, attempt, model: modelRef, inputIds: activity.unconsumed } }),
         ...activity.unconsumed.map((inputId) => owner({ type: 'input.consumed', data: { inputId, activityId: activity.id, attemptId } })),
       ],
       { barrier: true },
@@ -46,7 +59,7 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
     let text = '';
     let reasoning = '';
     let toolCalls = 0;
-    for await (const ev of provider.stream({ model, messages, tools: session.deps.tools.specs(), signal })) {
+    for await (const ev of provider.stream({ model, messages, tools, signal })) {
       if (signal.aborted) return;
       open.received = true;
       if (ev.type === 'text.delta' || ev.type === 'reasoning.delta') {

@@ -1,5 +1,20 @@
 import { and, assign, enqueueActions, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import type { ActivityStatus, AnyEnvelope, EventData } from '../store/schemas.js';
+import { COMPACTION_RESTARTS_MAX } from '../core/limits.js';
+import {
+  autoCompactionDue,
+  initialCompaction,
+  onAdmitted,
+  onFailed,
+  onFinished,
+  onInputLeft,
+  onStarted,
+  onToolSettled,
+  onTurnFinished,
+  type CompactionContext,
+  type CompactionReason,
+  type CompactionSettings,
+} from './compaction.js';
 import { jobMachine, type JobInput, type JobKind } from './job.machine.js';
 import { toolCallMachine, type ToolCallInput } from './toolCall.machine.js';
 
@@ -13,7 +28,7 @@ import { toolCallMachine, type ToolCallInput } from './toolCall.machine.js';
  *
  * Pure: no I/O, clock or randomness. Ids are minted by the actions' implementations (actors/).
  */
-export const SESSION_MACHINE_VERSION = 'session@2';
+export const SESSION_MACHINE_VERSION = 'session@3';
 
 export interface CallState {
   tool: string;
@@ -44,6 +59,10 @@ export interface ActivityContext {
   waiting: string[];
   /** The last finished turn made tool calls, so their results must go back to the model. */
   toolResultsPending: boolean;
+  /** The agent profile, model and context window the activity runs with (from its `activity.opened`; absent in older logs). */
+  agent?: string | null;
+  model?: string | null;
+  contextWindow?: number | null;
 }
 
 /** What the runtime gives a session: its id and its limits (from config, refreshed on restore). */
@@ -60,6 +79,8 @@ export interface SessionInput {
   toolTimeoutDefaultMs: number;
   /** Tools safe to run again after a process loss (recovery re-runs them). */
   idempotentTools: string[];
+  /** Automatic compaction (context management); absent: only requested and overflow compactions run. */
+  compactionSettings?: CompactionSettings;
 }
 
 /** A background job of the session that has not settled (DESIGN §1 "job"). */
@@ -84,6 +105,10 @@ export interface SessionContext extends SessionInput {
   settledCount: number;
   /** Background jobs started and not settled, by job id. They outlive activities; a cancel of an activity leaves them running. */
   jobs: Record<string, JobRef>;
+  /** The agent profile a `run.requested` named, for the activity it opens (null: the session's). */
+  runAgent?: string | null;
+  /** Context management: the estimate, requests and the compaction running (machines/compaction.ts). */
+  compaction: CompactionContext;
 }
 
 export type SessionEvent = AnyEnvelope | { type: 'WAKE' } | { type: 'CHECK' };
@@ -93,6 +118,10 @@ const data = <T extends AnyEnvelope['type']>(event: SessionEvent) => (event as E
 
 const withActivity = (context: SessionContext, patch: Partial<ActivityContext>): ActivityContext | null =>
   context.activity ? { ...context.activity, ...patch } : null;
+
+const canOpenActivity = (c: SessionContext) => !c.parked && (c.steers.length > 0 || c.queued.length > 0 || c.runRequested);
+/** The inputs the next activity opens with: every pending steer, else the oldest queued input. */
+export const nextActivityInputs = (c: SessionContext): string[] => (c.steers.length > 0 ? c.steers : c.queued.slice(0, 1));
 
 const session = setup({
   types: {
@@ -106,6 +135,8 @@ const session = setup({
     toolCall: toolCallMachine,
     /** One background job; spawned on `job.started` (or after a restore, on CHECK) with the job id as its id. */
     job: jobMachine,
+    /** Summarises the conversation (a provider turn without tools); records compaction.finished or .failed. Aborted when the state is left. */
+    compaction: fromPromise<void, { sessionId: string }>(async () => {}),
   },
   actions: {
     /** Records activity.opened, input.assigned for the inputs it takes, and turn.started. */
@@ -120,8 +151,14 @@ const session = setup({
     interruptCalls: () => {},
     /** Records tool.settled `error` for a call beyond the per-turn limit. */
     refuseToolCall: (_, _params: { callId: string }) => {},
-    /** Records turn.started for a new attempt after a recovery `retry` decision. */
+    /** Records turn.started for a new attempt after a recovery `retry` decision (or after an overflow compaction). */
     retryTurn: () => {},
+    /** Records compaction.started (a new compaction id, the reason, the estimate). */
+    startCompaction: (_, _params: { reason: CompactionReason }) => {},
+    /** Records compaction.started again for the open compaction (restored mid-summary; its restarts + 1). */
+    restartCompaction: () => {},
+    /** Records compaction.failed for the open compaction (restarted too often, or its activity was cancelled). */
+    failCompaction: (_, _params: { kind: 'crash_loop' | 'cancelled'; reason: string }) => {},
 
   },
   delays: {
@@ -150,6 +187,21 @@ const session = setup({
     decidedAbandon: ({ event }) => data<'recovery.decided'>(event).decision === 'abandon',
     decidedRetry: ({ event }) => data<'recovery.decided'>(event).decision === 'retry',
     decidedContinue: ({ event }) => data<'recovery.decided'>(event).decision === 'continue',
+    // ---- compaction ----
+    /** Idle: compact when asked, or when the request the next activity opens with nears the window. */
+    shouldCompactIdle: ({ context }) =>
+      context.compaction.requested || (canOpenActivity(context) && autoCompactionDue(context.compaction, context.compactionSettings, undefined, nextActivityInputs(context))),
+    /** At the safe boundary, when another turn follows: compact when asked, or when that turn's request nears the window. */
+    shouldCompactAtBoundary: ({ context }) => {
+      const continues = context.steers.length > 0 || (context.activity?.toolResultsPending === true && context.activity.turn < context.turnLimit);
+      return continues && (context.compaction.requested || autoCompactionDue(context.compaction, context.compactionSettings, context.activity?.contextWindow ?? undefined, context.steers));
+    },
+    isContextOverflow: ({ event }) => data<'attempt.failed'>(event).error.kind === 'context_overflow',
+    /** One compaction per overflow: not after an overflow compaction that no finished turn followed, and not once chunks arrived. */
+    canCompactForOverflow: ({ context, event }) => !context.compaction.overflowCompacted && !data<'attempt.failed'>(event).receivedChunks,
+    compactedForOverflow: ({ context }) => context.compaction.current?.reason === 'overflow',
+    inActivity: ({ context }) => context.activity !== null,
+    canRestartCompaction: ({ context }) => (context.compaction.current?.restarts ?? 0) < COMPACTION_RESTARTS_MAX,
   },
 });
 
@@ -169,6 +221,15 @@ const assignTurn = session.assign(({ context, event }) => {
     }),
   };
 });
+// ---- compaction bookkeeping (machines/compaction.ts) ----
+const noteCompactionStarted = session.assign(({ context, event }) => ({ compaction: onStarted(context.compaction, data<'compaction.started'>(event)) }));
+const noteCompactionFinished = session.assign(({ context, event }) => ({ compaction: onFinished(context.compaction, data<'compaction.finished'>(event), (event as E<'compaction.finished'>).seq) }));
+const noteCompactionFailed = session.assign(({ context }) => ({ compaction: onFailed(context.compaction) }));
+const noteTurnFinished = session.assign(({ context, event }) => ({ compaction: onTurnFinished(context.compaction, data<'turn.finished'>(event)) }));
+const startCompactionFor = (reason: CompactionReason) => ({ type: 'startCompaction' as const, params: { reason } });
+/** Asked for, or due: a request names its reason even when the estimate was due too. */
+const startRequestedOrAuto = { type: 'startCompaction' as const, params: ({ context }: { context: SessionContext }) => ({ reason: context.compaction.requested ? ('requested' as const) : ('auto' as const) }) };
+
 const markChunk = session.assign(({ context }) => ({ activity: withActivity(context, { receivedChunks: true }) }));
 /** Eager tool settlement: a call recorded by the stream gets its child at once (or waits for a slot). */
 const admitToolCall = session.enqueueActions(({ context, event, enqueue }) => {
@@ -236,7 +297,10 @@ const noteToolSettled = session.assign(({ context, event }) => {
   const d = data<'tool.settled'>(event);
   const activity = context.activity;
   if (!activity || !activity.calls[d.callId]) return {};
-  return { activity: { ...activity, calls: { ...activity.calls, [d.callId]: { ...activity.calls[d.callId]!, state: 'settled' as const } }, waiting: activity.waiting.filter((x) => x !== d.callId) } };
+  return {
+    activity: { ...activity, calls: { ...activity.calls, [d.callId]: { ...activity.calls[d.callId]!, state: 'settled' as const } }, waiting: activity.waiting.filter((x) => x !== d.callId) },
+    compaction: onToolSettled(context.compaction, d),
+  };
 });
 /** Stops the children of the current turn's calls (aborting tools still running; no-op for done ones). */
 const stopCalls = session.enqueueActions(({ context, enqueue }) => {
@@ -253,7 +317,7 @@ const settleToolCall = session.enqueueActions(({ context, event, enqueue }) => {
   const freesSlot = settled.state === 'running' && !settled.refused;
   const [next, ...rest] = freesSlot ? activity.waiting : [];
   if (next) calls[next] = { ...calls[next]!, state: 'running' };
-  enqueue.assign({ activity: { ...activity, calls, waiting: next ? rest : activity.waiting } });
+  enqueue.assign({ activity: { ...activity, calls, waiting: next ? rest : activity.waiting }, compaction: onToolSettled(context.compaction, d) });
   if (next) enqueue.sendTo(next, { type: 'START' });
 });
 
@@ -308,6 +372,8 @@ export const sessionMachine = session.createMachine({
     lastStatus: null,
     settledCount: 0,
     jobs: {},
+    runAgent: null,
+    compaction: initialCompaction(),
   }),
   initial: 'idle',
   on: {
@@ -315,15 +381,16 @@ export const sessionMachine = session.createMachine({
     'input.admitted': {
       actions: assign(({ context, event }) => {
         const d = data<'input.admitted'>(event);
+        const compaction = onAdmitted(context.compaction, d);
         return d.mode === 'steer'
-          ? { steers: [...context.steers, d.inputId], parked: false }
-          : { queued: [...context.queued, d.inputId], parked: false };
+          ? { steers: [...context.steers, d.inputId], parked: false, compaction }
+          : { queued: [...context.queued, d.inputId], parked: false, compaction };
       }),
     },
     'input.cancelled': {
       actions: assign(({ context, event }) => {
         const id = data<'input.cancelled'>(event).inputId;
-        return { steers: context.steers.filter((x) => x !== id), queued: context.queued.filter((x) => x !== id) };
+        return { steers: context.steers.filter((x) => x !== id), queued: context.queued.filter((x) => x !== id), compaction: onInputLeft(context.compaction, id, false) };
       }),
     },
     'input.assigned': {
@@ -334,6 +401,7 @@ export const sessionMachine = session.createMachine({
           queued: context.queued.filter((x) => x !== id),
           // A steer is new user intent: the turn counter of the activity restarts.
           activity: withActivity(context, { unconsumed: [...(context.activity?.unconsumed ?? []), id], turn: 0 }),
+          compaction: onInputLeft(context.compaction, id, true),
         };
       }),
     },
@@ -352,7 +420,13 @@ export const sessionMachine = session.createMachine({
         activity: withActivity(context, { unconsumed: (context.activity?.unconsumed ?? []).filter((x) => x !== data<'input.consumed'>(event).inputId) }),
       })),
     },
-    'run.requested': { actions: assign({ runRequested: true, parked: false }) },
+    'run.requested': { actions: assign(({ event }) => ({ runRequested: true, parked: false, runAgent: data<'run.requested'>(event).agent ?? null })) },
+    // Context management: a request waits for the next safe point; outside `compacting` the owner's
+    // compaction events only update the bookkeeping (a replayed log that decided differently).
+    'compaction.requested': { actions: assign(({ context }) => ({ compaction: { ...context.compaction, requested: true } })) },
+    'compaction.started': { actions: noteCompactionStarted },
+    'compaction.finished': { actions: noteCompactionFinished },
+    'compaction.failed': { actions: noteCompactionFailed },
     // Background jobs live beside activities: tracked in every state, never stopped by an activity's end.
     'job.started': { actions: spawnJob },
     'job.settled': { actions: settleJob },
@@ -377,16 +451,21 @@ export const sessionMachine = session.createMachine({
   },
   states: {
     idle: {
-      always: { guard: 'canOpen', target: 'opening' },
+      always: [
+        { guard: 'shouldCompactIdle', target: 'compacting', actions: startRequestedOrAuto },
+        { guard: 'canOpen', target: 'opening' },
+      ],
     },
     opening: {
       entry: 'openActivity',
       on: {
         'activity.opened': {
-          actions: assign(({ event }) => {
+          actions: assign(({ context, event }) => {
             const d = data<'activity.opened'>(event);
             return {
               runRequested: false,
+              runAgent: null,
+              compaction: { ...context.compaction, overflowCompacted: false },
               activity: {
                 id: d.activityId,
                 trigger: d.trigger,
@@ -401,6 +480,9 @@ export const sessionMachine = session.createMachine({
                 calls: {},
                 waiting: [],
                 toolResultsPending: false,
+                agent: d.agent ?? null,
+                model: d.model ?? null,
+                contextWindow: d.contextWindow ?? null,
               },
             };
           }),
@@ -423,6 +505,26 @@ export const sessionMachine = session.createMachine({
         'tool.called': { actions: [markChunk, admitToolCall] },
         'tool.settled': { actions: settleToolCall },
         'attempt.failed': [
+          // The context is too long: compact once, then retry the turn (machines/compaction.ts).
+          { guard: and(['isCurrentAttempt', 'isContextOverflow', 'canCompactForOverflow']), target: 'compacting', actions: startCompactionFor('overflow') },
+          {
+            guard: and(['isCurrentAttempt', 'isContextOverflow']),
+            target: 'settling',
+            actions: [
+              'interruptCalls',
+              stopCalls,
+              assign(({ context }) => ({ parked: context.parked || (context.activity?.unconsumed.length ?? 0) > 0 })),
+              {
+                type: 'settleActivity',
+                params: ({ context, event }) => ({
+                  status: 'failed' as const,
+                  reason: context.compaction.overflowCompacted
+                    ? `context_overflow: the conversation is still too long for the model's context window after compacting it: ${data<'attempt.failed'>(event).error.message}`
+                    : `context_overflow: ${data<'attempt.failed'>(event).error.message}`,
+                }),
+              },
+            ],
+          },
           {
             guard: and(['isCurrentAttempt', 'canRetry']),
             target: '.backoff',
@@ -448,8 +550,8 @@ export const sessionMachine = session.createMachine({
           },
         ],
         'turn.finished': [
-          { guard: 'turnHadToolCalls', target: 'awaitingTools', actions: assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: true }) })) },
-          { target: 'steerCoalescing', actions: assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: false }) })) },
+          { guard: 'turnHadToolCalls', target: 'awaitingTools', actions: [noteTurnFinished, assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: true }) }))] },
+          { target: 'steerCoalescing', actions: [noteTurnFinished, assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: false }) }))] },
         ],
       },
       states: {
@@ -481,6 +583,8 @@ export const sessionMachine = session.createMachine({
     /** The safe boundary (DESIGN §3): one decision, made inside the transaction of the event that led here. */
     steerCoalescing: {
       always: [
+        // Before another turn: compact first when asked or due (pending steers wait and go after it).
+        { guard: 'shouldCompactAtBoundary', target: 'compacting', actions: startRequestedOrAuto },
         { guard: 'hasPendingSteers', target: 'continuing', actions: 'assignSteers' },
         { guard: { type: 'hasToolResults' }, target: 'continuingOrLimit' },
         { target: 'settling', actions: { type: 'settleActivity', params: { status: 'completed' } } },
@@ -497,6 +601,68 @@ export const sessionMachine = session.createMachine({
       on: { 'turn.started': { target: 'providerTurn', actions: [stopCalls, assignTurn] } },
     },
     settling: {},
+    /**
+     * Context management: the conversation up to a boundary is summarised by a provider turn without
+     * tools (actors/compaction.ts); later requests send the summary and the messages after it.
+     * Entered from idle, at the safe boundary before another turn, or after a context overflow. Inputs
+     * admitted meanwhile stay pending and are assigned after it, so a steer is never in a summary.
+     * Restored mid-summary, it waits in `restoring` until CHECK starts the summary again.
+     */
+    compacting: {
+      initial: 'summarising',
+      on: {
+        'compaction.started': { actions: noteCompactionStarted },
+        'compaction.finished': [
+          { guard: 'compactedForOverflow', target: 'continuing', actions: [noteCompactionFinished, 'retryTurn'] },
+          { guard: 'inActivity', target: 'steerCoalescing', actions: noteCompactionFinished },
+          { target: 'idle', actions: noteCompactionFinished },
+        ],
+        'compaction.failed': [
+          {
+            guard: 'compactedForOverflow',
+            target: 'settling',
+            actions: [
+              noteCompactionFailed,
+              assign(({ context }) => ({ parked: context.parked || (context.activity?.unconsumed.length ?? 0) > 0 })),
+              {
+                type: 'settleActivity',
+                params: ({ event }) => ({
+                  status: 'failed' as const,
+                  reason: `context_overflow: the conversation is too long for the model's context window and compacting it failed: ${data<'compaction.failed'>(event).reason}`,
+                }),
+              },
+            ],
+          },
+          { guard: 'inActivity', target: 'steerCoalescing', actions: noteCompactionFailed },
+          { target: 'idle', actions: noteCompactionFailed },
+        ],
+        // Already compacting: the running compaction serves the request.
+        'compaction.requested': { actions: [] },
+        'cancel.requested': {
+          guard: 'isCurrentActivity',
+          target: 'cancelling',
+          actions: { type: 'failCompaction', params: { kind: 'cancelled', reason: 'the activity was cancelled' } },
+        },
+      },
+      states: {
+        summarising: {
+          invoke: { src: 'compaction', input: ({ context }) => ({ sessionId: context.sessionId }) },
+        },
+        restoring: {
+          on: {
+            CHECK: [
+              { guard: 'canRestartCompaction', target: 'summarising', actions: [resumeJobs, 'restartCompaction'] },
+              {
+                actions: [
+                  resumeJobs,
+                  { type: 'failCompaction', params: { kind: 'crash_loop', reason: `the summary was started ${COMPACTION_RESTARTS_MAX + 1} times and its process was lost each time` } },
+                ],
+              },
+            ],
+          },
+        },
+      },
+    },
     cancelling: {
       // Parked on entry, not on exit: input admitted after the cancel request (an `interrupt`
       // double-text commits the cancel and the new input together) is new intent and un-parks.

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { discoverUnsettled, type DiscoveryReport } from '../actors/discovery.js';
 import { natsUrlFromEnv } from '../actors/nats.js';
-import { defaultSystemPrompt, openLoomRuntime } from '../services/runtime.js';
+import { openLoomRuntime } from '../services/runtime.js';
 import { defaultSseLimits, type ServerContext } from './app.js';
 import { EventHub } from './hub.js';
 import { SessionRunner } from './runner.js';
@@ -57,7 +57,6 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     env,
     natsUrl: natsUrlFromEnv(env),
     processName: `loom serve ${process.pid}`,
-    systemPrompt: defaultSystemPrompt,
     onSessionFailure: (sessionId, error) => options.onSessionError?.(sessionId, error),
   });
   const { store, coordinator, configFor } = rt;

@@ -35,6 +35,19 @@ import {
   CONFIG_RECOVERY_RETRY_BUDGET_MAX,
   RECOVERY_RETRY_BUDGET_DEFAULT,
   CONFIG_RETENTION_DAYS_MAX,
+  AGENT_DESCRIPTION_CHARS_MAX,
+  AGENT_NAME_CHARS_MAX,
+  AGENT_PROMPT_CHARS_MAX,
+  AGENT_TOOL_SWITCHES_MAX,
+  AGENTS_MAX,
+  COMPACTION_FALLBACK_WINDOW_TOKENS,
+  COMPACTION_KEEP_RECENT_TURNS_DEFAULT,
+  COMPACTION_KEEP_RECENT_TURNS_MAX,
+  COMPACTION_THRESHOLD_DEFAULT,
+  COMPACTION_THRESHOLD_MAX,
+  COMPACTION_THRESHOLD_MIN,
+  COMPACTION_WINDOW_TOKENS_MAX,
+  COMPACTION_WINDOW_TOKENS_MIN,
 } from '../core/limits.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
 
@@ -92,6 +105,50 @@ const openaiProviderSchema = z.strictObject({
   idempotent: z.boolean().optional(),
 });
 
+// ---- agents and compaction (issue 9, context management) ----
+
+/** A profile's name: what `--agent NAME`, the HTTP `agent` field and the `task` tool's `agent` say. */
+export const agentNameSchema = z
+  .string()
+  .min(1)
+  .max(AGENT_NAME_CHARS_MAX)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'expected a name of letters, digits, "_", "-" or ".", for example "review"');
+
+/** One entry of `agents`: a custom profile, or changes to a built-in one (services/agents.ts). */
+const agentConfigSchema = z.strictObject({
+  description: z.string().min(1).max(AGENT_DESCRIPTION_CHARS_MAX).optional(),
+  /** `provider/model` for this profile's requests (default: the session's model). */
+  model: modelSchema.optional(),
+  /** Its part of the system prompt (default: the `build` profile's). */
+  prompt: z.string().min(1).max(AGENT_PROMPT_CHARS_MAX).optional(),
+  /** `false` hides a tool from the model and denies it if called anyway. */
+  tools: z
+    .record(z.string().min(1), z.boolean())
+    .refine((t) => Object.keys(t).length <= AGENT_TOOL_SWITCHES_MAX, `at most ${AGENT_TOOL_SWITCHES_MAX} tool switches`)
+    .optional(),
+  /** Permission rules applied after the config's (last match wins). */
+  permission: z.array(permissionRuleSchema).max(CONFIG_PERMISSION_RULES_MAX).optional(),
+});
+
+export type AgentConfig = z.infer<typeof agentConfigSchema>;
+
+const agentsConfigSchema = z
+  .record(agentNameSchema, agentConfigSchema)
+  .refine((agents) => Object.keys(agents).length <= AGENTS_MAX, `at most ${AGENTS_MAX} agents`);
+
+const compactionConfigSchema = z.strictObject({
+  /** Compact automatically when the next request nears the model's window (default true). */
+  auto: z.boolean().optional(),
+  /** The fraction of the window that triggers it (default COMPACTION_THRESHOLD_DEFAULT). */
+  threshold: z.number().min(COMPACTION_THRESHOLD_MIN).max(COMPACTION_THRESHOLD_MAX).optional(),
+  /** Recent turns kept verbatim after a compaction (default COMPACTION_KEEP_RECENT_TURNS_DEFAULT). */
+  keepRecentTurns: z.number().int().min(0).max(COMPACTION_KEEP_RECENT_TURNS_MAX).optional(),
+  /** The window assumed for a model the catalog does not know, in tokens (default COMPACTION_FALLBACK_WINDOW_TOKENS). */
+  fallbackWindowTokens: z.number().int().min(COMPACTION_WINDOW_TOKENS_MIN).max(COMPACTION_WINDOW_TOKENS_MAX).optional(),
+});
+
+// ---- end of agents and compaction ----
+
 /** Version 1, the current version. */
 export const configV1Schema = z.strictObject({
   /** Editors use it for completion; Loom ignores it. */
@@ -139,6 +196,10 @@ export const configV1Schema = z.strictObject({
       toolOutputDays: z.number().positive().max(CONFIG_RETENTION_DAYS_MAX).optional(),
     })
     .optional(),
+  /** Agent profiles: custom ones, or changes to `build` and `plan` (services/agents.ts). */
+  agents: agentsConfigSchema.optional(),
+  /** Context management: when and how the conversation is summarised (actors/compaction.ts). */
+  compaction: compactionConfigSchema.optional(),
 });
 
 export type ConfigV1 = z.infer<typeof configV1Schema>;
@@ -163,6 +224,9 @@ export interface ResolvedConfig {
   jobs: { deliver: 'queue' | 'steer'; onRestart: 'reattach' | 'kill' };
   /** Unset: nothing is removed by age. */
   retention?: { sessionsDays?: number; toolOutputDays?: number };
+  /** Custom profiles and changes to the built-in ones, by name (services/agents.ts merges them). */
+  agents: Record<string, AgentConfig>;
+  compaction: { auto: boolean; threshold: number; keepRecentTurns: number; fallbackWindowTokens: number };
 }
 
 // ---- migrations --------------------------------------------------------------------------------
@@ -392,6 +456,13 @@ export function resolveConfig(config: ConfigV1): ResolvedConfig {
       onRestart: config.jobs?.onRestart ?? 'reattach',
     },
     ...(config.retention === undefined ? {} : { retention: { ...config.retention } }),
+    agents: config.agents ?? {},
+    compaction: {
+      auto: config.compaction?.auto ?? true,
+      threshold: config.compaction?.threshold ?? COMPACTION_THRESHOLD_DEFAULT,
+      keepRecentTurns: config.compaction?.keepRecentTurns ?? COMPACTION_KEEP_RECENT_TURNS_DEFAULT,
+      fallbackWindowTokens: config.compaction?.fallbackWindowTokens ?? COMPACTION_FALLBACK_WINDOW_TOKENS,
+    },
   };
 }
 

@@ -9,6 +9,7 @@ import type { EventData, EventType, eventDefinitions } from '../store/schemas.js
 import { createDefaultRegistry } from '../tools/builtin/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { testToolsFromEnv } from '../tools/testing/probe.js';
+import { BUILTIN_AGENTS, buildSystemPrompt } from './agents.js';
 import { loadConfig, type ResolvedConfig } from './config.js';
 
 /**
@@ -58,8 +59,6 @@ export interface LoomRuntimeOptions {
   leaseTtlMs?: number;
   /** Told when a live session stops on an operating failure (a lost lease, a broken store). */
   onSessionFailure?: (sessionId: string, error: unknown) => void;
-  /** Builds the system prompt of a session's requests. */
-  systemPrompt?: (location: string, now: Date) => string;
 }
 
 export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
@@ -112,7 +111,9 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
         tools,
         resolveProvider: createProviderResolver(config, env),
         askPermission: options.asker,
-        systemPrompt: options.systemPrompt?.(session.location, new Date(store.clock.now())),
+        // The activity's agent profile, the environment (date from the store's clock, passed in by
+        // the session) and the instruction files from the session's directory up to its repository root.
+        systemPrompt: (request) => buildSystemPrompt({ ...request, home, userHome: env.HOME }),
       };
     },
   });
@@ -142,13 +143,15 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
   };
 }
 
-/** The system prompt sessions get unless an agent profile says otherwise. */
+/**
+ * The `build` profile's prompt with a one-line environment and no instruction files, for callers
+ * that want a fixed prompt (benchmarks). Sessions of a loom process get `buildSystemPrompt`
+ * (services/agents.ts) per activity instead.
+ */
 export function defaultSystemPrompt(location: string, now: Date): string {
   return [
-    'You are Loom, a coding agent working in a user\'s project.',
-    `Working directory: ${location}. File tools take paths relative to it and cannot leave it.`,
-    `Platform: ${process.platform}. Date: ${now.toISOString().slice(0, 10)}.`,
-    'Use the tools to look at the project before answering questions about it. Be concise.',
+    BUILTIN_AGENTS.build!.prompt,
+    `Working directory: ${location}. Platform: ${process.platform}. Date: ${now.toISOString().slice(0, 10)}.`,
   ].join('\n');
 }
 

@@ -26,6 +26,8 @@ export interface AdmitWithPolicyRequest {
   /** Who sent it (`cli`, `http`, …), recorded with the input. */
   source?: string;
   attachments?: InputAttachment[];
+  /** The agent profile the activity it opens runs with (the caller checks that it exists). */
+  agent?: string;
 }
 
 export interface Admission {
@@ -90,6 +92,7 @@ export function admitWithPolicy(store: Store, sessionId: string, request: AdmitW
       ...(request.clientId === undefined ? {} : { clientId: request.clientId }),
       ...(request.source === undefined ? {} : { source: request.source }),
       ...(request.attachments === undefined ? {} : { attachments: request.attachments }),
+      ...(request.agent === undefined ? {} : { agent: request.agent }),
     });
     return { input, admitted, mode, busy, policy, interrupted };
   });
