@@ -42,6 +42,8 @@ export async function main(argv: string[]): Promise<number> {
       'interrupt',
       'reject',
     ]);
+  const agent = (what: string) =>
+    new Option('--agent <name>', `agent profile ${what}: build (every tool, the default), plan (read-only: no write, edit or bash) or one defined under "agents" in config.jsonc`);
   const permission = (defaults = 'ask on a TTY, deny otherwise') =>
     new Option('--permission <mode>', `answer permission asks: allow, deny or ask (ask without a TTY leaves them pending: exit 5) (default: ${defaults})`).choices([
       'allow',
@@ -61,6 +63,7 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(attach())
     .option('--detach-jobs', 'do not wait for background jobs: leave them running for the next owner')
     .addOption(doubleTexting())
+    .addOption(agent('of the session (later prompts use it unless they name another)'))
     .action(async (text: string[], opts) => set(await (await import('./commands/run.js')).runCommand(text.join(' '), opts)));
 
   program
@@ -78,6 +81,7 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(permission())
     .addOption(attach())
     .option('--detach-jobs', 'when running the session here, do not wait for its background jobs')
+    .addOption(agent('for the activity this input opens (default: the session\'s); a steer joining a running activity keeps that activity\'s'))
     .action(async (id: string, text: string[], opts, cmd: Command) => {
       const url = server(cmd);
       set(await (url ? (await remote()).remotePrompt(url, id, text.join(' '), opts) : (await import('./commands/prompt.js')).promptCommand(id, text.join(' '), opts)));
@@ -91,6 +95,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('-d, --dir <dir>', 'the directory the session works in', '.')
     .option('--title <title>', 'a title shown by session ls')
     .addOption(doubleTexting())
+    .addOption(agent('of the session'))
     .option('--json', 'print the session as one JSON object')
     .action(async (opts) => set(await (await import('./commands/sessionOps.js')).sessionNew(opts)));
   session
@@ -163,6 +168,20 @@ export async function main(argv: string[]): Promise<number> {
       const url = server(cmd);
       set(await (url ? (await remote()).remoteCancel(url, id) : (await import('./commands/control.js')).cancelCommand(id, opts)));
     });
+
+  program
+    .command('compact')
+    .description('summarise the conversation of session ID so later requests send the summary and the recent turns (at its next safe point, from any process)')
+    .argument('<id>', 'session id (or a unique prefix)')
+    .option('--reason <text>', 'why (recorded with the request)')
+    .option('--json', 'when this process runs the compaction, print the events as JSON envelopes')
+    .addOption(permission('ask on a TTY, otherwise asks stay pending'))
+    .addHelpText(
+      'after',
+      '\nRecords compaction.requested and wakes the owner; with no live owner this process takes the session and compacts it.\n' +
+        'Exit 0 when the summary was written (or the live owner will do it), 1 when the compaction failed.',
+    )
+    .action(async (id: string, opts) => set(await (await import('./commands/control.js')).compactCommand(id, opts)));
 
   program
     .command('recover')
@@ -276,6 +295,7 @@ function reportError(error: unknown): number {
     e?.name === 'PermissionRequestNotFoundError' ||
     e?.name === 'PermissionNotPendingError' ||
     e?.name === 'PermissionGrantNotFoundError' ||
+    e?.name === 'UnknownAgentError' ||
     e?.name === 'NewerSchemaError';
   return usage ? EXIT.usage : EXIT.failed;
 }

@@ -111,7 +111,9 @@ export function createLoomClient(options: LoomClientOptions) {
     getSessionState: (id: string) => call<SessionState>('GET', `/sessions/${seg(id)}/state`),
     /** Admits an input; without `mode` a busy session applies its double-texting policy. */
     prompt: (id: string, body: BodyOf<'postInput'>) => call<InputResult>('POST', `/sessions/${seg(id)}/inputs`, body),
-    run: (id: string) => call<Accepted>('POST', `/sessions/${seg(id)}/run`),
+    run: (id: string, body: BodyOf<'run'> = {}) => call<Accepted>('POST', `/sessions/${seg(id)}/run`, body),
+    /** Records compaction.requested: the owner summarises the conversation at its next safe point. */
+    compact: (id: string, body: BodyOf<'compact'> = {}) => call<Accepted>('POST', `/sessions/${seg(id)}/compact`, body),
     wake: (id: string) => call<Accepted>('POST', `/sessions/${seg(id)}/wake`),
     cancel: (id: string, body: BodyOf<'cancel'> = {}) => call<Accepted>('POST', `/sessions/${seg(id)}/cancel`, body),
     recover: (id: string, body: BodyOf<'recovery'>) => call<Accepted>('POST', `/sessions/${seg(id)}/recovery`, body),

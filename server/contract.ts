@@ -9,7 +9,7 @@
  * about the request names the invalid field (`body.text`, `query.after`, `path.id`, `header.last-event-id`).
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import { HTTP_EVENTS_PAGE_MAX, HTTP_SESSIONS_LIST_MAX, INPUT_TEXT_BYTES_MAX, PERMISSION_MESSAGE_CHARS_MAX } from '../core/limits.js';
+import { AGENT_NAME_CHARS_MAX, HTTP_EVENTS_PAGE_MAX, HTTP_SESSIONS_LIST_MAX, INPUT_TEXT_BYTES_MAX, PERMISSION_MESSAGE_CHARS_MAX } from '../core/limits.js';
 
 // ---- shared schemas ----------------------------------------------------------------------------
 
@@ -43,6 +43,11 @@ const sessionIdParam = z.object({
   id: idText.openapi({ param: { name: 'id', in: 'path' }, example: 'ses_01J...' }),
 });
 const Mode = z.enum(['steer', 'queue']);
+const AgentName = z
+  .string()
+  .min(1)
+  .max(AGENT_NAME_CHARS_MAX)
+  .openapi({ description: 'agent profile: build (default), plan (read-only) or one defined under "agents" in config; an unknown name is refused (400)', example: 'plan' });
 const DoubleTexting = z.enum(['steer', 'queue', 'interrupt', 'reject']);
 
 export const Session = z
@@ -63,6 +68,7 @@ export const Session = z
     turns: z.number().int(),
     inputTokens: z.number().int(),
     outputTokens: z.number().int(),
+    agent: z.string().nullable().optional().openapi({ description: 'the agent profile the session was created with (null: build)' }),
   })
   .openapi('Session');
 export type Session = z.infer<typeof Session>;
@@ -102,6 +108,7 @@ export const CreateSessionBody = z
     text: z.string().min(1).max(INPUT_TEXT_BYTES_MAX).optional().openapi({ description: 'a first input, admitted with the session' }),
     mode: Mode.optional(),
     clientId: z.string().min(1).max(200).optional(),
+    agent: AgentName.optional().openapi({ description: "the session's agent profile (later inputs use it unless they name another)" }),
   })
   .strict()
   .openapi('CreateSession');
@@ -113,9 +120,13 @@ export const InputBody = z
     text: z.string().min(1).max(INPUT_TEXT_BYTES_MAX),
     mode: Mode.optional().openapi({ description: 'steer or queue; without it a busy session applies its double-texting policy' }),
     clientId: z.string().min(1).max(200).optional().openapi({ description: 'idempotency key: a second admission with the same id is ignored' }),
+    agent: AgentName.optional().openapi({ description: "the agent profile of the activity this input opens (default: the session's)" }),
   })
   .strict()
   .openapi('InputBody');
+
+export const RunBody = z.object({ agent: AgentName.optional().openapi({ description: "the agent profile of the activity the run opens (default: the session's)" }) }).strict().openapi('RunBody');
+export const CompactBody = z.object({ reason: z.string().max(1000).optional() }).strict().openapi('CompactBody');
 
 export const Accepted = z
   .object({
@@ -260,7 +271,18 @@ export const routes = {
     request: { params: sessionIdParam, ...body(InputBody) },
     responses: { 202: json(InputResult, 'admitted; the session runs'), ...errors, ...conflict },
   }),
-  run: createRoute({ method: 'post', path: '/sessions/{id}/run', request: { params: sessionIdParam }, responses: { 202: json(Accepted, 'run.requested recorded'), ...errors } }),
+  run: createRoute({
+    method: 'post',
+    path: '/sessions/{id}/run',
+    request: { params: sessionIdParam, body: { content: { 'application/json': { schema: RunBody } }, required: false } },
+    responses: { 202: json(Accepted, 'run.requested recorded'), ...errors },
+  }),
+  compact: createRoute({
+    method: 'post',
+    path: '/sessions/{id}/compact',
+    request: { params: sessionIdParam, body: { content: { 'application/json': { schema: CompactBody } }, required: false } },
+    responses: { 202: json(Accepted, 'compaction.requested recorded: the owner compacts at its next safe point'), ...errors },
+  }),
   wake: createRoute({ method: 'post', path: '/sessions/{id}/wake', request: { params: sessionIdParam }, responses: { 202: json(Accepted, 'woken (advisory)'), ...errors } }),
   cancel: createRoute({
     method: 'post',

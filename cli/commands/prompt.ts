@@ -4,6 +4,7 @@ import { driveSession } from '../drive.js';
 import { createHumanRenderer, createJsonRenderer } from '../render.js';
 import { openRuntime, type CliRuntime, type PermissionMode } from '../runtime.js';
 import { requireSession } from './session.js';
+import { resolveAgent } from '../../services/agents.js';
 import { admitWithPolicy, SessionBusyError } from '../../store/index.js';
 
 export interface PromptOptions {
@@ -19,6 +20,8 @@ export interface PromptOptions {
   detach?: boolean;
   /** Leave background jobs running instead of waiting for them (the next owner re-attaches them). */
   detachJobs?: boolean;
+  /** The agent profile of the activity this input opens (default: the session's). */
+  agent?: string;
 }
 
 /**
@@ -35,7 +38,8 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
   try {
     const session = requireSession(rt.store, idArg);
     const sessionId = session.sessionId;
-    await rt.configFor(session.location);
+    const config = await rt.configFor(session.location);
+    if (opts.agent !== undefined) resolveAgent(config, opts.agent); // an unknown agent is refused before anything is stored
     const attachments = await attachmentsFor(session.location, opts.attach); // resolved before anything is stored
     const after = rt.store.queries.session(sessionId)!.lastSeq;
     let admission;
@@ -46,6 +50,7 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
         ...(opts.clientId === undefined ? {} : { clientId: opts.clientId }),
         source: 'cli',
         ...(attachments === undefined ? {} : { attachments }),
+        ...(opts.agent === undefined ? {} : { agent: opts.agent }),
       });
     } catch (error) {
       if (error instanceof SessionBusyError) throw new UsageError(`${error.message} (loom prompt --steer or --queue)`);

@@ -3,6 +3,7 @@ import { EXIT, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
 import { openRuntime, resolveLocation, type PermissionMode } from '../runtime.js';
 import { createProviderResolver } from '../../llm/resolve.js';
+import { resolveAgent } from '../../services/agents.js';
 import { followInput } from './prompt.js';
 import type { DoubleTextingPolicy } from '../../store/index.js';
 
@@ -22,6 +23,8 @@ export interface RunOptions {
   detachJobs?: boolean;
   /** The session's double-texting policy (what a prompt with no mode does while it is busy). */
   doubleTexting?: DoubleTextingPolicy;
+  /** The session's agent profile (build, plan, or one from config `agents`). */
+  agent?: string;
 }
 
 /**
@@ -35,13 +38,20 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
   const rt = await openRuntime({ permission: opts.permission });
   try {
     const config = await rt.configFor(location);
+    const profile = resolveAgent(config, opts.agent); // an unknown agent is refused before anything is stored
     const model = opts.model ?? config.model ?? process.env.LOOM_MODEL ?? DEFAULT_MODEL;
-    createProviderResolver(config)(model); // fail before creating anything when the provider is not configured
+    createProviderResolver(config)(profile.model ?? model); // fail before creating anything when the provider is not configured
     const attachments = await attachmentsFor(location, opts.attach); // resolved before anything is stored
     const sessionId = rt.store.ids.next('ses');
-    rt.store.append({ sessionId, type: 'session.created', data: { location, model, ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}) } });
-    rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli', attachments });
-    process.stderr.write(`session ${sessionId} (${model}) in ${location}\n`);
+    rt.store.transaction(() => {
+      rt.store.append({
+        sessionId,
+        type: 'session.created',
+        data: { location, model, ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}), ...(opts.agent ? { agent: profile.name } : {}) },
+      });
+      rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli', attachments });
+    });
+    process.stderr.write(`session ${sessionId} (${profile.model ?? model}, agent ${profile.name}) in ${location}\n`);
     if (opts.detach) {
       await rt.signal('wake', sessionId); // over NATS a worker hears it at once; otherwise it polls
       return EXIT.ok;

@@ -4,7 +4,7 @@ import type { RouteModule } from '../app.js';
 import { admitWithPolicy } from '../admission.js';
 import { routes } from '../contract.js';
 import { ApiError } from '../errors.js';
-import { kick, recorded, requireSession } from './util.js';
+import { kick, recorded, requireAgent, requireSession } from './util.js';
 
 /**
  * Requests into a session (DESIGN §4: request events any process may record): inputs, run, wake,
@@ -17,17 +17,28 @@ export const controlRoutes: RouteModule = {
     app.openapi(routes.postInput, async (c) => {
       const s = requireSession(ctx, c.req.valid('param').id);
       const body = c.req.valid('json');
-      const result = admitWithPolicy(ctx.store, s.sessionId, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http' });
+      if (body.agent !== undefined) await requireAgent(ctx, s.location, body.agent);
+      const result = admitWithPolicy(ctx.store, s.sessionId, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http', ...(body.agent === undefined ? {} : { agent: body.agent }) });
       await kick(ctx, s.sessionId);
       return c.json(result, 202);
     });
 
     app.openapi(routes.run, async (c) => {
       const s = requireSession(ctx, c.req.valid('param').id);
+      const agent = (c.req.valid('json') ?? {}).agent;
+      if (agent !== undefined) await requireAgent(ctx, s.location, agent);
       const runId = ctx.store.ids.next('run');
-      const e = recorded(ctx.store.append({ sessionId: s.sessionId, type: 'run.requested', data: { runId } }), 'run.requested');
+      const e = recorded(ctx.store.append({ sessionId: s.sessionId, type: 'run.requested', data: { runId, ...(agent === undefined ? {} : { agent }) } }), 'run.requested');
       await kick(ctx, s.sessionId);
       return c.json({ sessionId: s.sessionId, seq: e.seq, runId }, 202);
+    });
+
+    app.openapi(routes.compact, async (c) => {
+      const s = requireSession(ctx, c.req.valid('param').id);
+      const body = c.req.valid('json') ?? {};
+      const e = recorded(ctx.store.append({ sessionId: s.sessionId, type: 'compaction.requested', data: { reason: body.reason ?? 'requested over HTTP' } }), 'compaction.requested');
+      await kick(ctx, s.sessionId);
+      return c.json({ sessionId: s.sessionId, seq: e.seq }, 202);
     });
 
     app.openapi(routes.wake, async (c) => {

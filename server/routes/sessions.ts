@@ -7,7 +7,7 @@ import { admitWithPolicy } from '../admission.js';
 import { routes, SESSIONS_LIST_LIMIT } from '../contract.js';
 import { ApiError } from '../errors.js';
 import { sessionState } from '../state.js';
-import { kick, requireSession } from './util.js';
+import { kick, requireAgent, requireSession } from './util.js';
 
 /** Sessions: list, create (with a first input), show, and the inspect view. */
 export const sessionRoutes: RouteModule = {
@@ -21,6 +21,7 @@ export const sessionRoutes: RouteModule = {
       if (body.clientId !== undefined && body.text === undefined) throw new ApiError(400, 'invalid_request', 'body.clientId: goes with body.text', 'body.clientId');
       const location = resolveLocation(body.location);
       const config = await ctx.configFor(location);
+      if (body.agent !== undefined) await requireAgent(ctx, location, body.agent);
       const model = body.model ?? config.model ?? ctx.env.LOOM_MODEL ?? DEFAULT_MODEL;
       try {
         createProviderResolver(config, ctx.env)(model); // refuse before creating anything when the provider is not configured
@@ -32,7 +33,13 @@ export const sessionRoutes: RouteModule = {
         ctx.store.append({
           sessionId,
           type: 'session.created',
-          data: { location, model, ...(body.title === undefined ? {} : { title: body.title }), ...(body.doubleTexting === undefined ? {} : { doubleTexting: body.doubleTexting }) },
+          data: {
+            location,
+            model,
+            ...(body.title === undefined ? {} : { title: body.title }),
+            ...(body.doubleTexting === undefined ? {} : { doubleTexting: body.doubleTexting }),
+            ...(body.agent === undefined ? {} : { agent: body.agent }),
+          },
         });
         if (body.text === undefined) return null;
         return admitWithPolicy(ctx.store, sessionId, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http' }).input;

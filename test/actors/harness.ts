@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Coordinator } from '../../actors/coordinator.js';
+import type { SessionDeps } from '../../actors/session.js';
 import type { PermissionAsker } from '../../actors/toolCall.js';
 import { createProviderResolver } from '../../llm/resolve.js';
 import { resolveConfig, type ConfigV1 } from '../../services/config.js';
@@ -64,6 +65,12 @@ export async function createHarness(options: {
   home?: string;
   /** The session's double-texting policy (session.created). */
   doubleTexting?: 'steer' | 'queue' | 'interrupt' | 'reject';
+  /** The session's agent profile (session.created). */
+  agent?: string;
+  /** The session's system prompt (a fixed text or a builder; none by default). */
+  systemPrompt?: SessionDeps['systemPrompt'];
+  /** The model catalog's entries (context windows). */
+  modelInfo?: SessionDeps['modelInfo'];
 } = {}): Promise<Harness> {
   const server = await startScriptedOpenAIServer({ script: options.script ?? [], respond: options.respond });
   onCleanup(() => void server.close());
@@ -80,12 +87,18 @@ export async function createHarness(options: {
     resolveProvider: createProviderResolver(config, { OPENAI_BASE_URL: server.url }),
     askPermission: options.askPermission,
     toolServices: options.toolServices,
+    systemPrompt: options.systemPrompt,
+    modelInfo: options.modelInfo,
   });
   const coordinator = new Coordinator({ store, deps, onSessionFailure: options.onSessionFailure });
   onCleanup(() => coordinator.shutdown());
   const location = tempDir();
   const sessionId = store.ids.next('ses');
-  store.append({ sessionId, type: 'session.created', data: { location, model: 'openai/test', ...(options.doubleTexting ? { doubleTexting: options.doubleTexting } : {}) } });
+  store.append({
+    sessionId,
+    type: 'session.created',
+    data: { location, model: 'openai/test', ...(options.doubleTexting ? { doubleTexting: options.doubleTexting } : {}), ...(options.agent ? { agent: options.agent } : {}) },
+  });
   const events = () => {
     store.flushDeltas();
     const out: AnyEnvelope[] = [];

@@ -5,7 +5,7 @@ import { createLoomClient, LoomApiError, LoomConnectionError, type Envelope, typ
 describe('sdk client', () => {
   it('types - request and response types come from the server contract', () => {
     expectTypeOf<Session['status']>().toEqualTypeOf<'idle' | 'active' | 'recovering'>();
-    expectTypeOf<Parameters<ReturnType<typeof createLoomClient>['prompt']>[1]>().toEqualTypeOf<{ text: string; mode?: 'steer' | 'queue' | undefined; clientId?: string | undefined }>();
+    expectTypeOf<Parameters<ReturnType<typeof createLoomClient>['prompt']>[1]>().toEqualTypeOf<{ text: string; mode?: 'steer' | 'queue' | undefined; clientId?: string | undefined; agent?: string | undefined }>();
     expectTypeOf<Envelope['seq']>().toEqualTypeOf<number>();
     expectTypeOf<Awaited<ReturnType<ReturnType<typeof createLoomClient>['eventsPage']>>['events']>().toEqualTypeOf<Envelope[]>();
   });
