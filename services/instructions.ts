@@ -65,11 +65,11 @@ export async function discoverInstructions(options: DiscoverOptions): Promise<In
   const location = path.resolve(options.location);
   const { dirs, repositoryRoot } = await walkUp(location, options.userHome === undefined ? undefined : path.resolve(options.userHome));
   // Priority: nearest directory first, then the global file; the prompt shows them the other way round.
-  const candidates: { path: string; scope: InstructionFile['scope'] }[] = [];
-  for (const dir of dirs) for (const name of INSTRUCTION_FILE_NAMES) candidates.push({ path: path.join(dir, name), scope: 'project' });
-  candidates.push({ path: path.join(path.resolve(options.home), GLOBAL_INSTRUCTION_FILE), scope: 'global' });
+  const candidates: { path: string; scope: InstructionFile['scope']; depth: number }[] = [];
+  for (const [depth, dir] of dirs.entries()) for (const name of INSTRUCTION_FILE_NAMES) candidates.push({ path: path.join(dir, name), scope: 'project', depth });
+  candidates.push({ path: path.join(path.resolve(options.home), GLOBAL_INSTRUCTION_FILE), scope: 'global', depth: dirs.length });
 
-  const taken: InstructionFile[] = [];
+  const taken: (InstructionFile & { depth: number })[] = [];
   const skipped: Instructions['skipped'] = [];
   const seen = new Set<string>();
   let total = 0;
@@ -92,11 +92,11 @@ export async function discoverInstructions(options: DiscoverOptions): Promise<In
       continue;
     }
     total += size;
-    taken.push({ path: candidate.path, scope: candidate.scope, text: read.text, bytes: read.bytes, truncated: read.truncated });
+    taken.push({ path: candidate.path, scope: candidate.scope, depth: candidate.depth, text: read.text, bytes: read.bytes, truncated: read.truncated });
   }
-  const global = taken.filter((f) => f.scope === 'global');
-  const project = taken.filter((f) => f.scope === 'project').reverse();
-  return { files: [...global, ...project], repositoryRoot, skipped };
+  // Farthest first (the global file farthest of all); within a directory, AGENTS.md before CLAUDE.md.
+  const files = taken.map((f, i) => ({ f, i })).sort((a, b) => b.f.depth - a.f.depth || a.i - b.i).map(({ f: { depth: _depth, ...file } }) => file);
+  return { files, repositoryRoot, skipped };
 }
 
 /** The directories to look in, nearest first, and the repository root if the walk found one. */
