@@ -229,7 +229,7 @@ export interface ErrorFields {
 }
 
 /** Matches the messages providers give for a prompt longer than the context window. */
-const CONTEXT_OVERFLOW_MESSAGE = /context_length_exceeded|prompt is too long|maximum context length|exceeds the context window|context window (?:is )?exceeded|input is too long for (?:the|this) model/i;
+const CONTEXT_OVERFLOW_MESSAGE = /context[_ ]length[_ ]exceeded|prompt is too long|maximum context length|exceeds the context window|context window (?:is )?exceeded|input is too long for (?:the|this) model/i;
 
 /**
  * Whether an error says the request is longer than the model's context window: OpenAI and the
