@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { COMPACTION_RESTARTS_MAX } from '../../core/limits.js';
 import { Store, type AnyEnvelope } from '../../store/index.js';
-import { SESSION_MACHINE_VERSION } from '../../machines/session.machine.js';
+import { replayHistory } from '../../machines/replay.js';
+import { SESSION_MACHINE_VERSION, type SessionContext, type SessionInput } from '../../machines/session.machine.js';
 import { isSummaryRequest, respondWithSummaries } from '../fixtures/scripted-routes.js';
 import type { RecordedRequest, ScriptedTurn } from '../fixtures/scripted-openai-server.js';
 import { onCleanup } from '../helpers.js';
@@ -27,6 +28,20 @@ const overflow: ScriptedTurn = {
     error: { message: "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.", type: 'invalid_request_error', param: 'messages', code: 'context_length_exceeded' },
   }),
 };
+/** The machine input the live session ran with (its context holds it), to replay its log through the pure machine. */
+function inputOf(c: SessionContext): SessionInput {
+  const { sessionId, turnLimit, toolCallsPerTurn, toolConcurrency, attemptRetriesMax, attemptBackoffMs, attemptBackoffMaxMs, toolTimeoutsMs, toolTimeoutDefaultMs, idempotentTools, compactionSettings } = c;
+  return { sessionId, turnLimit, toolCallsPerTurn, toolConcurrency, attemptRetriesMax, attemptBackoffMs, attemptBackoffMaxMs, toolTimeoutsMs, toolTimeoutDefaultMs, idempotentTools, compactionSettings };
+}
+
+/** Replays the log through the pure machine: every compaction and turn it recorded is one the machine decides there, and it ends in the same state. */
+function expectReplays(h: Awaited<ReturnType<typeof createHarness>>): void {
+  const live = h.coordinator.get(h.sessionId)!.snapshot();
+  const replayed = replayHistory(h.events(), inputOf(live.context));
+  expect(replayed.value).toEqual(live.value);
+  expect(replayed.context.compaction).toEqual(live.context.compaction);
+}
+
 /** A 10 000-token window compacting at half of it, keeping the last turn verbatim. */
 const smallWindow = { compaction: { fallbackWindowTokens: 10_000, threshold: 0.5, keepRecentTurns: 1 } };
 
@@ -76,6 +91,7 @@ describe('compaction - automatic, when the next request nears the window', () =>
     expect(textOf(second!)).toContain('<previous-summary>\\nSUMMARY-1');
     // The projection still holds every message: compaction changes what is sent, not what is stored.
     expect(h.store.queries.conversation(h.sessionId).filter((m) => m.role === 'assistant')).toHaveLength(6);
+    expectReplays(h);
   });
 
   it('below the threshold nothing is compacted, and `compaction.auto: false` never compacts on its own', async () => {
@@ -135,6 +151,7 @@ describe('compaction - requested (loom compact)', () => {
     expect(userContents(last)).toEqual([expect.stringContaining('SUMMARY: one and two'), 'question two', 'question three']);
     expect(textOf(last)).not.toContain('question one');
     expect(textOf(last)).not.toContain('answer one');
+    expectReplays(h);
   });
 
   it('a request with nothing to compact is recorded failed, naming why, and the session stays usable', async () => {
@@ -177,6 +194,7 @@ describe('compaction - steers during a compaction', () => {
     expect(userContents(after)[0]).toContain('SUMMARY: the notes say milk.');
     expect(of(events, 'activity.opened')).toHaveLength(1);
     expect(of(events, 'activity.settled')[0]!.data.status).toBe('completed');
+    expectReplays(h);
   });
 });
 
@@ -197,6 +215,7 @@ describe('compaction - a context overflow from the provider', () => {
     const retried = mainRequests(h.server.requests)[2]!;
     expect(userContents(retried)).toEqual([expect.stringContaining('SUMMARY: the first question was answered'), 'question two']);
     expect(textOf(retried)).not.toContain('answer one');
+    expectReplays(h);
   });
 
   it('a second overflow after the compaction fails the activity clearly (one compaction, no loop)', async () => {
@@ -212,6 +231,7 @@ describe('compaction - a context overflow from the provider', () => {
     expect(settled[1]!.data.reason).toMatch(/^context_overflow: the conversation is still too long for the model's context window after compacting it: /);
     expect(of(events, 'compaction.started')).toHaveLength(1);
     expect(of(events, 'attempt.failed')).toHaveLength(2);
+    expectReplays(h);
     // The session is usable: the next input runs (with the summary).
     h.admit('steer', 'question three');
     await h.coordinator.runUntilQuiet(h.sessionId);
