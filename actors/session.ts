@@ -664,9 +664,9 @@ function provideSessionMachine(lookup: (sessionId: string) => SessionActor, jobs
         const ids = s.deps.store.ids;
         const activityId = ids.next('act');
         const inputs = nextActivityInputs(context);
-        // One profile per activity: the first of its inputs that names one, else the run's, else the session's.
+        // One profile per activity: the first of its inputs that names one, else a run's, else the session's.
         const named = inputs.map((inputId) => s.deps.store.input(inputId)?.agent ?? null).find((a) => a !== null);
-        const agent = named ?? (inputs.length === 0 ? context.runAgent : null) ?? s.agent ?? DEFAULT_AGENT;
+        const agent = named ?? context.runAgent ?? s.agent ?? DEFAULT_AGENT;
         const model = s.modelFor({ agent });
         s.observe([
           owner(s, {
