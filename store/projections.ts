@@ -39,6 +39,7 @@ export class Projector {
       sessionSettled: p(`UPDATE sessions SET status = 'idle', activity_id = NULL, last_activity_status = ? WHERE session_id = ?`),
       sessionStatus: p('UPDATE sessions SET status = ? WHERE session_id = ?'),
       sessionUsage: p(`UPDATE sessions SET turns = turns + 1, input_tokens = input_tokens + ?, output_tokens = output_tokens + ? WHERE session_id = ?`),
+      sessionTokens: p(`UPDATE sessions SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ? WHERE session_id = ?`),
       activityInsert: p(`INSERT INTO activities (activity_id, session_id, trigger, status, turns, turn_limit, restarts, reason, opened_seq, settled_seq)
         VALUES (?, ?, ?, 'open', 0, ?, 0, NULL, ?, NULL)`),
       activityTurn: p('UPDATE activities SET turns = ? WHERE activity_id = ?'),
@@ -172,6 +173,10 @@ export class Projector {
       case 'turn.finished':
         s.sessionUsage!.run(e.data.usage.inputTokens, e.data.usage.outputTokens, sid);
         s.messageFinished!.run(e.data.attemptId);
+        return;
+      case 'compaction.finished':
+        // A summary request is paid for like a turn: its tokens count in the session's usage (not its turns).
+        if (e.data.usage) s.sessionTokens!.run(e.data.usage.inputTokens, e.data.usage.outputTokens, sid);
         return;
       case 'activity.settled':
         s.activitySettle!.run(e.data.status, e.data.reason ?? null, e.seq, e.data.activityId);

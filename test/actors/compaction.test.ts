@@ -212,6 +212,10 @@ describe('compaction - a context overflow from the provider', () => {
     expect(failed).toHaveLength(1);
     expect(failed[0]!.data.error.kind).toBe('context_overflow');
     expect(of(events, 'compaction.started').map((e) => e.data.reason)).toEqual(['overflow']);
+    // The summary request's tokens count in the session's usage.
+    const usage = of(events, 'compaction.finished')[0]!.data.usage!;
+    const turnsInput = of(events, 'turn.finished').reduce((n, e) => n + e.data.usage.inputTokens, 0);
+    expect(h.store.queries.session(h.sessionId)!.inputTokens).toBe(turnsInput + usage.inputTokens);
     const retried = mainRequests(h.server.requests)[2]!;
     expect(userContents(retried)).toEqual([expect.stringContaining('SUMMARY: the first question was answered'), 'question two']);
     expect(textOf(retried)).not.toContain('answer one');
