@@ -43,14 +43,12 @@ export async function runCommand(text: string, opts: RunOptions): Promise<number
     createProviderResolver(config)(profile.model ?? model); // fail before creating anything when the provider is not configured
     const attachments = await attachmentsFor(location, opts.attach); // resolved before anything is stored
     const sessionId = rt.store.ids.next('ses');
-    rt.store.transaction(() => {
-      rt.store.append({
-        sessionId,
-        type: 'session.created',
-        data: { location, model, ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}), ...(opts.agent ? { agent: profile.name } : {}) },
-      });
-      rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli', attachments });
+    rt.store.append({
+      sessionId,
+      type: 'session.created',
+      data: { location, model, ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}), ...(opts.agent ? { agent: profile.name } : {}) },
     });
+    rt.store.admitInput(sessionId, { mode: 'steer', text, source: 'cli', attachments });
     process.stderr.write(`session ${sessionId} (${profile.model ?? model}, agent ${profile.name}) in ${location}\n`);
     if (opts.detach) {
       await rt.signal('wake', sessionId); // over NATS a worker hears it at once; otherwise it polls
