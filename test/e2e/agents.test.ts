@@ -96,6 +96,27 @@ describe('loom compact (real processes)', () => {
     expect(types).toEqual(expect.arrayContaining(['compaction.requested', 'compaction.started', 'compaction.finished']));
   });
 
+  it('a loom compact killed right after compaction.started (failpoint) leaves the compaction open; the next loom prompt runs the summary again, then its input with the summary', async () => {
+    const { dir, env, server } = await setup([{ text: 'answer one' }, { text: 'answer two' }, { text: 'answer three' }], [{ text: 'SUMMARY after the crash' }]);
+    const run = await runLoom(['run', '-d', dir, 'question one'], env);
+    const id = sessionIdOf(run.stderr);
+    expect((await runLoom(['prompt', id, 'question two'], env)).code).toBe(0);
+    const killed = await runLoom(['compact', id], { ...env, LOOM_FAILPOINT: 'after:compaction.started' });
+    expect(killed.signal ?? killed.code).not.toBe(0);
+    expect(server.requests.filter((r) => isSummaryRequest(r.body))).toHaveLength(0);
+
+    const next = await runLoom(['prompt', id, '--json', 'question three'], env);
+    expect(next.code).toBe(0);
+    const events = envelopes(next.stdout);
+    const started = events.filter((e) => e.type === 'compaction.started');
+    expect(started.map((e) => e.data.restarts)).toEqual([1]);
+    const types = events.map((e) => e.type);
+    expect(types.indexOf('compaction.finished')).toBeLessThan(types.indexOf('activity.opened'));
+    const users = messagesOf(server.requests.at(-1)!).filter((m) => m.role === 'user').map((m) => m.content);
+    expect(users[0]).toContain('SUMMARY after the crash');
+    expect(users.at(-1)).toBe('question three');
+  });
+
   it('loom compact on a session with nothing to compact says why and exits 0; on an unknown session exits 2', async () => {
     const { dir, env } = await setup([]);
     const created = await runLoom(['session', 'new', '-d', dir], env);
