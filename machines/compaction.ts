@@ -103,3 +103,26 @@ export const onFinished = (c: CompactionContext, d: EventData<'compaction.finish
 });
 
 export const onFailed = (c: CompactionContext): CompactionContext => ({ ...c, current: null, held: true });
+
+/** What `loom inspect` and `GET /sessions/:id/state` show of it. */
+export interface CompactionView {
+  estimatedTokens: number;
+  windowTokens: number | null;
+  /** The reason of the compaction running now, or null. */
+  running: CompactionReason | null;
+  requested: boolean;
+  summarySeq: number | null;
+}
+
+/** The view of a snapshot's bookkeeping (null for a snapshot from before compaction existed). */
+export function compactionView(context: { compaction?: CompactionContext; compactionSettings?: CompactionSettings; activity?: { contextWindow?: number | null } | null } | undefined): CompactionView | null {
+  const c = context?.compaction;
+  if (!c) return null;
+  return {
+    estimatedTokens: c.estimate,
+    windowTokens: context.activity?.contextWindow ?? context.compactionSettings?.windowTokens ?? null,
+    running: c.current?.reason ?? null,
+    requested: c.requested,
+    summarySeq: c.summarySeq,
+  };
+}

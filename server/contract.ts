@@ -199,6 +199,17 @@ export const SessionState = z
     parked: z.boolean(),
     lastActivityStatus: z.string().nullable(),
     usage: z.object({ activities: z.number().int(), turns: z.number().int(), inputTokens: z.number().int(), outputTokens: z.number().int() }),
+    agent: z.string().nullable().optional().openapi({ description: 'the agent profile of the open activity, else the session\'s (null: build)' }),
+    compaction: z
+      .object({
+        estimatedTokens: z.number().int(),
+        windowTokens: z.number().int().nullable(),
+        running: z.string().nullable().openapi({ description: 'the reason of the compaction running now (auto, requested, overflow)' }),
+        requested: z.boolean(),
+        summarySeq: z.number().int().nullable().openapi({ description: 'the seq of the compaction.finished requests are built from' }),
+      })
+      .nullable()
+      .optional(),
   })
   .openapi('SessionState');
 export type SessionState = z.infer<typeof SessionState>;

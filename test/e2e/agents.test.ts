@@ -91,6 +91,11 @@ describe('loom compact (real processes)', () => {
     expect(users.slice(1)).toEqual(['question two', 'question three']);
     expect(JSON.stringify(messagesOf(last))).not.toContain('answer one');
 
+    const inspect = JSON.parse((await runLoom(['inspect', id, '--json'], env)).stdout) as { agent: string | null; compaction: { summarySeq: number | null; running: string | null } };
+    expect(inspect.compaction).toMatchObject({ running: null });
+    expect(inspect.compaction.summarySeq).toBeGreaterThan(0);
+    expect((await runLoom(['inspect', id], env)).stdout).toMatch(/context agent build · about \d+ of 128000 tokens in context · summary at seq \d+/);
+
     const tail = await runLoom(['tail', id, '--json'], env);
     const types = envelopes(tail.stdout).map((e) => e.type);
     expect(types).toEqual(expect.arrayContaining(['compaction.requested', 'compaction.started', 'compaction.finished']));
