@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { COMPACTION_RESTARTS_MAX } from '../../core/limits.js';
 import { Store, type AnyEnvelope } from '../../store/index.js';
 import { replayHistory } from '../../machines/replay.js';
+import { forkSession } from '../../store/fork.js';
 import { SESSION_MACHINE_VERSION, type SessionContext, type SessionInput } from '../../machines/session.machine.js';
 import { isSummaryRequest, respondWithSummaries } from '../fixtures/scripted-routes.js';
 import type { RecordedRequest, ScriptedTurn } from '../fixtures/scripted-openai-server.js';
@@ -307,5 +308,33 @@ describe('compaction - durable', () => {
     await coordinator.runUntilQuiet(h.sessionId);
     expect(of(h.events(), 'activity.settled').map((e) => e.data.status)).toEqual(['completed', 'completed']);
     expect(h.store.getSnapshot(h.sessionId)!.machineVersion).toBe(SESSION_MACHINE_VERSION);
+  });
+
+  it('a fork inside a compaction records it failed (forked); a fork after one keeps its summary (seqs are kept), and the fork runs', async () => {
+    const h = await createHarness({
+      respond: respondWithSummaries([{ text: 'answer one' }, { text: 'answer two' }, { text: 'fork answer' }], [{ text: 'SUMMARY: one and two', delayMs: 20, chunkSize: 4 }]),
+      config: { compaction: { keepRecentTurns: 1 } },
+    });
+    h.admit('queue', 'question one');
+    h.admit('queue', 'question two');
+    await h.run();
+    h.store.append({ sessionId: h.sessionId, type: 'compaction.requested', data: {} });
+    h.coordinator.wake(h.sessionId);
+    await h.waitFor((e) => e.type === 'compaction.finished');
+    const events = h.events();
+    const started = of(events, 'compaction.started')[0]!;
+    const finished = of(events, 'compaction.finished')[0]!;
+
+    const inside = forkSession(h.store, h.sessionId, started.seq);
+    const insideEvents = h.store.read(inside.sessionId, { after: started.seq });
+    expect(insideEvents.map((e) => e.type)).toEqual(['compaction.failed']);
+    expect(insideEvents[0]!.data).toMatchObject({ kind: 'forked' });
+
+    const after = forkSession(h.store, h.sessionId, finished.seq);
+    h.store.admitInput(after.sessionId, { mode: 'queue', text: 'question three' });
+    const fork = h.coordinator.own(after.sessionId)!;
+    await h.coordinator.runUntilQuiet(after.sessionId);
+    expect(fork.context().compaction.summarySeq).toBe(finished.seq);
+    expect(userContents(mainRequests(h.server.requests).at(-1)!)).toEqual([expect.stringContaining('SUMMARY: one and two'), 'question two', 'question three']);
   });
 });
