@@ -6,10 +6,14 @@ import type { InputAttachment } from '../store/schemas.js';
  * Builds the provider-neutral conversation from the projected history. Discarded attempts are
  * already absent; every tool call the model made gets its result (an unsettled one is reported
  * as interrupted, so the provider never sees a call without a result).
+ *
+ * After a compaction, `conversation` holds only the messages after its boundary and `summary`
+ * stands for everything before it: it goes first, as a user message of its own (actors/compaction.ts).
  */
-export function buildMessages(conversation: MessageView[], systemPrompt?: string): ChatMessage[] {
+export function buildMessages(conversation: MessageView[], systemPrompt?: string, summary?: string): ChatMessage[] {
   const messages: ChatMessage[] = [];
   if (systemPrompt) messages.push({ role: 'system', content: systemPrompt });
+  if (summary !== undefined) messages.push({ role: 'user', content: summaryMessage(summary) });
   for (const m of conversation) {
     if (m.role === 'user') {
       messages.push({ role: 'user', content: withAttachments(m.text ?? '', m.attachments ?? []) });
@@ -47,6 +51,11 @@ export function buildMessages(conversation: MessageView[], systemPrompt?: string
     }
   }
   return messages;
+}
+
+/** The user message that stands for the compacted part of the conversation. */
+export function summaryMessage(summary: string): string {
+  return `<conversation-summary>\nThe conversation before this point was compacted to save context; this is its summary:\n\n${summary}\n</conversation-summary>`;
 }
 
 /**

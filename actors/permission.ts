@@ -7,6 +7,7 @@ import {
   type PermissionReply,
   type PermissionRequestRow,
 } from '../store/index.js';
+import { permissionRulesFor, toolEnabled, type AgentProfile } from '../services/agents.js';
 import { askScope, evaluatePermission, grantCovers, summarizeInput } from '../tools/permission.js';
 import type { SessionActor } from './session.js';
 
@@ -106,7 +107,8 @@ export class PermissionWaits {
  * The tool-call child's permission decision (its awaitingPermission state):
  * 1. a call resumed after a restart whose ask is in the log waits for that same request (a reply
  *    that arrived while no owner ran is honoured at once); no second ask is recorded;
- * 2. otherwise the rules decide (built-in defaults, then config rules, last match wins);
+ * 2. a tool the activity's agent profile switches off is denied; otherwise the rules decide
+ *    (built-in defaults, then config rules, then the profile's, last match wins);
  * 3. `ask` is allowed at once when one of the session's `always` grants covers the call;
  * 4. plugins' `permission.ask` hooks may decide instead (`allow` runs the call, `deny` refuses it
  *    with their message) or change the ask's pattern and summary;
@@ -127,7 +129,16 @@ export async function decidePermission(
   if (earlier && earlier.status !== 'closed') return awaitReply(session, earlier, input, signal, true);
   // A tool that does not exist runs nothing: no one is asked, and the call settles with an error naming the tools that exist.
   if (!session.deps.tools.get(call.tool)) return { allow: true };
-  const action = evaluatePermission(config.permission.rules, call.tool, input, { action: config.permission.default, location: session.location });
+  // The activity's agent profile: a tool it hides is denied if called anyway, and its rules come last.
+  let profile: AgentProfile;
+  try {
+    profile = session.profileFor(session.context().activity);
+  } catch (error) {
+    return { allow: false, message: (error as Error).message };
+  }
+  if (!toolEnabled(profile, call.tool)) return { allow: false, message: `the agent profile "${profile.name}" does not allow the ${call.tool} tool (${profile.description})` };
+  const rules = permissionRulesFor(profile, config.permission.rules);
+  const action = evaluatePermission(rules, call.tool, input, { action: config.permission.default, location: session.location });
   if (action === 'allow') return { allow: true };
   if (action === 'deny') return { allow: false, message: 'denied by a permission rule' };
   if (permissions.grants(session.sessionId, call.tool).some((g) => grantCovers(g, call.tool, input, session.location))) return { allow: true };

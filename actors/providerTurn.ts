@@ -1,14 +1,18 @@
 import { turnCostUsd } from '../llm/cost.js';
 import { ProviderError } from '../llm/errors.js';
 import type { ProviderRequest, Usage } from '../llm/types.js';
+import { visibleTools } from '../services/agents.js';
 import type { AppendRequest } from '../store/index.js';
 import { buildMessages } from './history.js';
 import type { SessionActor } from './session.js';
 
 /**
  * One provider attempt of the current turn. Order (DESIGN §3, §5):
- * 1. build the request from the projected history (reloaded once per turn); plugins' `chat.params`
- *    and `chat.headers` hooks may change it (services/hooks.ts), before anything is recorded;
+ * 1. build the request from the projected history (reloaded once per turn; after a compaction, its
+ *    summary and the messages after its boundary), with the activity's agent profile: its model,
+ *    its system prompt, the tools it lets the model see;
+ *    plugins' `chat.params` and `chat.headers` hooks may change it (services/hooks.ts), before
+ *    anything is recorded;
  * 2. commit `attempt.dispatched` (+ `input.consumed`) as a barrier, before the request leaves;
  * 3. stream: deltas are buffered into the log; each completed tool call is recorded at once
  *    (its child starts eagerly); the end of the stream records the parts and `turn.finished`;
@@ -33,11 +37,21 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
   const open = { activityId: activity.id, attemptId, parts, received: false };
   let dispatched = false;
   try {
-    const { provider, model } = session.deps.resolveProvider(session.model);
-    const messages = buildMessages(store.queries.conversation(sid), session.deps.systemPrompt);
-    let request: ProviderRequest = { model, messages, tools: session.deps.tools.specs(), signal };
+    const profile = session.profileFor(activity);
+    const modelRef = session.modelFor(activity);
+    const { provider, model } = session.deps.resolveProvider(modelRef);
+    const systemPrompt = await session.systemPromptFor(activity.id, profile, modelRef);
+    if (signal.aborted) return;
+    if (session.draining) {
+      session.drained();
+      return;
+    }
+    const compaction = session.latestCompaction();
+    const messages = buildMessages(store.queries.conversation(sid, { afterSeq: compaction?.throughSeq ?? 0 }), systemPrompt, compaction?.summary);
+    const tools = () => visibleTools(profile, session.deps.tools.specs());
+    let request: ProviderRequest = { model, messages, tools: tools(), signal };
     if (session.deps.hooks?.has('chat.params') || session.deps.hooks?.has('chat.headers')) {
-      request = await applyChatHooks(session, request, activity.id);
+      request = await applyChatHooks(session, request, activity.id, tools);
       if (signal.aborted) return;
       if (session.draining) {
         session.drained(); // the hooks ran while a drain began: still nothing has left the process
@@ -45,7 +59,7 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
       }
     }
     // A hook may pick another model of the same provider: the log says which one was asked.
-    const asked = request.model === model ? session.model : `${session.model.slice(0, session.model.indexOf('/'))}/${request.model}`;
+    const asked = request.model === model ? modelRef : `${modelRef.slice(0, modelRef.indexOf('/'))}/${request.model}`;
     session.openAttempt = open;
     session.observe(
       [
@@ -83,7 +97,7 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
           // Opaque provider data (thinking signatures, encrypted reasoning) rides on the reasoning part,
           // or on the text part when the turn streamed no reasoning text, so it is sent back either way.
           ...(textPart ? [owner({ type: 'text.done', data: { activityId: activity.id, attemptId, partId: textPart, text, ...(reasoningPart ? {} : { providerMetadata: ev.providerMetadata }) } })] : []),
-          owner({ type: 'turn.finished', data: { activityId: activity.id, turnId: activity.turnId!, attemptId, finishReason: ev.finishReason, usage: ev.usage, toolCalls, costUsd: turnCost(session, ev.usage), providerMetadata: ev.providerMetadata } }),
+          owner({ type: 'turn.finished', data: { activityId: activity.id, turnId: activity.turnId!, attemptId, finishReason: ev.finishReason, usage: ev.usage, toolCalls, costUsd: turnCost(session, modelRef, ev.usage), providerMetadata: ev.providerMetadata } }),
         ]);
         return;
       }
@@ -114,20 +128,20 @@ export async function runProviderTurn(session: SessionActor, signal: AbortSignal
  * Runs the plugins' `chat.params` then `chat.headers` hooks over a request. The drafts hold no
  * signal, tools or credentials; extra headers go under the adapter's own (llm/headers.ts).
  */
-async function applyChatHooks(session: SessionActor, request: ProviderRequest, activityId: string): Promise<ProviderRequest> {
+async function applyChatHooks(session: SessionActor, request: ProviderRequest, activityId: string, tools: () => ProviderRequest['tools']): Promise<ProviderRequest> {
   const hooks = session.deps.hooks!;
   const ctx = { sessionId: session.sessionId, location: session.location, model: session.model, activityId };
   const { signal, tools: _before, headers: _none, ...base } = request;
   const params = await hooks.run('chat.params', base, ctx);
   const headers = await hooks.run('chat.headers', {}, ctx);
   // Read the tools again: a `required` plugin the hooks waited for may have registered some.
-  return { ...params, tools: session.deps.tools.specs(), signal, ...(Object.keys(headers).length === 0 ? {} : { headers }) };
+  return { ...params, tools: tools(), signal, ...(Object.keys(headers).length === 0 ? {} : { headers }) };
 }
 
-/** The turn's cost from the catalog's price of the session's model; undefined when none is known (or the lookup fails). */
-function turnCost(session: SessionActor, usage: Usage): number | undefined {
+/** The turn's cost from the catalog's price of the model the activity asked (its profile's, else the session's); undefined when none is known (or the lookup fails). */
+function turnCost(session: SessionActor, modelRef: string, usage: Usage): number | undefined {
   try {
-    return turnCostUsd(session.deps.modelInfo?.(session.model), usage);
+    return turnCostUsd(session.deps.modelInfo?.(modelRef), usage);
   } catch {
     return undefined; // a broken catalog must not lose the turn; a cost budget then reports it cannot be checked
   }

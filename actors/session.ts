@@ -9,7 +9,9 @@ import {
 } from '../core/limits.js';
 import type { ModelInfo } from '../llm/modelInfo.js';
 import type { Provider } from '../llm/types.js';
-import { SESSION_MACHINE_VERSION, sessionMachine, type SessionContext, type SessionEvent, type SessionInput } from '../machines/session.machine.js';
+import { estimateWith, initialCompaction } from '../machines/compaction.js';
+import { nextActivityInputs, SESSION_MACHINE_VERSION, sessionMachine, type SessionContext, type SessionEvent, type SessionInput } from '../machines/session.machine.js';
+import { DEFAULT_AGENT, resolveAgent, type AgentProfile } from '../services/agents.js';
 import { jobMachine } from '../machines/job.machine.js';
 import { toolCallMachine } from '../machines/toolCall.machine.js';
 import { stateName } from '../machines/stateName.js';
@@ -18,6 +20,7 @@ import type { Hooks } from '../services/hooks.js';
 import type { AnyEnvelope, AppendRequest, Lease, Store } from '../store/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { ToolServices } from '../tools/types.js';
+import { runCompaction } from './compaction.js';
 import { JobRuntime } from './job.js';
 import { runProviderTurn } from './providerTurn.js';
 import { PermissionWaits, type PermissionAsker } from './permission.js';
@@ -26,6 +29,17 @@ import { createToolCallImplementations } from './toolCall.js';
 
 /** Resolves `provider/model` to an adapter and the provider's own model id; throws a typed config error. */
 export type ProviderResolver = (model: string) => { provider: Provider; model: string };
+
+/** What a system prompt is built for: the session's directory, the activity's profile and model, the time (injected clock). */
+export interface SystemPromptRequest {
+  location: string;
+  profile: AgentProfile;
+  model: string;
+  now: Date;
+}
+
+/** Builds a request's system prompt (services/agents.ts `buildSystemPrompt` in every loom process). */
+export type SystemPromptBuilder = (request: SystemPromptRequest) => Promise<string>;
 
 export interface SessionDeps {
   store: Store;
@@ -47,9 +61,14 @@ export interface SessionDeps {
    * passes, an ask waits durably for a reply recorded by any process (actors/permission.ts).
    */
   askPermission?: PermissionAsker;
-  systemPrompt?: string;
   /** Plugins' hooks (chat.*, tool.*, permission.ask); none when absent. */
   hooks?: Hooks;
+  /**
+   * The system prompt of the session's requests: a fixed text, or a builder called once per
+   * activity with its agent profile and model (profile prompt, environment, instruction files).
+   * Absent: requests carry no system prompt.
+   */
+  systemPrompt?: string | SystemPromptBuilder;
   /** An operating failure the session cannot continue from (lost lease, broken store). */
   onFailure?: (error: unknown) => void;
   /** The shared machine with implementations (one per coordinator); made per actor when absent. */
@@ -87,6 +106,8 @@ export class SessionActor {
   /** The session's directory and model (fixed at creation). */
   readonly location: string;
   readonly model: string;
+  /** The agent profile the session was created with (null: DEFAULT_AGENT); an input or run may name another for its activity. */
+  readonly agent: string | null;
   private readonly actor: Actor<typeof sessionMachine>;
   private readonly logic: SessionLogic;
   private lastSeq = 0;
@@ -103,6 +124,7 @@ export class SessionActor {
     if (!row) throw new Error(`session ${deps.sessionId} does not exist`);
     this.location = row.location;
     this.model = row.model;
+    this.agent = row.agent ?? null;
     const restored = this.restore();
     this.logic = deps.logic ?? new SessionLogic();
     this.logic.actors.set(this.sessionId, this);
@@ -231,6 +253,63 @@ export class SessionActor {
     this.currentDeps = { ...this.currentDeps, ...patch };
     const { sessionId: _, ...limits } = this.input();
     this.step([], () => this.actor.send({ type: 'CONFIGURE', limits }));
+  }
+
+  // ---- agents and context management (issue 9) ----
+
+  /**
+   * The profile an activity runs with: the one its `activity.opened` recorded, else the session's.
+   * Throws UnknownAgentError when the config in force no longer defines it.
+   */
+  profileFor(activity: { agent?: string | null } | null): AgentProfile {
+    return resolveAgent(this.deps.config, activity?.agent ?? this.agent);
+  }
+
+  /** The model an activity's requests go to: recorded at its opening, else its profile's, else the session's. */
+  modelFor(activity: { agent?: string | null; model?: string | null } | null): string {
+    if (activity?.model) return activity.model;
+    try {
+      return this.profileFor(activity).model ?? this.model;
+    } catch {
+      return this.model; // an unknown profile fails the request itself, with its own message
+    }
+  }
+
+  /** The context window of `model` in tokens: the model catalog's, else config `compaction.fallbackWindowTokens`. */
+  windowFor(model: string): number {
+    return this.deps.modelInfo?.(model)?.limits.context ?? this.deps.config.compaction.fallbackWindowTokens;
+  }
+
+  private promptCache: { activityId: string; key: string; prompt: Promise<string> } | null = null;
+
+  /**
+   * The system prompt of a request (see SessionDeps.systemPrompt). Built once per activity, so
+   * every turn of it sends the same prompt (provider caches stay warm); `activityId` null builds
+   * a fresh one.
+   */
+  systemPromptFor(activityId: string | null, profile: AgentProfile, model: string): Promise<string | undefined> {
+    const fixed = this.deps.systemPrompt;
+    if (fixed === undefined || typeof fixed === 'string') return Promise.resolve(fixed);
+    const key = `${profile.name}\0${model}`;
+    const cached = this.promptCache;
+    if (activityId !== null && cached?.activityId === activityId && cached.key === key) return cached.prompt;
+    const prompt = fixed({ location: this.location, profile, model, now: new Date(this.deps.store.clock.now()) });
+    if (activityId !== null) {
+      this.promptCache = { activityId, key, prompt };
+      prompt.catch(() => {
+        if (this.promptCache?.prompt === prompt) this.promptCache = null;
+      });
+    }
+    return prompt;
+  }
+
+  /** The last compaction's summary and the seq it covers through (null before the first one). */
+  latestCompaction(): { compactionId: string; summary: string; throughSeq: number } | null {
+    const seq = this.context().compaction.summarySeq;
+    if (seq === null) return null;
+    const e = this.deps.store.read(this.sessionId, { after: seq - 1, limit: 1 })[0];
+    if (e?.type !== 'compaction.finished') throw new Error(`session ${this.sessionId}: seq ${seq} is not the compaction.finished the machine recorded`);
+    return { compactionId: e.data.compactionId, summary: e.data.summary, throughSeq: e.data.throughSeq };
   }
 
   snapshot(): SessionSnapshot {
@@ -502,6 +581,12 @@ export class SessionActor {
       toolTimeoutsMs: Object.fromEntries(this.deps.tools.list().map((t) => [t.name, t.timeoutMs])),
       toolTimeoutDefaultMs: limits.toolTimeoutMs,
       idempotentTools: this.deps.tools.list().filter((t) => t.idempotent).map((t) => t.name),
+      compactionSettings: {
+        auto: this.deps.config.compaction.auto,
+        threshold: this.deps.config.compaction.threshold,
+        keepRecentTurns: this.deps.config.compaction.keepRecentTurns,
+        windowTokens: this.windowFor(this.modelFor(null)),
+      },
     };
   }
 
@@ -515,9 +600,10 @@ export class SessionActor {
     const saved = store.getSnapshot(this.sessionId);
     let value: unknown;
     let context: SessionContext;
-    if (saved && saved.machineVersion === SESSION_MACHINE_VERSION) {
+    const upgraded = saved ? upgradeSnapshotContext(saved.machineVersion, saved.context) : undefined;
+    if (saved && upgraded) {
       value = saved.value;
-      context = saved.context as SessionContext;
+      context = upgraded;
       this.lastSeq = saved.seq;
     } else {
       const replayed = replayLog(store, this.sessionId, this.input());
@@ -530,7 +616,9 @@ export class SessionActor {
     // No job has a child yet: CHECK gives each one that inspects what its process left.
     const jobs = Object.fromEntries(Object.entries(context.jobs ?? {}).map(([id, job]) => [id, { ...job, live: false }]));
     context = { ...context, ...this.input(), sessionId: this.sessionId, jobs };
-    const state = context.activity === null ? 'idle' : value === 'idle' ? 'idle' : 'recovering';
+    // A compaction left open runs again (a summary request has no side effect); it waits in
+    // `restoring` for CHECK. Compaction happens only where no request or tool is in flight.
+    const state = context.compaction.current !== null ? { compacting: 'restoring' } : context.activity === null ? 'idle' : value === 'idle' ? 'idle' : 'recovering';
     return sessionMachine.resolveState({ value: state, context });
   }
 
@@ -582,6 +670,17 @@ export class SessionActor {
 }
 
 /**
+ * A snapshot's context in the current machine's shape, or undefined when its version cannot be
+ * upgraded (the state is then rebuilt from the log). `session@2` had no context management and
+ * no usage or budget bookkeeping: its state is rebuilt from the log, which holds everything the
+ * new fields are computed from.
+ */
+export function upgradeSnapshotContext(version: string, context: unknown): SessionContext | undefined {
+  if (version === SESSION_MACHINE_VERSION) return context as SessionContext;
+  return undefined;
+}
+
+/**
  * The session machine with the runtime's implementations, built once per process (per
  * coordinator) and shared by every session actor: implementations find their actor by the
  * `sessionId` in context or input. Building a machine per actor costs more than the actor.
@@ -608,15 +707,26 @@ function provideSessionMachine(lookup: (sessionId: string) => SessionActor, jobs
       }),
       toolCall: toolCallMachine.provide(tools),
       job: jobMachine.provide(jobs.implementations()),
+      compaction: fromPromise<void, { sessionId: string }>(async ({ input, signal }) => {
+        await Promise.resolve(); // start after the step that entered compacting has committed
+        await runCompaction(lookup(input.sessionId), signal);
+      }),
     },
     actions: {
       openActivity: ({ context }) => {
         const s = lookup(context.sessionId);
         const ids = s.deps.store.ids;
         const activityId = ids.next('act');
-        const inputs = context.steers.length > 0 ? context.steers : context.queued.slice(0, 1);
+        const inputs = nextActivityInputs(context);
+        // One profile per activity: the first of its inputs that names one, else a run's, else the session's.
+        const named = inputs.map((inputId) => s.deps.store.input(inputId)?.agent ?? null).find((a) => a !== null);
+        const agent = named ?? context.runAgent ?? s.agent ?? DEFAULT_AGENT;
+        const model = s.modelFor({ agent });
         s.observe([
-          owner(s, { type: 'activity.opened', data: { activityId, trigger: inputs.length > 0 ? 'input' : 'run', inputIds: inputs, turnLimit: context.turnLimit } }),
+          owner(s, {
+            type: 'activity.opened',
+            data: { activityId, trigger: inputs.length > 0 ? 'input' : 'run', inputIds: inputs, turnLimit: context.turnLimit, agent, model, contextWindow: s.windowFor(model) },
+          }),
           ...inputs.map((inputId) => owner(s, { type: 'input.assigned', data: { inputId, activityId } })),
           owner(s, { type: 'turn.started', data: { activityId, turnId: ids.next('turn'), turn: 1 } }),
         ]);
@@ -683,6 +793,39 @@ function provideSessionMachine(lookup: (sessionId: string) => SessionActor, jobs
         s.observe(
           open.map(([callId]) => owner(s, { type: 'tool.settled', data: { callId, status: 'interrupted', output: 'The tool call was interrupted before it finished.' } })),
         );
+      },
+      startCompaction: ({ context }, params) => {
+        const s = lookup(context.sessionId);
+        const a = context.activity;
+        s.observe([
+          owner(s, {
+            type: 'compaction.started',
+            data: {
+              compactionId: s.deps.store.ids.next('cmp'),
+              reason: params.reason,
+              ...(a ? { activityId: a.id } : {}),
+              estimatedTokens: estimateWith(context.compaction, a ? context.steers : nextActivityInputs(context)),
+              windowTokens: a?.contextWindow ?? context.compactionSettings?.windowTokens ?? s.windowFor(s.modelFor(null)),
+              restarts: 0,
+            },
+          }),
+        ]);
+      },
+      restartCompaction: ({ context }) => {
+        const s = lookup(context.sessionId);
+        const current = context.compaction.current!;
+        s.observe([
+          owner(s, {
+            type: 'compaction.started',
+            data: { compactionId: current.id, reason: current.reason, ...(context.activity ? { activityId: context.activity.id } : {}), restarts: current.restarts + 1 },
+          }),
+        ]);
+      },
+      failCompaction: ({ context }, params) => {
+        const s = lookup(context.sessionId);
+        const current = context.compaction.current;
+        if (!current) return;
+        s.observe([owner(s, { type: 'compaction.failed', data: { compactionId: current.id, kind: params.kind, reason: params.reason } })]);
       },
       refuseToolCall: ({ context }, params) => {
         const s = lookup(context.sessionId);

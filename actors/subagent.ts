@@ -10,6 +10,7 @@ import { LimitExceededError, type EventData, type Lease, type Store } from '../s
 import { SubagentDepthError, SubagentStartError } from '../tools/errors.js';
 import { subagentSessionId } from '../tools/subagents.js';
 import type { SubagentRequest, SubagentResult, SubagentRunner, ToolContext } from '../tools/types.js';
+import { disabledTools, resolveAgent, toolEnabled, type AgentProfile } from '../services/agents.js';
 import type { Coordinator } from './coordinator.js';
 import type { SessionActor } from './session.js';
 
@@ -31,18 +32,48 @@ export function createSubagentRunner(coordinator: Coordinator, options: Subagent
   return {
     async run(request, ctx) {
       const store = coordinator.store;
-      const { childId, inputId, lease } = startChild(store, request, ctx, coordinator.ownerId);
+      const agent = childAgent(coordinator, request, ctx);
+      const { childId, inputId, lease } = startChild(store, { ...request, agent }, ctx, coordinator.ownerId);
       const actor = ownChild(coordinator, childId, inputId, lease);
       try {
         const aborted = await quietOrAborted(coordinator.runUntilQuiet(childId), request.signal);
         if (aborted) await cancelChild(store, actor, request.signal, settleTimeoutMs);
         store.flushSession(childId);
-        return resultOf(store, actor);
+        return { ...resultOf(store, actor), ...(agent === undefined ? {} : { agent }) };
       } finally {
         coordinator.release(childId);
       }
     },
   };
+}
+
+/**
+ * The agent profile of the child: the one the call asked for, else the parent activity's own. A
+ * subagent never gets a tool its parent's profile switches off (a `plan` session cannot start a
+ * `build` subagent to edit for it): such a call is refused, naming the tools. An unknown name is
+ * refused with the defined ones listed. Null when the parent is not live here (nothing to check
+ * against; the name is recorded as asked).
+ */
+function childAgent(coordinator: Coordinator, request: SubagentRequest, ctx: ToolContext): string | undefined {
+  const parent = coordinator.get(ctx.sessionId);
+  if (!parent) return request.agent;
+  const childId = subagentSessionId(ctx.callId);
+  let parentProfile: AgentProfile;
+  let child: AgentProfile;
+  try {
+    parentProfile = parent.profileFor(parent.context().activity);
+    child = resolveAgent(parent.deps.config, request.agent ?? parentProfile.name);
+  } catch (error) {
+    throw new SubagentStartError(childId, (error as Error).message);
+  }
+  const gained = disabledTools(parentProfile).filter((tool) => toolEnabled(child, tool));
+  if (gained.length > 0) {
+    throw new SubagentStartError(
+      childId,
+      `agent "${parentProfile.name}" may not start a subagent with agent "${child.name}": it would allow ${gained.join(', ')}, which "${parentProfile.name}" does not`,
+    );
+  }
+  return child.name;
 }
 
 /**

@@ -47,6 +47,8 @@ export async function main(argv: string[]): Promise<number> {
     new Option('--budget-tokens <n>', 'token budget of the activity this input opens or joins (input + output tokens of every turn); reaching it settles the activity budget_exceeded (exit 4)');
   const budgetUsd = () =>
     new Option('--budget-usd <dollars>', 'cost budget in US dollars of the activity, priced from the model catalog (refused when the model has no price); reaching it settles the activity budget_exceeded (exit 4)');
+  const agent = (what: string) =>
+    new Option('--agent <name>', `agent profile ${what}: build (every tool, the default), plan (read-only: no write, edit or bash) or one defined under "agents" in config.jsonc`);
   const permission = (defaults = 'ask on a TTY, deny otherwise') =>
     new Option('--permission <mode>', `answer permission asks: allow, deny or ask (ask without a TTY leaves them pending: exit 5) (default: ${defaults})`).choices([
       'allow',
@@ -68,6 +70,7 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(doubleTexting())
     .addOption(budgetTokens())
     .addOption(budgetUsd())
+    .addOption(agent('of the session (later prompts use it unless they name another)'))
     .action(async (text: string[], opts) => set(await (await import('./commands/run.js')).runCommand(text.join(' '), opts)));
 
   program
@@ -87,6 +90,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--detach-jobs', 'when running the session here, do not wait for its background jobs')
     .addOption(budgetTokens())
     .addOption(budgetUsd())
+    .addOption(agent('for the activity this input opens (default: the session\'s); a steer joining a running activity keeps that activity\'s'))
     .action(async (id: string, text: string[], opts, cmd: Command) => {
       const url = server(cmd);
       set(await (url ? (await remote()).remotePrompt(url, id, text.join(' '), opts) : (await import('./commands/prompt.js')).promptCommand(id, text.join(' '), opts)));
@@ -100,6 +104,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('-d, --dir <dir>', 'the directory the session works in', '.')
     .option('--title <title>', 'a title shown by session ls')
     .addOption(doubleTexting())
+    .addOption(agent('of the session'))
     .option('--json', 'print the session as one JSON object')
     .action(async (opts) => set(await (await import('./commands/sessionOps.js')).sessionNew(opts)));
   session
@@ -172,6 +177,20 @@ export async function main(argv: string[]): Promise<number> {
       const url = server(cmd);
       set(await (url ? (await remote()).remoteCancel(url, id) : (await import('./commands/control.js')).cancelCommand(id, opts)));
     });
+
+  program
+    .command('compact')
+    .description('summarise the conversation of session ID so later requests send the summary and the recent turns (at its next safe point, from any process)')
+    .argument('<id>', 'session id (or a unique prefix)')
+    .option('--reason <text>', 'why (recorded with the request)')
+    .option('--json', 'when this process runs the compaction, print the events as JSON envelopes')
+    .addOption(permission('ask on a TTY, otherwise asks stay pending'))
+    .addHelpText(
+      'after',
+      '\nRecords compaction.requested and wakes the owner; with no live owner this process takes the session and compacts it.\n' +
+        'Exit 0 when the summary was written (or the live owner will do it), 1 when the compaction failed.',
+    )
+    .action(async (id: string, opts) => set(await (await import('./commands/control.js')).compactCommand(id, opts)));
 
   program
     .command('recover')
@@ -408,6 +427,7 @@ function reportError(error: unknown): number {
     e?.name === 'ModelRegistrationError' ||
     e?.name === 'ModelNotRegisteredError' ||
     e?.name === 'CatalogEntryError' ||
-    e?.name === 'CatalogFullError';
+    e?.name === 'CatalogFullError' ||
+    e?.name === 'UnknownAgentError';
   return usage ? EXIT.usage : EXIT.failed;
 }

@@ -76,6 +76,15 @@ export function createHumanRenderer(out: NodeJS.WritableStream, info: NodeJS.Wri
         case 'plugin.hook.failed':
           line(c.yellow(`! plugin ${e.data.plugin}: ${e.data.hook} hook failed (its change was dropped): ${short(e.data.message, 160)}`));
           break;
+        case 'compaction.started':
+          line(c.dim(`≡ compacting the conversation (${e.data.reason}${e.data.estimatedTokens !== undefined && e.data.windowTokens !== undefined ? `: about ${e.data.estimatedTokens} of ${e.data.windowTokens} tokens` : ''}${e.data.restarts ? `, restart ${e.data.restarts}` : ''})`));
+          break;
+        case 'compaction.finished':
+          line(c.dim(`≡ compacted: ${e.data.coveredMessages} message(s) summarised, ${e.data.keptTurns} recent turn(s) kept (about ${e.data.estimatedTokens} tokens now)`));
+          break;
+        case 'compaction.failed':
+          line(c.red(`! compaction failed (${e.data.kind}): ${short(e.data.reason, 200)}`));
+          break;
         default:
           break;
       }

@@ -92,7 +92,6 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<CliRunt
     asker: options.durableAsks ? undefined : createAsker(options.permission ?? defaultPermissionMode()),
     leaseTtlMs: options.leaseTtlMs,
     onSessionFailure: options.onSessionFailure,
-    systemPrompt: defaultSystemPrompt,
     onConfigNotes: (note) => printConfigNote(note),
     mcp: options.mcp,
   });

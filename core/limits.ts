@@ -1007,3 +1007,96 @@ export const BUDGET_TOKENS_MAX = 1_000_000_000_000;
 
 /** Largest cost budget in US dollars a config, flag or request may set. */
 export const BUDGET_COST_USD_MAX = 1_000_000;
+// ---- agents, instructions and compaction (issue 9, context management) ------------------------
+
+/** Characters of an agent profile's name (`build`, `plan`, a config key under `agents`). */
+export const AGENT_NAME_CHARS_MAX = 64;
+
+/** Custom profiles one config may define: each is listed in errors and `--help`-style messages. */
+export const AGENTS_MAX = 64;
+
+/** Characters of a custom profile's own prompt (it goes into every request's system prompt). */
+export const AGENT_PROMPT_CHARS_MAX = 32 * 1024;
+
+/** Characters of a custom profile's description (shown when an unknown name lists the others). */
+export const AGENT_DESCRIPTION_CHARS_MAX = 500;
+
+/** Tool switches (`tools: { name: boolean }`) one profile may list. */
+export const AGENT_TOOL_SWITCHES_MAX = 256;
+
+/**
+ * Bytes read of one instruction file (AGENTS.md, CLAUDE.md): a bigger file is cut here with a note,
+ * so one huge file cannot fill the model's window or this process's memory.
+ */
+export const INSTRUCTION_FILE_BYTES_MAX = 64 * 1024; // 64 KiB
+
+/** Instruction files taken into one system prompt (the global one included); the nearest win. */
+export const INSTRUCTION_FILES_MAX = 8;
+
+/**
+ * Bytes of all instruction files together in one system prompt: past it, farther files are left
+ * out (named in a note), nearer ones kept.
+ */
+export const INSTRUCTION_TOTAL_BYTES_MAX = 128 * 1024; // 128 KiB
+
+/** Directories walked upwards from the session's directory looking for instruction files and `.git`. */
+export const INSTRUCTION_DIRS_MAX = 64;
+
+/**
+ * Fraction of the model's context window at which the estimated next request triggers an
+ * automatic compaction (config `compaction.threshold`). Leaves room for the answer and for the
+ * estimate being rough (characters / 4).
+ */
+export const COMPACTION_THRESHOLD_DEFAULT = 0.8;
+
+/** The lowest and highest `compaction.threshold` a config may set. */
+export const COMPACTION_THRESHOLD_MIN = 0.1;
+export const COMPACTION_THRESHOLD_MAX = 0.98;
+
+/**
+ * Most recent turns (assistant rounds, with their tool results and the prompts before them) kept
+ * verbatim after a compaction (config `compaction.keepRecentTurns`): the model keeps the exact
+ * text of what it is working on.
+ */
+export const COMPACTION_KEEP_RECENT_TURNS_DEFAULT = 2;
+
+/** Largest `compaction.keepRecentTurns`. */
+export const COMPACTION_KEEP_RECENT_TURNS_MAX = 100;
+
+/**
+ * The context window assumed when the model catalog does not know the session's model (config
+ * `compaction.fallbackWindowTokens`). Tokens. Small enough to be safe for most current models.
+ */
+export const COMPACTION_FALLBACK_WINDOW_TOKENS = 128_000;
+
+/** The smallest and largest `compaction.fallbackWindowTokens` a config may set. Tokens. */
+export const COMPACTION_WINDOW_TOKENS_MIN = 1_000;
+export const COMPACTION_WINDOW_TOKENS_MAX = 10_000_000;
+
+/** Characters per token of the estimate (a rough rule for English text and code). */
+export const COMPACTION_CHARS_PER_TOKEN = 4;
+
+/**
+ * Characters of the transcript a summary request sends, at most; when the covered conversation
+ * is longer, its oldest part is left out (said in the transcript). The bound is also kept under
+ * half of the model's window (in characters), so the summary request itself never overflows.
+ */
+export const COMPACTION_TRANSCRIPT_CHARS_MAX = 400_000;
+
+/** Characters of one tool result in a summary transcript (head and tail kept, the middle cut). */
+export const COMPACTION_TOOL_OUTPUT_CHARS_MAX = 4_000;
+
+/** Characters of a summary kept in `compaction.finished` (well under EVENT_DATA_BYTES_MAX). */
+export const COMPACTION_SUMMARY_CHARS_MAX = 64 * 1024;
+
+/** `max_tokens` of a summary request: a summary longer than this is not a summary. Tokens. */
+export const COMPACTION_SUMMARY_TOKENS_MAX = 8_192;
+
+/**
+ * Times one compaction is started again after its process was lost mid-summary; then it is
+ * recorded failed (a summary request that kills its process must not loop).
+ */
+export const COMPACTION_RESTARTS_MAX = 3;
+
+/** Characters of a compaction failure's reason kept in `compaction.failed`. */
+export const COMPACTION_REASON_CHARS_MAX = 2_000;

@@ -33,6 +33,8 @@ import {
   ProviderConnectionError,
   ProviderError,
   providerErrorFromResponse,
+  ProviderContextOverflowError,
+  isContextOverflow,
   ProviderMalformedChunkError,
   ProviderNotFoundError,
   ProviderRateLimitError,
@@ -614,9 +616,10 @@ function streamError(event: AnthropicEvent): AnyProviderError {
       return new ProviderAuthError(message);
     case 'not_found_error':
       return new ProviderNotFoundError(message);
-    case 'invalid_request_error':
     case 'request_too_large':
-      return new ProviderBadRequestError(message);
+      return new ProviderContextOverflowError(message);
+    case 'invalid_request_error':
+      return isContextOverflow({ type: kind, message: event.error?.message }) ? new ProviderContextOverflowError(message) : new ProviderBadRequestError(message);
     default:
       return new ProviderServerError(message);
   }

@@ -17,7 +17,8 @@ export type ProviderErrorKind =
   | 'timeout'
   | 'aborted'
   | 'connection'
-  | 'config';
+  | 'config'
+  | 'context_overflow';
 
 export interface ProviderErrorOptions {
   status?: number;
@@ -146,6 +147,18 @@ export class ProviderConfigError extends ProviderError {
   }
 }
 
+/**
+ * The request is longer than the model's context window: OpenAI's (and the Responses API's)
+ * `context_length_exceeded`, Anthropic's `prompt is too long` (an `invalid_request_error`), or a
+ * 413 for a request too large. Not retryable as it is; the session compacts its conversation and
+ * retries the turn once (actors/compaction.ts).
+ */
+export class ProviderContextOverflowError extends ProviderError {
+  override readonly name = 'ProviderContextOverflowError';
+  readonly kind = 'context_overflow' as const;
+  readonly retryable = false;
+}
+
 export type AnyProviderError =
   | ProviderAuthError
   | ProviderNotFoundError
@@ -158,7 +171,8 @@ export type AnyProviderError =
   | ProviderTimeoutError
   | ProviderAbortedError
   | ProviderConnectionError
-  | ProviderConfigError;
+  | ProviderConfigError
+  | ProviderContextOverflowError;
 
 export function isProviderError(error: unknown): error is AnyProviderError {
   return error instanceof ProviderError;
@@ -201,7 +215,47 @@ export function providerErrorFromResponse(failure: HttpFailure): AnyProviderErro
   if (status === 404) return new ProviderNotFoundError(notFoundMessage(failure, suffix), options);
   if (status === 429) return rateLimitError(failure, suffix);
   if (status >= 500) return serverError(failure, suffix);
+  if (status === 413 || isContextOverflow(errorFields(failure.body))) {
+    return new ProviderContextOverflowError(`The request is too long for the model's context window (HTTP ${status}) for ${target}${suffix}`, options);
+  }
   return new ProviderBadRequestError(`The provider rejected the request (HTTP ${status}) for ${target}${suffix}`, options);
+}
+
+/** What a provider's error says about itself: its `code`, `type` and `message`, wherever they are. */
+export interface ErrorFields {
+  code?: string;
+  type?: string;
+  message?: string;
+}
+
+/** Matches the messages providers give for a prompt longer than the context window. */
+const CONTEXT_OVERFLOW_MESSAGE = /context[_ ]length[_ ]exceeded|prompt is too long|maximum context length|exceeds the context window|context window (?:is )?exceeded|input is too long for (?:the|this) model/i;
+
+/**
+ * Whether an error says the request is longer than the model's context window: OpenAI and the
+ * Responses API say `code: "context_length_exceeded"`; Anthropic says `invalid_request_error` with
+ * "prompt is too long: N tokens > M maximum"; compatible servers say "maximum context length".
+ */
+export function isContextOverflow(fields: ErrorFields): boolean {
+  if (fields.code === 'context_length_exceeded' || fields.type === 'context_length_exceeded') return true;
+  return fields.message !== undefined && CONTEXT_OVERFLOW_MESSAGE.test(fields.message);
+}
+
+/** The `code`, `type` and `message` of a JSON error body (`{error: {…}}`, or the fields at the top); empty when it is not JSON. */
+export function errorFields(body: string | unknown): ErrorFields {
+  let parsed: unknown = body;
+  if (typeof body === 'string') {
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      return { message: body };
+    }
+  }
+  if (typeof parsed !== 'object' || parsed === null) return {};
+  const record = parsed as Record<string, unknown>;
+  const inner = typeof record.error === 'object' && record.error !== null ? (record.error as Record<string, unknown>) : record;
+  const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  return { code: text(inner.code), type: text(inner.type), message: text(inner.message) ?? text(record.error) };
 }
 
 function notFoundMessage(failure: HttpFailure, suffix: string): string {

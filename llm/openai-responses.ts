@@ -32,6 +32,8 @@ import {
   ProviderServerError,
   ProviderStreamTruncatedError,
   ProviderBadRequestError,
+  ProviderContextOverflowError,
+  isContextOverflow,
   truncateUtf8,
   type AnyProviderError,
 } from './errors.js';
@@ -340,6 +342,9 @@ export function streamError(kind: string, error: unknown): AnyProviderError {
   const detail = excerptErrorBody(typeof error === 'string' ? error : JSON.stringify(error ?? null));
   const code = typeof fields.code === 'string' && fields.code !== '' ? ` (${fields.code})` : '';
   const message = `The provider reported ${kind} mid-stream${code}: ${detail}`;
+  if (isContextOverflow({ code: fields.code as string | undefined, type: fields.type as string | undefined, message: fields.message as string | undefined })) {
+    return new ProviderContextOverflowError(message);
+  }
   if (/rate.?limit|overload|capacity/i.test(said)) return new ProviderRateLimitError(message);
   if (RETRYABLE_ERROR.test(said)) return new ProviderServerError(message);
   return new ProviderBadRequestError(message);

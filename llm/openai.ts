@@ -32,6 +32,9 @@ import {
   ProviderConnectionError,
   ProviderError,
   providerErrorFromResponse,
+  ProviderContextOverflowError,
+  isContextOverflow,
+  errorFields,
   ProviderMalformedChunkError,
   ProviderResponseTooLargeError,
   ProviderServerError,
@@ -623,8 +626,11 @@ function excerpt(text: string): string {
   return truncateUtf8(text, PROVIDER_ERROR_BODY_BYTES_MAX);
 }
 
-function midStreamError(error: unknown): ProviderServerError {
+function midStreamError(error: unknown): ProviderServerError | ProviderContextOverflowError {
   const detail = excerptErrorBody(typeof error === 'string' ? error : JSON.stringify({ error }));
+  if (isContextOverflow(errorFields(typeof error === 'string' ? error : { error }))) {
+    return new ProviderContextOverflowError(`The request is too long for the model's context window: ${detail}`);
+  }
   return new ProviderServerError(`The provider reported an error mid-stream: ${detail}`);
 }
 

@@ -17,14 +17,20 @@ const DECISION_EVENTS: Record<string, AnyEnvelope['type'][]> = {
   assignSteers: ['turn.started'],
   retryTurn: ['turn.started'],
   settleActivity: ['activity.settled'],
+  startCompaction: ['compaction.started'],
 };
 
-/** Events that only ever appear because the machine decided them. */
-const DECIDED_TYPES = new Set<AnyEnvelope['type']>(['activity.opened', 'turn.started', 'activity.settled']);
+/**
+ * Events that only ever appear because the machine decided them. A `compaction.started` with
+ * `restarts > 0` is a restore's restart (decided on CHECK, which is not in the log), like
+ * `recovery.detected`: not checked.
+ */
+const DECIDED_TYPES = new Set<AnyEnvelope['type']>(['activity.opened', 'turn.started', 'activity.settled', 'compaction.started']);
+const isDecided = (e: AnyEnvelope) => DECIDED_TYPES.has(e.type) && !(e.type === 'compaction.started' && (e.data.restarts ?? 0) > 0);
 
 /**
  * Replays a session's log through the pure machine and checks that every decided event in the log
- * (`activity.opened`, `turn.started`, `activity.settled`) was decided by the machine at that point
+ * (`activity.opened`, `turn.started`, `activity.settled`, `compaction.started`) was decided by the machine at that point
  * (and with the same status), and every decision the machine made was carried out by the log.
  * Throws HistoryDivergenceError naming the first seq where they disagree. `complete: false`
  * accepts a log that ends with a decision not yet recorded (a process died right there).
@@ -33,7 +39,7 @@ export function replayHistory(events: AnyEnvelope[], input: SessionInput, option
   let [snapshot] = initialTransition(sessionMachine, input);
   const pending: { type: AnyEnvelope['type']; status?: string; decidedAt: number; action: string }[] = [];
   for (const e of events) {
-    if (DECIDED_TYPES.has(e.type)) {
+    if (isDecided(e)) {
       const i = pending.findIndex((p) => p.type === e.type);
       if (i < 0) throw new HistoryDivergenceError(e.seq, `the log has ${e.type} but the machine decided no such step here (in ${JSON.stringify(snapshot.value)})`);
       const want = pending[i]!;

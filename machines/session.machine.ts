@@ -1,6 +1,21 @@
 import { and, assign, enqueueActions, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import type { ActivityStatus, AnyEnvelope, BudgetLimit, EventData, UsageTotals } from '../store/schemas.js';
 import { addUsage, budgetBreach, budgetVerdict, NO_USAGE, tighterBudget } from './budget.js';
+import { COMPACTION_RESTARTS_MAX } from '../core/limits.js';
+import {
+  autoCompactionDue,
+  initialCompaction,
+  onAdmitted,
+  onFailed,
+  onFinished,
+  onInputLeft,
+  onStarted,
+  onToolSettled,
+  onTurnFinished,
+  type CompactionContext,
+  type CompactionReason,
+  type CompactionSettings,
+} from './compaction.js';
 import { jobMachine, type JobInput, type JobKind } from './job.machine.js';
 import { toolCallMachine, type ToolCallInput } from './toolCall.machine.js';
 
@@ -50,6 +65,10 @@ export interface ActivityContext {
   usage: UsageTotals;
   /** The tightest activity budget of the requests that opened or joined the activity; null: none. */
   budget: BudgetLimit | null;
+  /** The agent profile, model and context window the activity runs with (from its `activity.opened`; absent in older logs). */
+  agent?: string | null;
+  model?: string | null;
+  contextWindow?: number | null;
 }
 
 /** What the runtime gives a session: its id and its limits (from config, refreshed on restore). */
@@ -69,6 +88,8 @@ export interface SessionInput {
   toolTimeoutDefaultMs: number;
   /** Tools safe to run again after a process loss (recovery re-runs them). */
   idempotentTools: string[];
+  /** Automatic compaction (context management); absent: only requested and overflow compactions run. */
+  compactionSettings?: CompactionSettings;
 }
 
 /** A background job of the session that has not settled (DESIGN §1 "job"). */
@@ -101,6 +122,10 @@ export interface SessionContext extends SessionInput {
   inputBudgets: Record<string, BudgetLimit>;
   /** The tightest activity budget of the pending run requests. */
   runBudget: BudgetLimit | null;
+  /** The agent profile a `run.requested` named, for the activity it opens (null: the session's). */
+  runAgent?: string | null;
+  /** Context management: the estimate, requests and the compaction running (machines/compaction.ts). */
+  compaction: CompactionContext;
 }
 
 /** The limits a CONFIGURE nudge replaces: everything in SessionInput but the session id. */
@@ -126,6 +151,9 @@ function withTurnUsage(context: SessionContext, turn: EventData<'turn.finished'>
 
 /** `kind: message` of a failure, as activity reasons and retry events name it. */
 const failureText = (d: EventData<'attempt.failed'>) => `${d.error.kind}: ${d.error.message}`;
+const canOpenActivity = (c: SessionContext) => !c.parked && (c.steers.length > 0 || c.queued.length > 0 || c.runRequested);
+/** The inputs the next activity opens with: every pending steer, else the oldest queued input. */
+export const nextActivityInputs = (c: SessionContext): string[] => (c.steers.length > 0 ? c.steers : c.queued.slice(0, 1));
 
 const session = setup({
   types: {
@@ -139,6 +167,8 @@ const session = setup({
     toolCall: toolCallMachine,
     /** One background job; spawned on `job.started` (or after a restore, on CHECK) with the job id as its id. */
     job: jobMachine,
+    /** Summarises the conversation (a provider turn without tools); records compaction.finished or .failed. Aborted when the state is left. */
+    compaction: fromPromise<void, { sessionId: string }>(async () => {}),
   },
   actions: {
     /** Records activity.opened, input.assigned for the inputs it takes, and turn.started. */
@@ -153,10 +183,16 @@ const session = setup({
     interruptCalls: () => {},
     /** Records tool.settled `error` for a call beyond the per-turn limit. */
     refuseToolCall: (_, _params: { callId: string }) => {},
-    /** Records turn.started for a new attempt after a recovery `retry` decision. */
+    /** Records turn.started for a new attempt after a recovery `retry` decision (or after an overflow compaction). */
     retryTurn: () => {},
     /** Records attempt.retrying with the backoff (exponential, jittered, at least the retry-after) drawn by the runtime. */
     scheduleRetry: (_, _params: { failedAttemptId: string; failedAttempt: number; reason: string; retryAfterMs?: number }) => {},
+    /** Records compaction.started (a new compaction id, the reason, the estimate). */
+    startCompaction: (_, _params: { reason: CompactionReason }) => {},
+    /** Records compaction.started again for the open compaction (restored mid-summary; its restarts + 1). */
+    restartCompaction: () => {},
+    /** Records compaction.failed for the open compaction (restarted too often, or its activity was cancelled). */
+    failCompaction: (_, _params: { kind: 'crash_loop' | 'cancelled'; reason: string }) => {},
 
   },
   delays: {
@@ -197,6 +233,21 @@ const session = setup({
     decidedAbandon: ({ event }) => data<'recovery.decided'>(event).decision === 'abandon',
     decidedRetry: ({ event }) => data<'recovery.decided'>(event).decision === 'retry',
     decidedContinue: ({ event }) => data<'recovery.decided'>(event).decision === 'continue',
+    // ---- compaction ----
+    /** Idle: compact when asked, or when the request the next activity opens with nears the window. */
+    shouldCompactIdle: ({ context }) =>
+      context.compaction.requested || (canOpenActivity(context) && autoCompactionDue(context.compaction, context.compactionSettings, undefined, nextActivityInputs(context))),
+    /** At the safe boundary, when another turn follows: compact when asked, or when that turn's request nears the window. */
+    shouldCompactAtBoundary: ({ context }) => {
+      const continues = context.steers.length > 0 || (context.activity?.toolResultsPending === true && context.activity.turn < context.turnLimit);
+      return continues && (context.compaction.requested || autoCompactionDue(context.compaction, context.compactionSettings, context.activity?.contextWindow ?? undefined, context.steers));
+    },
+    isContextOverflow: ({ event }) => data<'attempt.failed'>(event).error.kind === 'context_overflow',
+    /** One compaction per overflow: not after an overflow compaction that no finished turn followed, and not once chunks arrived. */
+    canCompactForOverflow: ({ context, event }) => !context.compaction.overflowCompacted && !data<'attempt.failed'>(event).receivedChunks,
+    compactedForOverflow: ({ context }) => context.compaction.current?.reason === 'overflow',
+    inActivity: ({ context }) => context.activity !== null,
+    canRestartCompaction: ({ context }) => (context.compaction.current?.restarts ?? 0) < COMPACTION_RESTARTS_MAX,
   },
 });
 
@@ -234,6 +285,15 @@ const failActivity = (reason: (d: EventData<'attempt.failed'>, context: SessionC
     enqueue.assign({ parked: context.parked || (context.activity?.unconsumed.length ?? 0) > 0 });
     enqueue({ type: 'settleActivity', params: { status: 'failed', reason: reason(data<'attempt.failed'>(event), context) } });
   });
+// ---- compaction bookkeeping (machines/compaction.ts) ----
+const noteCompactionStarted = session.assign(({ context, event }) => ({ compaction: onStarted(context.compaction, data<'compaction.started'>(event)) }));
+const noteCompactionFinished = session.assign(({ context, event }) => ({ compaction: onFinished(context.compaction, data<'compaction.finished'>(event), (event as E<'compaction.finished'>).seq) }));
+const noteCompactionFailed = session.assign(({ context }) => ({ compaction: onFailed(context.compaction) }));
+const noteTurnFinished = session.assign(({ context, event }) => ({ compaction: onTurnFinished(context.compaction, data<'turn.finished'>(event)) }));
+const startCompactionFor = (reason: CompactionReason) => ({ type: 'startCompaction' as const, params: { reason } });
+/** Asked for, or due: a request names its reason even when the estimate was due too. */
+const startRequestedOrAuto = { type: 'startCompaction' as const, params: ({ context }: { context: SessionContext }) => ({ reason: context.compaction.requested ? ('requested' as const) : ('auto' as const) }) };
+
 const markChunk = session.assign(({ context }) => ({ activity: withActivity(context, { receivedChunks: true }) }));
 /** Eager tool settlement: a call recorded by the stream gets its child at once (or waits for a slot). */
 const admitToolCall = session.enqueueActions(({ context, event, enqueue }) => {
@@ -301,7 +361,10 @@ const noteToolSettled = session.assign(({ context, event }) => {
   const d = data<'tool.settled'>(event);
   const activity = context.activity;
   if (!activity || !activity.calls[d.callId]) return {};
-  return { activity: { ...activity, calls: { ...activity.calls, [d.callId]: { ...activity.calls[d.callId]!, state: 'settled' as const } }, waiting: activity.waiting.filter((x) => x !== d.callId) } };
+  return {
+    activity: { ...activity, calls: { ...activity.calls, [d.callId]: { ...activity.calls[d.callId]!, state: 'settled' as const } }, waiting: activity.waiting.filter((x) => x !== d.callId) },
+    compaction: onToolSettled(context.compaction, d),
+  };
 });
 /** Stops the children of the current turn's calls (aborting tools still running; no-op for done ones). */
 const stopCalls = session.enqueueActions(({ context, enqueue }) => {
@@ -318,7 +381,7 @@ const settleToolCall = session.enqueueActions(({ context, event, enqueue }) => {
   const freesSlot = settled.state === 'running' && !settled.refused;
   const [next, ...rest] = freesSlot ? activity.waiting : [];
   if (next) calls[next] = { ...calls[next]!, state: 'running' };
-  enqueue.assign({ activity: { ...activity, calls, waiting: next ? rest : activity.waiting } });
+  enqueue.assign({ activity: { ...activity, calls, waiting: next ? rest : activity.waiting }, compaction: onToolSettled(context.compaction, d) });
   if (next) enqueue.sendTo(next, { type: 'START' });
 });
 
@@ -377,6 +440,8 @@ export const sessionMachine = session.createMachine({
     sessionBudget: null,
     inputBudgets: {},
     runBudget: null,
+    runAgent: null,
+    compaction: initialCompaction(),
   }),
   initial: 'idle',
   on: {
@@ -389,16 +454,17 @@ export const sessionMachine = session.createMachine({
           inputBudgets: d.budget?.activity ? { ...context.inputBudgets, [d.inputId]: d.budget.activity } : context.inputBudgets,
           sessionBudget: d.budget?.session ?? context.sessionBudget,
         };
+        const compaction = onAdmitted(context.compaction, d);
         return d.mode === 'steer'
-          ? { steers: [...context.steers, d.inputId], parked: false, ...budgets }
-          : { queued: [...context.queued, d.inputId], parked: false, ...budgets };
+          ? { steers: [...context.steers, d.inputId], parked: false, compaction, ...budgets }
+          : { queued: [...context.queued, d.inputId], parked: false, compaction, ...budgets };
       }),
     },
     'input.cancelled': {
       actions: assign(({ context, event }) => {
         const id = data<'input.cancelled'>(event).inputId;
         const { [id]: _dropped, ...inputBudgets } = context.inputBudgets;
-        return { steers: context.steers.filter((x) => x !== id), queued: context.queued.filter((x) => x !== id), inputBudgets };
+        return { steers: context.steers.filter((x) => x !== id), queued: context.queued.filter((x) => x !== id), inputBudgets, compaction: onInputLeft(context.compaction, id, false) };
       }),
     },
     'input.assigned': {
@@ -413,6 +479,7 @@ export const sessionMachine = session.createMachine({
             turn: 0,
             budget: tighterBudget(context.activity?.budget, context.inputBudgets[id]),
           }),
+          compaction: onInputLeft(context.compaction, id, true),
         };
       }),
     },
@@ -441,9 +508,16 @@ export const sessionMachine = session.createMachine({
           parked: false,
           runBudget: tighterBudget(context.runBudget, budget?.activity),
           sessionBudget: budget?.session ?? context.sessionBudget,
+          runAgent: data<'run.requested'>(event).agent ?? null,
         };
       }),
     },
+    // Context management: a request waits for the next safe point; outside `compacting` the owner's
+    // compaction events only update the bookkeeping (a replayed log that decided differently).
+    'compaction.requested': { actions: assign(({ context }) => ({ compaction: { ...context.compaction, requested: true } })) },
+    'compaction.started': { actions: noteCompactionStarted },
+    'compaction.finished': { actions: noteCompactionFinished },
+    'compaction.failed': { actions: noteCompactionFailed },
     // Background jobs live beside activities: tracked in every state, never stopped by an activity's end.
     'job.started': { actions: spawnJob },
     'job.settled': { actions: settleJob },
@@ -469,7 +543,10 @@ export const sessionMachine = session.createMachine({
   },
   states: {
     idle: {
-      always: { guard: 'canOpen', target: 'opening' },
+      always: [
+        { guard: 'shouldCompactIdle', target: 'compacting', actions: startRequestedOrAuto },
+        { guard: 'canOpen', target: 'opening' },
+      ],
     },
     opening: {
       entry: 'openActivity',
@@ -481,6 +558,8 @@ export const sessionMachine = session.createMachine({
               runRequested: false,
               // A pending run request is served by this activity (whatever opened it): its budget applies.
               runBudget: null,
+              runAgent: null,
+              compaction: { ...context.compaction, overflowCompacted: false },
               activity: {
                 id: d.activityId,
                 trigger: d.trigger,
@@ -497,6 +576,9 @@ export const sessionMachine = session.createMachine({
                 toolResultsPending: false,
                 usage: NO_USAGE,
                 budget: context.runRequested ? context.runBudget : null,
+                agent: d.agent ?? null,
+                model: d.model ?? null,
+                contextWindow: d.contextWindow ?? null,
               },
             };
           }),
@@ -531,6 +613,26 @@ export const sessionMachine = session.createMachine({
         'tool.called': { actions: [markChunk, admitToolCall] },
         'tool.settled': { actions: settleToolCall },
         'attempt.failed': [
+          // The context is too long: compact once, then retry the turn (machines/compaction.ts).
+          { guard: and(['isCurrentAttempt', 'isContextOverflow', 'canCompactForOverflow']), target: 'compacting', actions: startCompactionFor('overflow') },
+          {
+            guard: and(['isCurrentAttempt', 'isContextOverflow']),
+            target: 'settling',
+            actions: [
+              'interruptCalls',
+              stopCalls,
+              assign(({ context }) => ({ parked: context.parked || (context.activity?.unconsumed.length ?? 0) > 0 })),
+              {
+                type: 'settleActivity',
+                params: ({ context, event }) => ({
+                  status: 'failed' as const,
+                  reason: context.compaction.overflowCompacted
+                    ? `context_overflow: the conversation is still too long for the model's context window after compacting it: ${data<'attempt.failed'>(event).error.message}`
+                    : `context_overflow: ${data<'attempt.failed'>(event).error.message}`,
+                }),
+              },
+            ],
+          },
           {
             guard: and(['isCurrentAttempt', 'retryAfterTooLong']),
             target: 'settling',
@@ -567,6 +669,7 @@ export const sessionMachine = session.createMachine({
             target: 'settling',
             actions: [
               countTurnUsage,
+              noteTurnFinished,
               'interruptCalls',
               stopCalls,
               {
@@ -575,8 +678,8 @@ export const sessionMachine = session.createMachine({
               },
             ],
           },
-          { guard: 'turnHadToolCalls', target: 'awaitingTools', actions: [countTurnUsage, assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: true }) }))] },
-          { target: 'steerCoalescing', actions: [countTurnUsage, assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: false }) }))] },
+          { guard: 'turnHadToolCalls', target: 'awaitingTools', actions: [countTurnUsage, noteTurnFinished, assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: true }) }))] },
+          { target: 'steerCoalescing', actions: [countTurnUsage, noteTurnFinished, assign(({ context }) => ({ activity: withActivity(context, { toolResultsPending: false }) }))] },
         ],
       },
       states: {
@@ -612,6 +715,8 @@ export const sessionMachine = session.createMachine({
     /** The safe boundary (DESIGN §3): one decision, made inside the transaction of the event that led here. */
     steerCoalescing: {
       always: [
+        // Before another turn: compact first when asked or due (pending steers wait and go after it).
+        { guard: 'shouldCompactAtBoundary', target: 'compacting', actions: startRequestedOrAuto },
         { guard: 'hasPendingSteers', target: 'continuing', actions: 'assignSteers' },
         { guard: { type: 'hasToolResults' }, target: 'continuingOrLimit' },
         { target: 'settling', actions: { type: 'settleActivity', params: { status: 'completed' } } },
@@ -628,6 +733,68 @@ export const sessionMachine = session.createMachine({
       on: { 'turn.started': { target: 'providerTurn', actions: [stopCalls, assignTurn] } },
     },
     settling: {},
+    /**
+     * Context management: the conversation up to a boundary is summarised by a provider turn without
+     * tools (actors/compaction.ts); later requests send the summary and the messages after it.
+     * Entered from idle, at the safe boundary before another turn, or after a context overflow. Inputs
+     * admitted meanwhile stay pending and are assigned after it, so a steer is never in a summary.
+     * Restored mid-summary, it waits in `restoring` until CHECK starts the summary again.
+     */
+    compacting: {
+      initial: 'summarising',
+      on: {
+        'compaction.started': { actions: noteCompactionStarted },
+        'compaction.finished': [
+          { guard: 'compactedForOverflow', target: 'continuing', actions: [noteCompactionFinished, 'retryTurn'] },
+          { guard: 'inActivity', target: 'steerCoalescing', actions: noteCompactionFinished },
+          { target: 'idle', actions: noteCompactionFinished },
+        ],
+        'compaction.failed': [
+          {
+            guard: 'compactedForOverflow',
+            target: 'settling',
+            actions: [
+              noteCompactionFailed,
+              assign(({ context }) => ({ parked: context.parked || (context.activity?.unconsumed.length ?? 0) > 0 })),
+              {
+                type: 'settleActivity',
+                params: ({ event }) => ({
+                  status: 'failed' as const,
+                  reason: `context_overflow: the conversation is too long for the model's context window and compacting it failed: ${data<'compaction.failed'>(event).reason}`,
+                }),
+              },
+            ],
+          },
+          { guard: 'inActivity', target: 'steerCoalescing', actions: noteCompactionFailed },
+          { target: 'idle', actions: noteCompactionFailed },
+        ],
+        // Already compacting: the running compaction serves the request.
+        'compaction.requested': { actions: [] },
+        'cancel.requested': {
+          guard: 'isCurrentActivity',
+          target: 'cancelling',
+          actions: { type: 'failCompaction', params: { kind: 'cancelled', reason: 'the activity was cancelled' } },
+        },
+      },
+      states: {
+        summarising: {
+          invoke: { src: 'compaction', input: ({ context }) => ({ sessionId: context.sessionId }) },
+        },
+        restoring: {
+          on: {
+            CHECK: [
+              { guard: 'canRestartCompaction', target: 'summarising', actions: [resumeJobs, 'restartCompaction'] },
+              {
+                actions: [
+                  resumeJobs,
+                  { type: 'failCompaction', params: { kind: 'crash_loop', reason: `the summary was started ${COMPACTION_RESTARTS_MAX + 1} times and its process was lost each time` } },
+                ],
+              },
+            ],
+          },
+        },
+      },
+    },
     cancelling: {
       // Parked on entry, not on exit: input admitted after the cancel request (an `interrupt`
       // double-text commits the cancel and the new input together) is new intent and un-parks.

@@ -115,6 +115,8 @@ export function createLoomClient(options: LoomClientOptions) {
     prompt: (id: string, body: BodyOf<'postInput'>) => call<InputResult>('POST', `/sessions/${seg(id)}/inputs`, body),
     /** Requests a run; `budget` caps the activity it opens (and the session from now on). */
     run: (id: string, body: BodyOf<'run'> = {}) => call<Accepted>('POST', `/sessions/${seg(id)}/run`, body),
+    /** Records compaction.requested: the owner summarises the conversation at its next safe point. */
+    compact: (id: string, body: BodyOf<'compact'> = {}) => call<Accepted>('POST', `/sessions/${seg(id)}/compact`, body),
     wake: (id: string) => call<Accepted>('POST', `/sessions/${seg(id)}/wake`),
     cancel: (id: string, body: BodyOf<'cancel'> = {}) => call<Accepted>('POST', `/sessions/${seg(id)}/cancel`, body),
     recover: (id: string, body: BodyOf<'recovery'>) => call<Accepted>('POST', `/sessions/${seg(id)}/recovery`, body),

@@ -10,6 +10,7 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import {
+  AGENT_NAME_CHARS_MAX,
   BUDGET_COST_USD_MAX,
   BUDGET_TOKENS_MAX,
   HTTP_EVENTS_PAGE_MAX,
@@ -52,6 +53,11 @@ const sessionIdParam = z.object({
   id: idText.openapi({ param: { name: 'id', in: 'path' }, example: 'ses_01J...' }),
 });
 const Mode = z.enum(['steer', 'queue']);
+const AgentName = z
+  .string()
+  .min(1)
+  .max(AGENT_NAME_CHARS_MAX)
+  .openapi({ description: 'agent profile: build (default), plan (read-only) or one defined under "agents" in config; an unknown name is refused (400)', example: 'plan' });
 const DoubleTexting = z.enum(['steer', 'queue', 'interrupt', 'reject']);
 
 export const Session = z
@@ -73,6 +79,7 @@ export const Session = z
     inputTokens: z.number().int(),
     outputTokens: z.number().int(),
     costUsd: z.number().nullable().openapi({ description: 'US dollars of the priced turns (model catalog prices); null when no turn had a price' }),
+    agent: z.string().nullable().optional().openapi({ description: 'the agent profile the session was created with (null: build)' }),
   })
   .openapi('Session');
 export type Session = z.infer<typeof Session>;
@@ -130,6 +137,7 @@ export const CreateSessionBody = z
     mode: Mode.optional(),
     clientId: z.string().min(1).max(200).optional(),
     budget: BudgetBody.optional().openapi({ description: 'budgets recorded with the first input (needs text)' }),
+    agent: AgentName.optional().openapi({ description: "the session's agent profile (later inputs use it unless they name another)" }),
   })
   .strict()
   .openapi('CreateSession');
@@ -142,11 +150,19 @@ export const InputBody = z
     mode: Mode.optional().openapi({ description: 'steer or queue; without it a busy session applies its double-texting policy' }),
     clientId: z.string().min(1).max(200).optional().openapi({ description: 'idempotency key: a second admission with the same id is ignored' }),
     budget: BudgetBody.optional(),
+    agent: AgentName.optional().openapi({ description: "the agent profile of the activity this input opens (default: the session's)" }),
   })
   .strict()
   .openapi('InputBody');
 
-export const RunBody = z.object({ budget: BudgetBody.optional() }).strict().openapi('RunBody');
+export const RunBody = z
+  .object({
+    budget: BudgetBody.optional(),
+    agent: AgentName.optional().openapi({ description: "the agent profile of the activity the run opens (default: the session's)" }),
+  })
+  .strict()
+  .openapi('RunBody');
+export const CompactBody = z.object({ reason: z.string().max(1000).optional() }).strict().openapi('CompactBody');
 
 export const Accepted = z
   .object({
@@ -227,6 +243,17 @@ export const SessionState = z
       /** The session budget in force (the last one recorded), or null. */
       budget: z.object({ tokens: z.number().optional(), costUsd: z.number().optional() }).nullable(),
     }),
+    agent: z.string().nullable().optional().openapi({ description: 'the agent profile of the open activity, else the session\'s (null: build)' }),
+    compaction: z
+      .object({
+        estimatedTokens: z.number().int(),
+        windowTokens: z.number().int().nullable(),
+        running: z.string().nullable().openapi({ description: 'the reason of the compaction running now (auto, requested, overflow)' }),
+        requested: z.boolean(),
+        summarySeq: z.number().int().nullable().openapi({ description: 'the seq of the compaction.finished requests are built from' }),
+      })
+      .nullable()
+      .optional(),
   })
   .openapi('SessionState');
 export type SessionState = z.infer<typeof SessionState>;
@@ -359,6 +386,12 @@ export const routes = {
     path: '/sessions/{id}/run',
     request: { params: sessionIdParam, body: { content: { 'application/json': { schema: RunBody } }, required: false } },
     responses: { 202: json(Accepted, 'run.requested recorded'), ...errors },
+  }),
+  compact: createRoute({
+    method: 'post',
+    path: '/sessions/{id}/compact',
+    request: { params: sessionIdParam, body: { content: { 'application/json': { schema: CompactBody } }, required: false } },
+    responses: { 202: json(Accepted, 'compaction.requested recorded: the owner compacts at its next safe point'), ...errors },
   }),
   wake: createRoute({ method: 'post', path: '/sessions/{id}/wake', request: { params: sessionIdParam }, responses: { 202: json(Accepted, 'woken (advisory)'), ...errors } }),
   cancel: createRoute({

@@ -5,7 +5,7 @@ import { discoverUnsettled, type DiscoveryReport } from '../actors/discovery.js'
 import { natsUrlFromEnv } from '../actors/nats.js';
 import { MCP_STARTUP_WAIT_MS } from '../core/limits.js';
 import type { PluginHost } from '../services/plugins.js';
-import { defaultSystemPrompt, openLoomRuntime, type LoomRuntimeOptions } from '../services/runtime.js';
+import { openLoomRuntime, type LoomRuntimeOptions } from '../services/runtime.js';
 import { defaultSseLimits, type ServerContext } from './app.js';
 import { EventHub } from './hub.js';
 import { SessionRunner } from './runner.js';
@@ -65,7 +65,6 @@ export function openServerRuntime(options: ServerRuntimeOptions): ServerRuntime 
     env,
     natsUrl: natsUrlFromEnv(env),
     processName: `loom serve ${process.pid}`,
-    systemPrompt: defaultSystemPrompt,
     mcp: 'eager', // MCP servers connect at startup: their tools are there for the first session
     onSessionFailure: (sessionId, error) => options.onSessionError?.(sessionId, error),
     onConfigNotes: options.onConfigNotes,

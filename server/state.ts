@@ -1,4 +1,5 @@
 import { JOBS_LIST_MAX, JOBS_RUNNING_PER_SESSION_MAX } from '../core/limits.js';
+import { compactionView } from '../machines/compaction.js';
 import type { SessionContext } from '../machines/session.machine.js';
 import { stateName } from '../machines/stateName.js';
 import type { Store } from '../store/index.js';
@@ -67,5 +68,7 @@ export function sessionState(store: Store, sessionId: string): SessionState {
     parked: context?.parked ?? false,
     lastActivityStatus: s.lastActivityStatus,
     usage: { activities: s.activities, turns: s.turns, inputTokens: s.inputTokens, outputTokens: s.outputTokens, costUsd: s.costUsd, budget: context?.sessionBudget ?? null },
+    agent: context?.activity?.agent ?? s.agent ?? null,
+    compaction: compactionView(context),
   };
 }

@@ -57,6 +57,19 @@ import {
   MCP_SERVERS_MAX,
   MCP_TOOLS_PER_SERVER_MAX,
   MODEL_ID_CHARS_MAX,
+  AGENT_DESCRIPTION_CHARS_MAX,
+  AGENT_NAME_CHARS_MAX,
+  AGENT_PROMPT_CHARS_MAX,
+  AGENT_TOOL_SWITCHES_MAX,
+  AGENTS_MAX,
+  COMPACTION_FALLBACK_WINDOW_TOKENS,
+  COMPACTION_KEEP_RECENT_TURNS_DEFAULT,
+  COMPACTION_KEEP_RECENT_TURNS_MAX,
+  COMPACTION_THRESHOLD_DEFAULT,
+  COMPACTION_THRESHOLD_MAX,
+  COMPACTION_THRESHOLD_MIN,
+  COMPACTION_WINDOW_TOKENS_MAX,
+  COMPACTION_WINDOW_TOKENS_MIN,
 } from '../core/limits.js';
 import { requestBudget, type RequestBudget } from '../store/schemas.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
@@ -338,6 +351,50 @@ const mcpSchema = z.strictObject({
     .optional(),
 });
 
+// ---- agents and compaction (issue 9, context management) ----
+
+/** A profile's name: what `--agent NAME`, the HTTP `agent` field and the `task` tool's `agent` say. */
+export const agentNameSchema = z
+  .string()
+  .min(1)
+  .max(AGENT_NAME_CHARS_MAX)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'expected a name of letters, digits, "_", "-" or ".", for example "review"');
+
+/** One entry of `agents`: a custom profile, or changes to a built-in one (services/agents.ts). */
+const agentConfigSchema = z.strictObject({
+  description: z.string().min(1).max(AGENT_DESCRIPTION_CHARS_MAX).optional(),
+  /** `provider/model` for this profile's requests (default: the session's model). */
+  model: modelSchema.optional(),
+  /** Its part of the system prompt (default: the `build` profile's). */
+  prompt: z.string().min(1).max(AGENT_PROMPT_CHARS_MAX).optional(),
+  /** `false` hides a tool from the model and denies it if called anyway. */
+  tools: z
+    .record(z.string().min(1), z.boolean())
+    .refine((t) => Object.keys(t).length <= AGENT_TOOL_SWITCHES_MAX, `at most ${AGENT_TOOL_SWITCHES_MAX} tool switches`)
+    .optional(),
+  /** Permission rules applied after the config's (last match wins). */
+  permission: z.array(permissionRuleSchema).max(CONFIG_PERMISSION_RULES_MAX).optional(),
+});
+
+export type AgentConfig = z.infer<typeof agentConfigSchema>;
+
+const agentsConfigSchema = z
+  .record(agentNameSchema, agentConfigSchema)
+  .refine((agents) => Object.keys(agents).length <= AGENTS_MAX, `at most ${AGENTS_MAX} agents`);
+
+const compactionConfigSchema = z.strictObject({
+  /** Compact automatically when the next request nears the model's window (default true). */
+  auto: z.boolean().optional(),
+  /** The fraction of the window that triggers it (default COMPACTION_THRESHOLD_DEFAULT). */
+  threshold: z.number().min(COMPACTION_THRESHOLD_MIN).max(COMPACTION_THRESHOLD_MAX).optional(),
+  /** Recent turns kept verbatim after a compaction (default COMPACTION_KEEP_RECENT_TURNS_DEFAULT). */
+  keepRecentTurns: z.number().int().min(0).max(COMPACTION_KEEP_RECENT_TURNS_MAX).optional(),
+  /** The window assumed for a model the catalog does not know, in tokens (default COMPACTION_FALLBACK_WINDOW_TOKENS). */
+  fallbackWindowTokens: z.number().int().min(COMPACTION_WINDOW_TOKENS_MIN).max(COMPACTION_WINDOW_TOKENS_MAX).optional(),
+});
+
+// ---- end of agents and compaction ----
+
 const GLOBAL_ONLY_PROVIDER_KEYS = ['kind', 'baseURL', 'headers'] as const;
 
 const sections = {
@@ -423,6 +480,23 @@ const sections = {
   budget: section({
     schema: requestBudget.describe('Spending caps per activity and per session (tokens, costUsd).'),
     resolve: (budget): RequestBudget | undefined => (budget === undefined ? undefined : budget),
+  }),
+
+  /** Agent profiles: custom ones, or changes to `build` and `plan` (services/agents.ts merges them). */
+  agents: section({
+    schema: agentsConfigSchema.describe('Agent profiles by name: model, prompt, tools, permission rules.'),
+    resolve: (agents): Record<string, AgentConfig> => agents ?? {},
+  }),
+
+  /** Context management: when and how the conversation is summarised (actors/compaction.ts). */
+  compaction: section({
+    schema: compactionConfigSchema.describe('When and how the conversation is summarised to fit the context window.'),
+    resolve: (compaction): { auto: boolean; threshold: number; keepRecentTurns: number; fallbackWindowTokens: number } => ({
+      auto: compaction?.auto ?? true,
+      threshold: compaction?.threshold ?? COMPACTION_THRESHOLD_DEFAULT,
+      keepRecentTurns: compaction?.keepRecentTurns ?? COMPACTION_KEEP_RECENT_TURNS_DEFAULT,
+      fallbackWindowTokens: compaction?.fallbackWindowTokens ?? COMPACTION_FALLBACK_WINDOW_TOKENS,
+    }),
   }),
 
   /** Global only: MCP servers whose tools every session may call (README "MCP servers"). */
@@ -522,6 +596,10 @@ export const configV1Schema = z.strictObject({
    * Each takes `tokens` and/or `costUsd`; a cost cap needs the model's price in the model catalog.
    */
   budget: requestBudget.optional(),
+  /** Agent profiles: custom ones, or changes to `build` and `plan` (services/agents.ts). */
+  agents: agentsConfigSchema.optional(),
+  /** Context management: when and how the conversation is summarised (actors/compaction.ts). */
+  compaction: compactionConfigSchema.optional(),
 });
 
 export type ConfigV1 = z.infer<typeof configV1Schema>;

@@ -20,6 +20,7 @@ import { HookRegistry, recordHookFailure, type Hooks } from './hooks.js';
 import { PluginHost } from './plugins.js';
 import type { WatchMode } from './watch.js';
 import { openModelService, type ModelService } from './models.js';
+import { BUILTIN_AGENTS, buildSystemPrompt } from './agents.js';
 
 /**
  * What every long-lived loom process (a CLI command, `loom serve`, `loom worker`) runs on: the
@@ -108,8 +109,6 @@ export interface LoomRuntimeOptions {
   leaseTtlMs?: number;
   /** Told when a live session stops on an operating failure (a lost lease, a broken store). */
   onSessionFailure?: (sessionId: string, error: unknown) => void;
-  /** Builds the system prompt of a session's requests. */
-  systemPrompt?: (location: string, now: Date) => string;
   /**
    * Told once per file when a config file older than the current version is read (what was
    * converted in memory). The CLI prints it on stderr.
@@ -223,8 +222,10 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
         hooks,
         resolveProvider: models.resolverFor(current),
         askPermission: options.asker,
-        systemPrompt: options.systemPrompt?.(session.location, new Date(store.clock.now())),
         modelInfo,
+        // The activity's agent profile, the environment (date from the store's clock, passed in by
+        // the session) and the instruction files from the session's directory up to its repository root.
+        systemPrompt: (request) => buildSystemPrompt({ ...request, home, userHome: env.HOME }),
       };
     },
   });
@@ -291,13 +292,15 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
   return runtime;
 }
 
-/** The system prompt sessions get unless an agent profile says otherwise. */
+/**
+ * The `build` profile's prompt with a one-line environment and no instruction files, for callers
+ * that want a fixed prompt (benchmarks). Sessions of a loom process get `buildSystemPrompt`
+ * (services/agents.ts) per activity instead.
+ */
 export function defaultSystemPrompt(location: string, now: Date): string {
   return [
-    'You are Loom, a coding agent working in a user\'s project.',
-    `Working directory: ${location}. File tools take paths relative to it and cannot leave it.`,
-    `Platform: ${process.platform}. Date: ${now.toISOString().slice(0, 10)}.`,
-    'Use the tools to look at the project before answering questions about it. Be concise.',
+    BUILTIN_AGENTS.build!.prompt,
+    `Working directory: ${location}. Platform: ${process.platform}. Date: ${now.toISOString().slice(0, 10)}.`,
   ].join('\n');
 }
 

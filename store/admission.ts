@@ -28,6 +28,8 @@ export interface AdmitWithPolicyRequest {
   attachments?: InputAttachment[];
   /** Budgets to record with the input (services/budget.ts `requestBudgetFor`). */
   budget?: RequestBudget;
+  /** The agent profile the activity it opens runs with (the caller checks that it exists). */
+  agent?: string;
 }
 
 export interface Admission {
@@ -93,6 +95,7 @@ export function admitWithPolicy(store: Store, sessionId: string, request: AdmitW
       ...(request.source === undefined ? {} : { source: request.source }),
       ...(request.attachments === undefined ? {} : { attachments: request.attachments }),
       ...(request.budget === undefined ? {} : { budget: request.budget }),
+      ...(request.agent === undefined ? {} : { agent: request.agent }),
     });
     return { input, admitted, mode, busy, policy, interrupted };
   });

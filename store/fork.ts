@@ -52,6 +52,7 @@ const ID_KEYS: Record<string, string> = {
   requestId: 'perm',
   runId: 'run',
   jobId: 'job',
+  compactionId: 'cmp',
 };
 /** Arrays of such ids. */
 const ID_ARRAY_KEYS: Record<string, string> = {
@@ -116,6 +117,8 @@ export class OpenWork {
   readonly modes = new Map<string, 'steer' | 'queue'>();
   /** Background jobs started and not settled: their processes belong to the source session. */
   readonly jobs = new Set<string>();
+  /** A compaction started and not finished (the copy records it failed: its summary was never written). */
+  compaction: string | null = null;
 
   track(e: AnyEnvelope): void {
     switch (e.type) {
@@ -160,6 +163,13 @@ export class OpenWork {
       case 'job.settled':
         this.jobs.delete(e.data.jobId);
         return;
+      case 'compaction.started':
+        this.compaction = e.data.compactionId;
+        return;
+      case 'compaction.finished':
+      case 'compaction.failed':
+        if (this.compaction === e.data.compactionId) this.compaction = null;
+        return;
       case 'activity.settled':
         if (this.activity?.id === e.data.activityId) this.activity = null;
         if (this.attempt?.activityId === e.data.activityId) this.attempt = null;
@@ -184,6 +194,9 @@ export class OpenWork {
           data: { jobId, status: 'lost', outputTail: '', outputBytes: 0, reason: why.job },
         }) as AppendRequest,
     );
+    if (this.compaction !== null) {
+      out.push({ sessionId, epoch, type: 'compaction.failed', data: { compactionId: this.compaction, kind: 'forked', reason: `${why.activity}: the summary was not finished` } });
+    }
     const a = this.activity;
     if (!a) return out;
     const reason = why.activity;
@@ -246,6 +259,7 @@ export function forkSession(store: Store, sourceId: string, atSeq: number): Fork
         title: `fork of ${sourceId} at ${atSeq}`,
         parentId: sourceId,
         ...(created.doubleTexting ? { doubleTexting: created.doubleTexting } : {}),
+        ...(created.agent ? { agent: created.agent } : {}),
       },
     });
     const lease = store.owners.acquire(sessionId, `${hostname()}:${process.pid}:fork`, OWNER_LEASE_TTL_MS, store.clock.now());

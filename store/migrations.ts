@@ -248,6 +248,12 @@ export const MIGRATIONS: readonly string[] = [
     ) AS totals
     WHERE activities.activity_id = totals.activity_id;
   `,
+  // agents (issue 9, context management): the agent profile a session was created with, and the
+  // one an input asked for (the activity it opens runs with it; actors/session.ts).
+  `
+  ALTER TABLE sessions ADD COLUMN agent TEXT;
+  ALTER TABLE session_input ADD COLUMN agent TEXT;
+  `,
 ];
 
 /** Tables written only from events; `rebuildProjections` empties and refills exactly these. */

@@ -32,8 +32,8 @@ export class Projector {
     this.s = {
       sessionExists: p('SELECT 1 FROM sessions WHERE session_id = ?'),
       sessionInsert: p(`INSERT INTO sessions (session_id, location, model, title, parent_id, double_texting, created_at,
-        updated_at, last_seq, status, activity_id, activities, last_activity_status, turns, input_tokens, output_tokens)
-        VALUES (@sessionId, @location, @model, @title, @parentId, @doubleTexting, @at, @at, @seq, 'idle', NULL, 0, NULL, 0, 0, 0)`),
+        updated_at, last_seq, status, activity_id, activities, last_activity_status, turns, input_tokens, output_tokens, agent)
+        VALUES (@sessionId, @location, @model, @title, @parentId, @doubleTexting, @at, @at, @seq, 'idle', NULL, 0, NULL, 0, 0, 0, @agent)`),
       sessionTouch: p('UPDATE sessions SET updated_at = ?, last_seq = ? WHERE session_id = ?'),
       sessionActivity: p(`UPDATE sessions SET status = ?, activity_id = ?, activities = activities + ? WHERE session_id = ?`),
       sessionSettled: p(`UPDATE sessions SET status = 'idle', activity_id = NULL, last_activity_status = ? WHERE session_id = ?`),
@@ -42,6 +42,7 @@ export class Projector {
         cost_usd = CASE WHEN @cost IS NULL THEN cost_usd ELSE ifnull(cost_usd, 0) + @cost END WHERE session_id = @id`),
       activityUsage: p(`UPDATE activities SET input_tokens = input_tokens + @in, output_tokens = output_tokens + @out,
         cost_usd = CASE WHEN @cost IS NULL THEN cost_usd ELSE ifnull(cost_usd, 0) + @cost END WHERE activity_id = @id`),
+      sessionTokens: p(`UPDATE sessions SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ? WHERE session_id = ?`),
       activityInsert: p(`INSERT INTO activities (activity_id, session_id, trigger, status, turns, turn_limit, restarts, reason, opened_seq, settled_seq)
         VALUES (?, ?, ?, 'open', 0, ?, 0, NULL, ?, NULL)`),
       activityTurn: p('UPDATE activities SET turns = ? WHERE activity_id = ?'),
@@ -49,8 +50,8 @@ export class Projector {
       activityRecovery: p(`UPDATE activities SET status = 'recovering', restarts = ? WHERE activity_id = ?`),
       activityStatus: p('SELECT status FROM activities WHERE activity_id = ?'),
       activityResume: p(`UPDATE activities SET status = 'open' WHERE activity_id = ?`),
-      inputInsert: p(`INSERT INTO session_input (input_id, session_id, client_id, mode, text, source, status, activity_id, attempt_id, admitted_seq, updated_seq, attachments)
-        VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, ?, ?, ?)`),
+      inputInsert: p(`INSERT INTO session_input (input_id, session_id, client_id, mode, text, source, status, activity_id, attempt_id, admitted_seq, updated_seq, attachments, agent)
+        VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, ?, ?, ?, ?)`),
       inputGet: p('SELECT status, session_id FROM session_input WHERE input_id = ?'),
       inputUpdate: p('UPDATE session_input SET status = ?, activity_id = ?, attempt_id = ?, updated_seq = ? WHERE input_id = ?'),
       messageInsert: p(`INSERT INTO messages (message_id, session_id, role, activity_id, seq, discarded, created_at) VALUES (?, ?, ?, ?, ?, 0, ?)`),
@@ -92,6 +93,7 @@ export class Projector {
         title: d.title ?? null,
         parentId: d.parentId ?? null,
         doubleTexting: d.doubleTexting ?? 'steer',
+        agent: d.agent ?? null,
         at: e.at,
         seq: e.seq,
       });
@@ -108,7 +110,7 @@ export class Projector {
       case 'input.admitted': {
         const d = e.data;
         const attachments = d.attachments !== undefined && d.attachments.length > 0 ? JSON.stringify(d.attachments) : null;
-        s.inputInsert!.run(d.inputId, sid, d.clientId ?? null, d.mode, d.text, d.source ?? null, e.seq, e.seq, attachments);
+        s.inputInsert!.run(d.inputId, sid, d.clientId ?? null, d.mode, d.text, d.source ?? null, e.seq, e.seq, attachments, d.agent ?? null);
         return;
       }
       case 'input.assigned':
@@ -178,6 +180,10 @@ export class Projector {
         s.messageFinished!.run(e.data.attemptId);
         return;
       }
+      case 'compaction.finished':
+        // A summary request is paid for like a turn: its tokens count in the session's usage (not its turns).
+        if (e.data.usage) s.sessionTokens!.run(e.data.usage.inputTokens, e.data.usage.outputTokens, sid);
+        return;
       case 'activity.settled':
         s.activitySettle!.run(e.data.status, e.data.reason ?? null, e.seq, e.data.activityId);
         s.sessionSettled!.run(e.data.status, sid);

@@ -24,6 +24,8 @@ export interface SessionRow {
   outputTokens: number;
   /** US dollars of the priced turns; null when no turn had a price. */
   costUsd: number | null;
+  /** The agent profile the session was created with (null: the default, `build`). */
+  agent: string | null;
 }
 
 export interface ActivityRow {
@@ -176,22 +178,26 @@ export class Queries {
 
   /**
    * The conversation as projected: user inputs (assigned or consumed) and assistant attempts that
-   * were not discarded, each with its parts and tool calls, in log order.
+   * were not discarded, each with its parts and tool calls, in log order. With `afterSeq`, only
+   * messages recorded after that seq (the ones a compaction summary does not cover).
    */
-  conversation(sessionId: string): MessageView[] {
+  conversation(sessionId: string, options: { afterSeq?: number } = {}): MessageView[] {
+    const after = options.afterSeq ?? 0;
+    const kept = 'SELECT message_id FROM messages WHERE session_id = ? AND seq > ?';
     const messages = this
-      .prepare('SELECT message_id, role, activity_id, seq FROM messages WHERE session_id = ? AND discarded = 0 ORDER BY seq')
-      .all(sessionId) as { message_id: string; role: 'user' | 'assistant'; activity_id: string; seq: number }[];
+      .prepare('SELECT message_id, role, activity_id, seq FROM messages WHERE session_id = ? AND discarded = 0 AND seq > ? ORDER BY seq')
+      .all(sessionId, after) as { message_id: string; role: 'user' | 'assistant'; activity_id: string; seq: number }[];
     const parts = this
-      .prepare('SELECT part_id, message_id, kind, text, provider_metadata FROM parts WHERE session_id = ? AND discarded = 0 ORDER BY seq')
-      .all(sessionId) as { part_id: string; message_id: string; kind: 'text' | 'reasoning'; text: string; provider_metadata: string | null }[];
+      .prepare(`SELECT part_id, message_id, kind, text, provider_metadata FROM parts WHERE session_id = ? AND discarded = 0 AND message_id IN (${kept}) ORDER BY seq`)
+      .all(sessionId, sessionId, after) as { part_id: string; message_id: string; kind: 'text' | 'reasoning'; text: string; provider_metadata: string | null }[];
     const inputs = this
-      .prepare(`SELECT input_id, text, attachments FROM session_input WHERE session_id = ? AND status IN ('assigned', 'consumed')`)
-      .all(sessionId) as { input_id: string; text: string; attachments: string | null }[];
+      .prepare(`SELECT input_id, text, attachments FROM session_input WHERE session_id = ? AND status IN ('assigned', 'consumed') AND input_id IN (${kept})`)
+      .all(sessionId, sessionId, after) as { input_id: string; text: string; attachments: string | null }[];
+    const calls = (this.prepare(`SELECT * FROM tool_calls WHERE session_id = ? AND message_id IN (${kept}) ORDER BY called_seq`).all(sessionId, sessionId, after) as Record<string, unknown>[]).map(toToolCall);
     const textOf = new Map(inputs.map((i) => [i.input_id, i.text]));
     const attachmentsOf = new Map(inputs.filter((i) => i.attachments !== null).map((i) => [i.input_id, JSON.parse(i.attachments!) as InputAttachment[]]));
     const partsOf = groupBy(parts, (p) => p.message_id);
-    const callsOf = groupBy(this.toolCalls(sessionId), (c) => c.messageId);
+    const callsOf = groupBy(calls, (c) => c.messageId);
     return messages.map((m) => ({
       messageId: m.message_id,
       role: m.role,

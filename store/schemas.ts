@@ -2,6 +2,7 @@ import { z } from 'zod';
 import {
   BUDGET_COST_USD_MAX,
   BUDGET_TOKENS_MAX,
+  AGENT_NAME_CHARS_MAX,
   EVENT_DATA_BYTES_MAX,
   INPUT_ATTACHMENT_NAME_CHARS_MAX,
   INPUT_ATTACHMENTS_MAX,
@@ -162,6 +163,8 @@ export const eventDefinitions = {
       source: z.string().optional(),
       attachments: z.array(inputAttachment).max(INPUT_ATTACHMENTS_MAX).optional(),
       budget: requestBudget.optional(),
+      /** The agent profile the activity this input opens runs with (checked at admission). */
+      agent: z.string().min(1).max(AGENT_NAME_CHARS_MAX).optional(),
     }),
   },
   'input.cancelled': {
@@ -179,6 +182,7 @@ export const eventDefinitions = {
         path: ['activityId'],
       }),
   },
+  // `loom compact` (any process): the owner compacts at its next safe point (actors/compaction.ts).
   'compaction.requested': { kind: 'request', version: 1, schema: z.object({ reason: z.string().optional() }) },
   'permission.replied': {
     kind: 'request',
@@ -209,7 +213,7 @@ export const eventDefinitions = {
       callId: id.optional(),
     }),
   },
-  'run.requested': { kind: 'request', version: 1, schema: z.object({ runId: id, budget: requestBudget.optional() }) },
+  'run.requested': { kind: 'request', version: 1, schema: z.object({ runId: id, budget: requestBudget.optional(), agent: z.string().min(1).max(AGENT_NAME_CHARS_MAX).optional() }) },
 
   // ---- owner events (fenced) ----
   'input.assigned': { kind: 'owner', version: 1, schema: z.object({ inputId: id, activityId: id }) },
@@ -227,6 +231,10 @@ export const eventDefinitions = {
       trigger: z.enum(['input', 'run', 'wake']),
       inputIds: z.array(id),
       turnLimit: z.number().int().positive(),
+      /** The agent profile the activity runs with, its model, and that model's context window in tokens. */
+      agent: z.string().min(1).max(AGENT_NAME_CHARS_MAX).optional(),
+      model: z.string().min(1).optional(),
+      contextWindow: z.number().int().positive().optional(),
     }),
   },
   'turn.started': {
@@ -357,6 +365,51 @@ export const eventDefinitions = {
       // ambiguous: a request may or may not have reached the provider; safe: nothing was in flight;
       // tools: the stream finished and tool calls were left unsettled; crash_loop: too many restarts.
       classification: z.enum(['ambiguous', 'safe', 'tools', 'crash_loop']).optional(),
+    }),
+  },
+  // ---- compaction (owner events; issue 9, context management) ----
+  // A compaction replaces the conversation up to a boundary with a summary in later requests.
+  'compaction.started': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({
+      compactionId: id,
+      /** auto: the next request neared the window; requested: `compaction.requested`; overflow: the provider said the context is too long. */
+      reason: z.enum(['auto', 'requested', 'overflow']),
+      /** The activity it runs in (absent between activities). */
+      activityId: id.optional(),
+      /** The estimate that triggered it and the window it was compared with, in tokens. */
+      estimatedTokens: z.number().int().nonnegative().optional(),
+      windowTokens: z.number().int().positive().optional(),
+      /** Times it was started again after its process was lost mid-summary (0 the first time). */
+      restarts: z.number().int().nonnegative().optional(),
+    }),
+  },
+  'compaction.finished': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({
+      compactionId: id,
+      summary: z.string().min(1),
+      /** Messages with seq <= throughSeq are covered by the summary; later ones are sent verbatim. */
+      throughSeq: z.number().int().nonnegative(),
+      /** Messages this summary covers beyond the previous one's, and the turns kept verbatim after it. */
+      coveredMessages: z.number().int().nonnegative(),
+      keptTurns: z.number().int().nonnegative(),
+      /** Estimated tokens of the conversation as the next request sends it. */
+      estimatedTokens: z.number().int().nonnegative(),
+      model: z.string().min(1),
+      usage: usage.optional(),
+    }),
+  },
+  'compaction.failed': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({
+      compactionId: id,
+      /** nothing_to_compact, provider (the summary request failed), empty (no summary text), cancelled, forked, crash_loop. */
+      kind: z.string().min(1),
+      reason: z.string(),
     }),
   },
   // ---- background jobs (owner events) ----

@@ -71,6 +71,8 @@ export interface AdmitInput {
   attachments?: InputAttachment[];
   /** Budgets recorded with the input (services/budget.ts): enforced by whichever process owns the session. */
   budget?: RequestBudget;
+  /** The agent profile the activity it opens runs with (the caller checks the name exists). */
+  agent?: string;
 }
 
 export interface InputRow {
@@ -85,6 +87,8 @@ export interface InputRow {
   attemptId: string | null;
   admittedSeq: number;
   attachments: InputAttachment[];
+  /** The agent profile it asked for (null: the session's). */
+  agent: string | null;
 }
 
 /**
@@ -422,7 +426,7 @@ export class Store {
       const open = (this.q.inputsOpen!.get(sessionId) as { n: number }).n;
       if (open >= INBOX_PENDING_MAX) throw new LimitExceededError('INBOX_PENDING_MAX', `session ${sessionId} has ${open} inputs waiting`);
       const attachments = input.attachments !== undefined && input.attachments.length > 0 ? input.attachments : undefined;
-      const data = { inputId, mode: input.mode, text: input.text, clientId: input.clientId, source: input.source, attachments, budget: input.budget };
+      const data = { inputId, mode: input.mode, text: input.text, clientId: input.clientId, source: input.source, attachments, budget: input.budget, agent: input.agent };
       const v = validateForWrite('input.admitted', data);
       this.writeOne({ sessionId, type: 'input.admitted', data } as AppendRequest, 'request', v.def.version, v.json, v.data, new Map());
       return { input: toInput(this.q.inputById!.get(inputId) as InputDbRow), admitted: true };
@@ -509,6 +513,7 @@ interface InputDbRow {
   attempt_id: string | null;
   admitted_seq: number;
   attachments: string | null;
+  agent: string | null;
 }
 
 /** Attachments are resolved before admission; the store re-checks their bounds (a caller may skip the helper). */
@@ -538,6 +543,7 @@ function toInput(r: InputDbRow): InputRow {
     attemptId: r.attempt_id,
     admittedSeq: r.admitted_seq,
     attachments: r.attachments === null ? [] : (JSON.parse(r.attachments) as InputAttachment[]),
+    agent: r.agent ?? null,
   };
 }
 

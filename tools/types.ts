@@ -45,8 +45,9 @@ export interface SubagentRequest {
   /** A short title: it becomes the child session's title. */
   description?: string;
   /**
-   * Agent profile for the subagent (profiles arrive with context management, issue 9). Recorded on
-   * the child's `session.created`; only the default profile exists yet, so it runs as the parent.
+   * Agent profile for the subagent (services/agents.ts): recorded on the child's `session.created`,
+   * so its activities run with it. Default: the parent activity's profile. Refused when unknown, or
+   * when it would allow a tool the parent's profile switches off.
    */
   agent?: string;
   /** The child's model (`provider/model`); the parent session's model when absent. */
@@ -68,6 +69,8 @@ export interface SubagentResult {
   reason?: string;
   /** The child's final answer: the text of its last assistant message with text ('' when none). */
   text: string;
+  /** The agent profile the child ran with. */
+  agent?: string;
 }
 
 export interface SubagentRunner {

@@ -5,7 +5,7 @@ import { natsUrlFromEnv } from '../../actors/nats.js';
 import { ACP_MESSAGE_BYTES_MAX } from '../../core/limits.js';
 import { loomVersion } from '../../core/version.js';
 import { resolveLoomHome } from '../../services/config.js';
-import { defaultSystemPrompt, openLoomRuntime } from '../../services/runtime.js';
+import { openLoomRuntime } from '../../services/runtime.js';
 import { EXIT } from '../exit.js';
 import { DEFAULT_MODEL } from './run.js';
 
@@ -23,7 +23,6 @@ export async function acpCommand(): Promise<number> {
     processName: `loom acp ${process.pid}`,
     asker: (ask) => agent!.ask(ask),
     onSessionFailure: (sessionId, error) => agent?.sessionFailed(sessionId, error),
-    systemPrompt: defaultSystemPrompt,
     mcp: 'eager',
   });
   agent = new LoomAcpAgent({

@@ -2,10 +2,10 @@ import { discoverUnsettled } from '../../actors/discovery.js';
 import { ownerProcessGone } from '../../core/liveness.js';
 import { stateName } from '../../machines/stateName.js';
 import { MCP_STARTUP_WAIT_MS } from '../../core/limits.js';
-import type { AppendRequest } from '../../store/index.js';
+import type { AnyEnvelope, AppendRequest } from '../../store/index.js';
 import { EXIT, UsageError } from '../exit.js';
 import { driveSession } from '../drive.js';
-import { openRuntime, type PermissionMode } from '../runtime.js';
+import { openRuntime, type CliRuntime, type PermissionMode } from '../runtime.js';
 import { requireSession } from './session.js';
 
 /**
@@ -17,6 +17,8 @@ async function requestAndAct(
   request: (sessionId: string, activityId: string | null) => AppendRequest,
   permission?: PermissionMode,
   json?: boolean,
+  /** The exit code once this process has acted (it owned the session and ran it until quiet), from what was recorded after `after`. */
+  outcome?: (rt: CliRuntime, sessionId: string, after: number, code: number) => number,
   tools = true,
 ): Promise<number> {
   const rt = await openRuntime({ permission });
@@ -36,7 +38,8 @@ async function requestAndAct(
     }
     const code = await driveSession(rt, session.sessionId, { after, json, mcp: tools });
     if (code === null) process.stderr.write(`recorded; the live owner of ${session.sessionId} will act on it\n`);
-    return code ?? EXIT.ok;
+    if (code === null) return EXIT.ok;
+    return outcome ? outcome(rt, session.sessionId, after, code) : code;
   } finally {
     rt.close();
   }
@@ -52,8 +55,46 @@ export async function cancelCommand(idArg: string, opts: { json?: boolean } = {}
     },
     undefined,
     opts.json,
+    undefined,
     false, // cancelling runs no tool: no need to wait for MCP servers
   );
+}
+
+/**
+ * `loom compact`: records `compaction.requested`; the owner compacts at its next safe point (idle,
+ * or the boundary before its next turn). With no live owner this process takes the session and
+ * does it, then reports the outcome: 0 when a summary was written, 1 when the compaction failed.
+ */
+export async function compactCommand(idArg: string, opts: { reason?: string; json?: boolean; permission?: PermissionMode } = {}): Promise<number> {
+  return requestAndAct(
+    idArg,
+    (sessionId) => ({ sessionId, type: 'compaction.requested', data: { reason: opts.reason ?? 'loom compact' } }),
+    opts.permission ?? 'ask',
+    opts.json,
+    (rt, sessionId, after, code) => {
+      const outcome = lastCompactionOutcome(rt, sessionId, after);
+      if (!outcome) {
+        process.stderr.write(`recorded; session ${sessionId} compacts at its next safe point\n`);
+        return code;
+      }
+      if (outcome.type === 'compaction.finished') {
+        const d = outcome.data;
+        process.stderr.write(`compacted ${sessionId}: ${d.coveredMessages} message(s) summarised (through seq ${d.throughSeq}), ${d.keptTurns} recent turn(s) kept; about ${d.estimatedTokens} tokens now\n`);
+        return code;
+      }
+      process.stderr.write(`loom: compaction of ${sessionId} failed (${outcome.data.kind}): ${outcome.data.reason}\n`);
+      return outcome.data.kind === 'nothing_to_compact' ? code : EXIT.failed;
+    },
+  );
+}
+
+/** The last compaction outcome recorded after `after`, if any. */
+function lastCompactionOutcome(rt: CliRuntime, sessionId: string, after: number) {
+  let last: Extract<AnyEnvelope, { type: 'compaction.finished' | 'compaction.failed' }> | undefined;
+  for (let page = rt.store.read(sessionId, { after }); page.length > 0; page = rt.store.read(sessionId, { after: page.at(-1)!.seq })) {
+    for (const e of page) if (e.type === 'compaction.finished' || e.type === 'compaction.failed') last = e;
+  }
+  return last;
 }
 
 /** `loom recover --retry|--abandon`: records the decision for an unsettled activity. */

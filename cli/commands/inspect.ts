@@ -1,4 +1,5 @@
 import { JOBS_RUNNING_PER_SESSION_MAX } from '../../core/limits.js';
+import { compactionView, type CompactionView } from '../../machines/compaction.js';
 import type { SessionContext } from '../../machines/session.machine.js';
 import { stateName } from '../../machines/stateName.js';
 import type { BudgetLimit } from '../../store/index.js';
@@ -56,6 +57,8 @@ export async function inspectCommand(idArg: string, opts: { json?: boolean }): P
       parked: context?.parked ?? false,
       lastActivityStatus: s.lastActivityStatus,
       usage: { activities: s.activities, turns: s.turns, inputTokens: s.inputTokens, outputTokens: s.outputTokens, costUsd: s.costUsd, budget: context?.sessionBudget ?? null },
+      agent: context?.activity?.agent ?? s.agent ?? null,
+      compaction: compactionView(context),
     };
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
@@ -95,6 +98,9 @@ type InspectReport = {
   inbox: { inputId: string; mode: string; status: string; text: string }[];
   permissions: { pending: { requestId: string; callId: string; tool: string; pattern: string | null; summary: string | null }[]; grants: { tool: string; pattern: string | null }[] };
   usage: UsageView & { activities: number; turns: number; budget: BudgetLimit | null };
+  /** The agent profile of the open activity, else the session's (null: build). */
+  agent?: string | null;
+  compaction?: CompactionView | null;
 };
 
 type UsageView = { inputTokens: number; outputTokens: number; costUsd: number | null };
@@ -146,6 +152,14 @@ export function renderTree(r: InspectReport, c: Colors): string {
   node('', false, `owner ${o?.live ? `${o.ownerId} · epoch ${o.epoch} · until ${o.expiresAt}` : c.dim(`none live${o ? ` (last epoch ${o.epoch})` : ''}`)}`);
   node('', false, `grants ${r.permissions.grants.length === 0 ? c.dim('none') : r.permissions.grants.map((g) => `${g.tool} ${g.pattern ?? '(any call)'}`).join(', ')}`);
   node('', false, `usage ${r.usage.activities} activities, ${r.usage.turns} turns, ${formatUsage(r.usage)}${r.usage.budget ? ` · session budget ${formatBudget(r.usage.budget)}` : ''}`);
+  const k = r.compaction;
+  if (k) {
+    const parts = [`agent ${r.agent ?? 'build'}`, `about ${k.estimatedTokens}${k.windowTokens ? ` of ${k.windowTokens}` : ''} tokens in context`];
+    if (k.running) parts.push(c.yellow(`compacting (${k.running})`));
+    else if (k.requested) parts.push('compaction requested');
+    parts.push(k.summarySeq === null ? 'never compacted' : `summary at seq ${k.summarySeq}`);
+    node('', false, `context ${parts.join(' · ')}`);
+  }
   node('', true, `log seq ${r.lastSeq}, snapshot at ${r.snapshotSeq} (${r.machineVersion ?? 'none'})`);
   if (r.permissions.pending.length > 0) lines.push(c.dim(`answer: loom permit ${r.sessionId} REQUEST once|always|reject`));
   return `${lines.join('\n')}\n`;

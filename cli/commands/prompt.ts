@@ -5,6 +5,7 @@ import { driveSession } from '../drive.js';
 import { createHumanRenderer, createJsonRenderer } from '../render.js';
 import { openRuntime, type CliRuntime, type PermissionMode } from '../runtime.js';
 import { requireSession } from './session.js';
+import { resolveAgent } from '../../services/agents.js';
 import { admitWithHooks } from '../../services/hooks.js';
 import { SessionBusyError } from '../../store/index.js';
 
@@ -21,6 +22,8 @@ export interface PromptOptions extends BudgetFlags {
   detach?: boolean;
   /** Leave background jobs running instead of waiting for them (the next owner re-attaches them). */
   detachJobs?: boolean;
+  /** The agent profile of the activity this input opens (default: the session's). */
+  agent?: string;
 }
 
 /**
@@ -42,6 +45,7 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
     // is refused now, naming it, before the input is admitted (exit 2), as `run` does.
     if (!opts.detach && !rt.store.owners.get(sessionId, rt.store.clock.now())?.live) await rt.providers.ready(session.model);
     const budget = admissionBudget(config, session.model, rt.modelInfo, opts); // a cost budget needs a price: refused before anything is stored
+    if (opts.agent !== undefined) resolveAgent(config, opts.agent); // an unknown agent is refused before anything is stored
     const attachments = await attachmentsFor(session.location, opts.attach); // resolved before anything is stored
     const after = rt.store.queries.session(sessionId)!.lastSeq;
     let admission;
@@ -53,6 +57,7 @@ export async function promptCommand(idArg: string, text: string, opts: PromptOpt
         source: 'cli',
         ...(attachments === undefined ? {} : { attachments }),
         ...(budget === undefined ? {} : { budget }),
+        ...(opts.agent === undefined ? {} : { agent: opts.agent }),
       });
     } catch (error) {
       if (error instanceof SessionBusyError) throw new UsageError(`${error.message} (loom prompt --steer or --queue)`);

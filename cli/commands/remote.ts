@@ -47,7 +47,7 @@ export async function remoteSessionLs(url: string, opts: { json?: boolean }): Pr
  * the session's events until the activity that took the input settles; exits like a local prompt
  * (5 when a permission ask waits for a reply: answer it with `loom permit --server URL`).
  */
-export async function remotePrompt(url: string, id: string, text: string, opts: BudgetFlags & { steer?: boolean; queue?: boolean; json?: boolean; clientId?: string }): Promise<number> {
+export async function remotePrompt(url: string, id: string, text: string, opts: BudgetFlags & { steer?: boolean; queue?: boolean; json?: boolean; clientId?: string; agent?: string }): Promise<number> {
   if (opts.steer && opts.queue) throw new UsageError('choose one of --steer and --queue');
   if (text.trim() === '') throw new UsageError('prompt needs some text to send');
   // The server lays the limits over its config and refuses a cost budget it cannot price (a 400: exit 2).
@@ -56,7 +56,9 @@ export async function remotePrompt(url: string, id: string, text: string, opts: 
   const client = connect(url);
   const session = await remote(() => client.getSession(id));
   const mode = opts.steer ? 'steer' : opts.queue ? 'queue' : undefined;
-  const r = await remote(() => client.prompt(session.sessionId, { text, ...(mode ? { mode } : {}), ...(opts.clientId ? { clientId: opts.clientId } : {}), ...budget }));
+  const r = await remote(() =>
+    client.prompt(session.sessionId, { text, ...(mode ? { mode } : {}), ...(opts.clientId ? { clientId: opts.clientId } : {}), ...(opts.agent ? { agent: opts.agent } : {}), ...budget }),
+  );
   process.stderr.write(`${r.admitted ? 'admitted' : 'already admitted'} ${r.input.mode} ${r.input.inputId} into ${session.sessionId} (${url})\n`);
   const render = opts.json ? createJsonRenderer(process.stdout) : createHumanRenderer(process.stdout, process.stderr);
   const ac = new AbortController();

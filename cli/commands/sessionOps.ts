@@ -9,6 +9,7 @@ import {
   SessionOwnedError,
   type DoubleTextingPolicy,
 } from '../../store/index.js';
+import { resolveAgent } from '../../services/agents.js';
 import { EXIT, UsageError } from '../exit.js';
 import { openRuntime, openStore, resolveLocation } from '../runtime.js';
 import { DEFAULT_MODEL } from './run.js';
@@ -18,18 +19,25 @@ import { requireSession } from './session.js';
  * `loom session new`: creates a session in DIR without running anything (prompt it to start).
  * Prints the new id on stdout (the session row as JSON with --json).
  */
-export async function sessionNew(opts: { dir: string; model?: string; title?: string; doubleTexting?: DoubleTextingPolicy; json?: boolean }): Promise<number> {
+export async function sessionNew(opts: { dir: string; model?: string; title?: string; doubleTexting?: DoubleTextingPolicy; agent?: string; json?: boolean }): Promise<number> {
   const location = resolveLocation(opts.dir);
   const rt = await openRuntime();
   try {
     const config = await rt.configFor(location);
+    const profile = resolveAgent(config, opts.agent); // an unknown agent is refused before anything is stored
     const model = opts.model ?? config.model ?? process.env.LOOM_MODEL ?? DEFAULT_MODEL;
-    await rt.providers.ready(model); // a session that could never run is refused now, as `run` does
+    await rt.providers.ready(profile.model ?? model); // a session that could never run is refused now, as `run` does
     const sessionId = rt.store.ids.next('ses');
     rt.store.append({
       sessionId,
       type: 'session.created',
-      data: { location, model, ...(opts.title ? { title: opts.title } : {}), ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}) },
+      data: {
+        location,
+        model,
+        ...(opts.title ? { title: opts.title } : {}),
+        ...(opts.doubleTexting ? { doubleTexting: opts.doubleTexting } : {}),
+        ...(opts.agent ? { agent: profile.name } : {}),
+      },
     });
     const row = rt.store.queries.session(sessionId)!;
     if (opts.json) process.stdout.write(`${JSON.stringify(row)}\n`);

@@ -5,7 +5,7 @@ import { admitWithHooks, NO_HOOKS } from '../../services/hooks.js';
 import { admitWithPolicy, requestBudget } from '../admission.js';
 import { routes } from '../contract.js';
 import { ApiError } from '../errors.js';
-import { kick, recorded, requireSession } from './util.js';
+import { kick, recorded, requireAgent, requireSession } from './util.js';
 
 /**
  * Requests into a session (DESIGN §4: request events any process may record): inputs, run, wake,
@@ -19,18 +19,36 @@ export const controlRoutes: RouteModule = {
       const s = requireSession(ctx, c.req.valid('param').id);
       const body = c.req.valid('json');
       const budget = await requestBudget(ctx, s.location, s.model, body.budget);
-      const result = await admitWithHooks(ctx.store, ctx.hooks ?? NO_HOOKS, s.sessionId, { text: body.text, mode: body.mode, clientId: body.clientId, source: 'http', ...(budget ? { budget } : {}) });
+      if (body.agent !== undefined) await requireAgent(ctx, s.location, body.agent);
+      const result = await admitWithHooks(ctx.store, ctx.hooks ?? NO_HOOKS, s.sessionId, {
+        text: body.text,
+        mode: body.mode,
+        clientId: body.clientId,
+        source: 'http',
+        ...(budget ? { budget } : {}),
+        ...(body.agent === undefined ? {} : { agent: body.agent }),
+      });
       await kick(ctx, s.sessionId);
       return c.json(result, 202);
     });
 
     app.openapi(routes.run, async (c) => {
       const s = requireSession(ctx, c.req.valid('param').id);
-      const budget = await requestBudget(ctx, s.location, s.model, (c.req.valid('json') ?? {}).budget);
+      const { budget: asked, agent } = c.req.valid('json') ?? {};
+      const budget = await requestBudget(ctx, s.location, s.model, asked);
+      if (agent !== undefined) await requireAgent(ctx, s.location, agent);
       const runId = ctx.store.ids.next('run');
-      const e = recorded(ctx.store.append({ sessionId: s.sessionId, type: 'run.requested', data: { runId, ...(budget ? { budget } : {}) } }), 'run.requested');
+      const e = recorded(ctx.store.append({ sessionId: s.sessionId, type: 'run.requested', data: { runId, ...(budget ? { budget } : {}), ...(agent === undefined ? {} : { agent }) } }), 'run.requested');
       await kick(ctx, s.sessionId);
       return c.json({ sessionId: s.sessionId, seq: e.seq, runId }, 202);
+    });
+
+    app.openapi(routes.compact, async (c) => {
+      const s = requireSession(ctx, c.req.valid('param').id);
+      const body = c.req.valid('json') ?? {};
+      const e = recorded(ctx.store.append({ sessionId: s.sessionId, type: 'compaction.requested', data: { reason: body.reason ?? 'requested over HTTP' } }), 'compaction.requested');
+      await kick(ctx, s.sessionId);
+      return c.json({ sessionId: s.sessionId, seq: e.seq }, 202);
     });
 
     app.openapi(routes.wake, async (c) => {

@@ -7,7 +7,7 @@ import { admitWithPolicy, requestBudget } from '../admission.js';
 import { routes, SESSIONS_LIST_LIMIT } from '../contract.js';
 import { ApiError } from '../errors.js';
 import { sessionState } from '../state.js';
-import { kick, requireSession } from './util.js';
+import { kick, requireAgent, requireSession } from './util.js';
 
 /** Sessions: list, create (with a first input), show, and the inspect view. */
 export const sessionRoutes: RouteModule = {
@@ -22,6 +22,7 @@ export const sessionRoutes: RouteModule = {
       if (body.budget !== undefined && body.text === undefined) throw new ApiError(400, 'invalid_request', 'body.budget: goes with body.text (or POST /sessions/{id}/run with a budget)', 'body.budget');
       const location = resolveLocation(body.location);
       const config = await ctx.configFor(location);
+      if (body.agent !== undefined) await requireAgent(ctx, location, body.agent);
       const model = body.model ?? config.model ?? ctx.env.LOOM_MODEL ?? DEFAULT_MODEL;
       try {
         await ctx.models.providers.ready(model); // refuse before creating anything when the provider is not configured or failed to load
@@ -40,7 +41,13 @@ export const sessionRoutes: RouteModule = {
         ctx.store.append({
           sessionId,
           type: 'session.created',
-          data: { location, model, ...(body.title === undefined ? {} : { title: body.title }), ...(body.doubleTexting === undefined ? {} : { doubleTexting: body.doubleTexting }) },
+          data: {
+            location,
+            model,
+            ...(body.title === undefined ? {} : { title: body.title }),
+            ...(body.doubleTexting === undefined ? {} : { doubleTexting: body.doubleTexting }),
+            ...(body.agent === undefined ? {} : { agent: body.agent }),
+          },
         });
         if (failures.length > 0) ctx.store.append(failures.map((f) => hookFailedEvent(sessionId, f)));
         if (request === undefined) return null;

@@ -1,3 +1,4 @@
+import { resolveAgent, UnknownAgentError } from '../../services/agents.js';
 import type { AnyEnvelope, SessionRow } from '../../store/index.js';
 import type { ServerContext } from '../app.js';
 import { ApiError } from '../errors.js';
@@ -25,4 +26,14 @@ export function recorded(events: readonly AnyEnvelope[], type: string): AnyEnvel
   const e = events.find((x) => x.type === type);
   if (!e) throw new Error(`append wrote no ${type} event`);
   return e;
+}
+
+/** Refuses (400 naming `body.agent` and the defined agents) an agent profile the session directory's config does not define. */
+export async function requireAgent(ctx: ServerContext, location: string, agent: string): Promise<void> {
+  try {
+    resolveAgent(await ctx.configFor(location), agent);
+  } catch (error) {
+    if (error instanceof UnknownAgentError) throw new ApiError(400, 'invalid_request', `body.agent: ${error.message}`, 'body.agent');
+    throw error;
+  }
 }

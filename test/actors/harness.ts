@@ -69,7 +69,11 @@ export async function createHarness(options: {
   random?: () => number;
   /** The XState timers of the session actors (SessionDeps.timers): a SimulatedClock moves retry backoffs by hand. */
   timers?: SessionDeps['timers'];
-  /** Model catalog entries (SessionDeps.modelInfo): their prices price the turns. */
+  /** The session's agent profile (session.created). */
+  agent?: string;
+  /** The session's system prompt (a fixed text or a builder; none by default). */
+  systemPrompt?: SessionDeps['systemPrompt'];
+  /** The model catalog's entries (context windows). */
   modelInfo?: SessionDeps['modelInfo'];
 } = {}): Promise<Harness> {
   const server = await startScriptedOpenAIServer({ script: options.script ?? [], respond: options.respond });
@@ -89,13 +93,18 @@ export async function createHarness(options: {
     toolServices: options.toolServices,
     random: options.random,
     timers: options.timers,
+    systemPrompt: options.systemPrompt,
     modelInfo: options.modelInfo,
   });
   const coordinator = new Coordinator({ store, deps, onSessionFailure: options.onSessionFailure });
   onCleanup(() => coordinator.shutdown());
   const location = tempDir();
   const sessionId = store.ids.next('ses');
-  store.append({ sessionId, type: 'session.created', data: { location, model: 'openai/test', ...(options.doubleTexting ? { doubleTexting: options.doubleTexting } : {}) } });
+  store.append({
+    sessionId,
+    type: 'session.created',
+    data: { location, model: 'openai/test', ...(options.doubleTexting ? { doubleTexting: options.doubleTexting } : {}), ...(options.agent ? { agent: options.agent } : {}) },
+  });
   const events = () => {
     store.flushDeltas();
     const out: AnyEnvelope[] = [];

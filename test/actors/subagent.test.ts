@@ -169,12 +169,39 @@ describe('subagents - the task tool', () => {
     expect(h.store.read(childId)).toHaveLength(0);
   });
 
-  it('an agent profile is recorded on the child; one that does not exist yet runs as the default and says so', async () => {
-    const h = await subagentHarness({ go: [task('as a reviewer', { agent: 'reviewer' }), { text: 'ok' }], 'as a reviewer': [{ text: 'reviewed' }] });
+  it('the task tool runs its subagent with the profile it names (recorded on the child, applied to its requests); an unknown name is refused, listing the defined ones', async () => {
+    const config = { ...allowTask, agents: { reviewer: { description: 'reviews without running commands', tools: { bash: false } } } };
+    const h = await subagentHarness(
+      { go: [task('as a reviewer', { agent: 'reviewer' }), task('as nobody', { agent: 'nobody' }), { text: 'ok' }], 'as a reviewer': [{ text: 'reviewed' }] },
+      config,
+    );
     h.admit('steer', 'go');
     await h.run();
-    expect(of(eventsOf(h.store, h.child()), 'session.created')[0]!.data.agent).toBe('reviewer');
-    expect(of(h.events(), 'tool.settled')[0]!.data.output).toContain('Agent profile "reviewer" is not defined yet');
+    const child = h.child();
+    expect(of(eventsOf(h.store, child), 'session.created')[0]!.data.agent).toBe('reviewer');
+    expect(of(eventsOf(h.store, child), 'activity.opened')[0]!.data.agent).toBe('reviewer');
+    const childRequest = h.server.requests.find((r) => firstUserMessage(r.body) === 'as a reviewer')!;
+    const toolNames = ((childRequest.body as { tools?: { function: { name: string } }[] }).tools ?? []).map((t) => t.function.name);
+    expect(toolNames).toContain('read');
+    expect(toolNames).not.toContain('bash');
+    const [reviewed, refused] = of(h.events(), 'tool.settled');
+    expect(reviewed!.data.status).toBe('ok');
+    expect(reviewed!.data.output).toContain('agent reviewer');
+    expect(refused!.data.status).toBe('error');
+    expect(refused!.data.output).toContain('unknown agent "nobody"');
+    expect(refused!.data.output).toContain('build, plan, reviewer');
+    expect(h.store.queries.session(subagentSessionId(of(h.events(), 'tool.called')[1]!.data.callId))).toBeUndefined();
+  });
+
+  it('a subagent inherits its parent activity\'s profile, and a read-only parent cannot start one that may edit', async () => {
+    const h = await subagentHarness({ go: [task('look around'), task('edit for me', { agent: 'build' }), { text: 'ok' }], 'look around': [{ text: 'looked' }] });
+    h.store.append({ sessionId: h.sessionId, type: 'input.admitted', data: { inputId: 'in_plan', mode: 'steer', text: 'go', agent: 'plan' } });
+    await h.run();
+    expect(of(h.events(), 'activity.opened')[0]!.data.agent).toBe('plan');
+    expect(of(eventsOf(h.store, h.child()), 'session.created')[0]!.data.agent).toBe('plan');
+    const refused = of(h.events(), 'tool.settled')[1]!;
+    expect(refused.data.status).toBe('error');
+    expect(refused.data.output).toContain('agent "plan" may not start a subagent with agent "build": it would allow write, edit, bash');
   });
 
   it('the parent owner dies while the child runs: the task call settles interrupted naming the child, which recovers on its own', async () => {

@@ -131,7 +131,7 @@ describe('loom CLI completeness (real processes)', () => {
     const lines = r.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(new RegExp(`^session ${id}  openai/test  `));
     // Top-level branches, in order, and the last one closes the tree.
-    expect(lines.filter((l) => /^[├└]─ /.test(l)).map((l) => l.slice(3).split(' ')[0])).toEqual(['state', 'activity', 'children', 'inbox', 'owner', 'grants', 'usage', 'log']);
+    expect(lines.filter((l) => /^[├└]─ /.test(l)).map((l) => l.slice(3).split(' ')[0])).toEqual(['state', 'activity', 'children', 'inbox', 'owner', 'grants', 'usage', 'context', 'log']);
     expect(lines.find((l) => l.startsWith('├─ state '))).toMatch(/state awaitingTools · waiting for a permission decision/);
     const children = lines.findIndex((l) => l.startsWith('├─ children (1)'));
     expect(lines[children + 1]).toMatch(/^│  └─ toolCall call_\S+ write · awaitingPermission$/);

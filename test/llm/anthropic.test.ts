@@ -4,6 +4,7 @@ import {
   ProviderAbortedError,
   ProviderAuthError,
   ProviderBadRequestError,
+  ProviderContextOverflowError,
   ProviderConfigError,
   ProviderRateLimitError,
   ProviderServerError,
@@ -229,6 +230,21 @@ describe('anthropic provider - errors', () => {
       [500, true],
     ]);
     expect(errors[0]).toBeInstanceOf(ProviderBadRequestError);
+  });
+
+  it('anthropic - "prompt is too long" (an invalid_request_error, as a response or an error event) and request_too_large are context overflows', async () => {
+    const target = await start([
+      { status: 400, errorMessage: 'prompt is too long: 215000 tokens > 200000 maximum' },
+      { status: 413, errorType: 'request_too_large', errorMessage: 'Request exceeds the maximum allowed number of bytes.' },
+      { text: 'x', errorEvent: 'invalid_request_error', errorMessage: 'prompt is too long: 201000 tokens > 200000 maximum' },
+      { status: 400, errorMessage: 'messages: text content blocks must be non-empty' },
+    ]);
+    const provider = createAnthropicProvider({ baseURL: target.url, apiKey: 'k' });
+    const errors = [];
+    for (let i = 0; i < 4; i += 1) errors.push(await failure(provider.stream(request([{ role: 'user', content: 'x' }]))));
+    expect(errors.slice(0, 3).every((e) => e instanceof ProviderContextOverflowError)).toBe(true);
+    expect((errors[0] as Error).message).toContain('prompt is too long: 215000 tokens > 200000 maximum');
+    expect(errors[3]).toBeInstanceOf(ProviderBadRequestError);
   });
 
   it('anthropic - a stream that ends without message_stop is truncated', async () => {

@@ -3,6 +3,7 @@ import {
   ProviderAbortedError,
   ProviderAuthError,
   ProviderBadRequestError,
+  ProviderContextOverflowError,
   ProviderConfigError,
   ProviderRateLimitError,
   ProviderServerError,
@@ -263,6 +264,19 @@ describe('openai-responses - errors', () => {
     const fatal = await failureOf(provider.stream(turnRequest()));
     expect(fatal).toBeInstanceOf(ProviderBadRequestError);
     expect((fatal as ProviderBadRequestError).retryable).toBe(false);
+  });
+
+  it('openai-responses - context_length_exceeded is a context overflow, as an error response or a response.failed', async () => {
+    const target = await start(
+      { status: 400, errorJson: { code: 'context_length_exceeded', message: 'Your input exceeds the context window of this model.', type: 'invalid_request_error' } },
+      { failed: { code: 'context_length_exceeded', message: 'Your input exceeds the context window of this model.' } },
+    );
+    const provider = providerFor(target);
+    for (let i = 0; i < 2; i++) {
+      const error = await failureOf(provider.stream(turnRequest()));
+      expect(error).toBeInstanceOf(ProviderContextOverflowError);
+      expect((error as ProviderContextOverflowError).retryable).toBe(false);
+    }
   });
 
   it('openai-responses - an error event saying rate limit is a retryable rate limit', async () => {

@@ -4,6 +4,7 @@ import {
   ProviderAbortedError,
   ProviderAuthError,
   ProviderBadRequestError,
+  ProviderContextOverflowError,
   ProviderConfigError,
   ProviderConnectionError,
   ProviderMalformedChunkError,
@@ -318,11 +319,30 @@ describe('openai adapter', () => {
   });
 
   it('openai adapter - other 4xx becomes ProviderBadRequestError', async () => {
-    const target = await start({ script: [{ status: 400, errorBody: '{"error":{"message":"context length exceeded"}}' }] });
+    const target = await start({ script: [{ status: 400, errorBody: '{"error":{"message":"Unrecognized request argument supplied: foo"}}' }] });
     const error = await failureOf(providerFor(target).stream(turnRequest()));
     expect(error).toBeInstanceOf(ProviderBadRequestError);
     expect(error).toMatchObject({ status: 400, retryable: false });
-    expect((error as Error).message).toContain('context length exceeded');
+    expect((error as Error).message).toContain('Unrecognized request argument supplied: foo');
+  });
+
+  it('openai adapter - context_length_exceeded (and a 413) becomes ProviderContextOverflowError, in an error response or mid-stream', async () => {
+    const body = JSON.stringify({
+      error: { message: "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.", type: 'invalid_request_error', param: 'messages', code: 'context_length_exceeded' },
+    });
+    const target = await start({
+      script: [
+        { status: 400, errorBody: body },
+        { status: 413, errorBody: 'request entity too large' },
+        { chunks: [{ error: { message: 'This model\'s maximum context length is 8192 tokens', code: 'context_length_exceeded' } }] },
+      ],
+    });
+    const provider = providerFor(target);
+    for (let i = 0; i < 3; i++) {
+      const error = await failureOf(provider.stream(turnRequest()));
+      expect(error).toBeInstanceOf(ProviderContextOverflowError);
+      expect(error).toMatchObject({ kind: 'context_overflow', retryable: false });
+    }
   });
 
   it('openai adapter - keeps only a bounded excerpt of a large error body', async () => {

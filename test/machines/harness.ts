@@ -155,6 +155,22 @@ export function recordedBy(actions: ExecutableActionObject[], before: SessionSna
           if (call.state !== 'settled') out.push(ev('tool.settled', { callId, status: 'interrupted', output: 'The tool call was interrupted before it finished.' }));
         }
         break;
+      // ---- compaction (actors/session.ts startCompaction, restartCompaction, failCompaction) ----
+      case 'startCompaction': {
+        const { reason } = action.params as { reason: 'auto' | 'requested' | 'overflow' };
+        out.push(ev('compaction.started', { compactionId: `cmp${context.settledCount}-${context.compaction.turns}`, reason, ...(a ? { activityId: a.id } : {}), restarts: 0 }));
+        break;
+      }
+      case 'restartCompaction': {
+        const current = context.compaction.current!;
+        out.push(ev('compaction.started', { compactionId: current.id, reason: current.reason, ...(a ? { activityId: a.id } : {}), restarts: current.restarts + 1 }));
+        break;
+      }
+      case 'failCompaction': {
+        const params = action.params as { kind: string; reason: string };
+        if (context.compaction.current) out.push(ev('compaction.failed', { compactionId: context.compaction.current.id, kind: params.kind, reason: params.reason }));
+        break;
+      }
       case 'refuseToolCall': {
         const { callId } = action.params as { callId: string };
         out.push(ev('tool.settled', { callId, status: 'error', output: `tool-call limit reached: at most ${context.toolCallsPerTurn} calls per turn` }));

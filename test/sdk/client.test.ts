@@ -6,7 +6,7 @@ describe('sdk client', () => {
   it('types - request and response types come from the server contract', () => {
     expectTypeOf<Session['status']>().toEqualTypeOf<'idle' | 'active' | 'recovering'>();
     type PromptBody = Parameters<ReturnType<typeof createLoomClient>['prompt']>[1];
-    expectTypeOf<Omit<PromptBody, 'budget'>>().toEqualTypeOf<{ text: string; mode?: 'steer' | 'queue' | undefined; clientId?: string | undefined }>();
+    expectTypeOf<Omit<PromptBody, 'budget'>>().toEqualTypeOf<{ text: string; mode?: 'steer' | 'queue' | undefined; clientId?: string | undefined; agent?: string | undefined }>();
     type Limit = { tokens?: number | undefined; costUsd?: number | undefined };
     expectTypeOf<PromptBody['budget']>().toEqualTypeOf<{ activity?: Limit | undefined; session?: Limit | undefined } | undefined>();
     expectTypeOf<NonNullable<Parameters<ReturnType<typeof createLoomClient>['run']>[1]>['budget']>().toEqualTypeOf<PromptBody['budget']>();

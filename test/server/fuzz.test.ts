@@ -13,6 +13,7 @@ const ENDPOINTS: [string, string][] = [
   ['GET', '/sessions/{id}/state'],
   ['POST', '/sessions/{id}/inputs'],
   ['POST', '/sessions/{id}/run'],
+  ['POST', '/sessions/{id}/compact'],
   ['POST', '/sessions/{id}/wake'],
   ['POST', '/sessions/{id}/cancel'],
   ['POST', '/sessions/{id}/recovery'],

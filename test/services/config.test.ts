@@ -1,7 +1,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ACTIVITY_RESTARTS_MAX, RECOVERY_RETRY_BUDGET_DEFAULT } from '../../core/limits.js';
+import {
+  ACTIVITY_RESTARTS_MAX,
+  COMPACTION_FALLBACK_WINDOW_TOKENS,
+  COMPACTION_KEEP_RECENT_TURNS_DEFAULT,
+  COMPACTION_THRESHOLD_DEFAULT,
+  RECOVERY_RETRY_BUDGET_DEFAULT,
+} from '../../core/limits.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   CONFIG_FILE_BYTES_MAX,
@@ -81,6 +87,13 @@ describe('loadConfig', () => {
       recovery: { autoResume: true, retryBudget: RECOVERY_RETRY_BUDGET_DEFAULT, restartsMax: ACTIVITY_RESTARTS_MAX },
       jobs: { deliver: 'queue', onRestart: 'reattach' },
       mcp: { servers: {} },
+      agents: {},
+      compaction: {
+        auto: true,
+        threshold: COMPACTION_THRESHOLD_DEFAULT,
+        keepRecentTurns: COMPACTION_KEEP_RECENT_TURNS_DEFAULT,
+        fallbackWindowTokens: COMPACTION_FALLBACK_WINDOW_TOKENS,
+      },
     });
   });
 
@@ -571,5 +584,31 @@ describe('config - provider models (catalog)', () => {
     fs.mkdirSync(path.join(location, '.loom'));
     fs.writeFileSync(projectConfigPath(location), '{ "version": 1, "providers": { "anthropic": { "models": { "claude-x": { "context": 1000 } } } } }');
     await expect(loadConfig({ home, location })).rejects.toThrow(/"providers.anthropic.models": may not be set in a project config/);
+  });
+});
+
+describe('config - agents and compaction', () => {
+  it('loadConfig - reads custom agent profiles (project entries merged over global ones) and the compaction settings', async () => {
+    writeGlobal(`{ "version": 1, "agents": { "review": { "description": "reviews", "tools": { "bash": false } } }, "compaction": { "threshold": 0.7 } }`);
+    writeProject(`{ "version": 1, "agents": { "review": { "model": "openai/gpt-4o" } }, "compaction": { "keepRecentTurns": 4, "auto": false } }`);
+    const { config } = await loadConfig({ home, location });
+    expect(config.agents).toEqual({ review: { description: 'reviews', tools: { bash: false }, model: 'openai/gpt-4o' } });
+    expect(config.compaction).toEqual({ auto: false, threshold: 0.7, keepRecentTurns: 4, fallbackWindowTokens: COMPACTION_FALLBACK_WINDOW_TOKENS });
+  });
+
+  it('loadConfig - refuses an agent with an unknown key, a bad name, or a tool switch that is not a boolean, naming the field', async () => {
+    writeProject(`{ "version": 1, "agents": { "review": { "tools": { "bash": "no" } } } }`);
+    expect((await loadError()).field).toBe('agents.review.tools.bash');
+    writeProject(`{ "version": 1, "agents": { "review": { "temperature": 1 } } }`);
+    expect((await loadError()).field).toBe('agents.review.temperature');
+    writeProject(`{ "version": 1, "agents": { "no spaces": {} } }`);
+    expect((await loadError()).message).toContain('agents');
+  });
+
+  it('loadConfig - refuses a compaction threshold or window outside its bounds', async () => {
+    writeProject(`{ "version": 1, "compaction": { "threshold": 1.5 } }`);
+    expect((await loadError()).field).toBe('compaction.threshold');
+    writeProject(`{ "version": 1, "compaction": { "fallbackWindowTokens": 10 } }`);
+    expect((await loadError()).field).toBe('compaction.fallbackWindowTokens');
   });
 });

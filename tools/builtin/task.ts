@@ -11,16 +11,18 @@ import { truncateOutput } from '../registry.js';
 import { subagentSessionId } from '../subagents.js';
 import type { SubagentResult, Tool, ToolContext, ToolResult } from '../types.js';
 
-/** The only agent profile until profiles arrive (context management, issue 9). */
-export const DEFAULT_AGENT = 'default';
-
 const taskInput = z.object({
   description: z.string().min(1).max(TASK_DESCRIPTION_CHARS_MAX).describe('A short title of the task (3-5 words), shown in session listings.'),
   prompt: z
     .string()
     .min(1)
     .describe('The whole task for the subagent. It sees nothing of this conversation, so say everything it needs and what its answer should contain.'),
-  agent: z.string().min(1).max(TASK_AGENT_CHARS_MAX).optional().describe(`Agent profile to run the task with (only "${DEFAULT_AGENT}" exists now).`),
+  agent: z
+    .string()
+    .min(1)
+    .max(TASK_AGENT_CHARS_MAX)
+    .optional()
+    .describe('Agent profile to run the task with: "build" (every tool), "plan" (read-only) or one defined in config. Default: your own profile.'),
   background: z
     .boolean()
     .optional()
@@ -90,14 +92,12 @@ async function runSubagent(input: TaskInput, ctx: ToolContext, timeoutMs: number
 }
 
 function renderAnswer(input: TaskInput, result: SubagentResult): ToolResult {
-  const agent = input.agent ?? DEFAULT_AGENT;
-  const profileNote =
-    agent === DEFAULT_AGENT ? '' : ` Agent profile "${agent}" is not defined yet (profiles arrive later); it ran with the default profile.`;
-  const header = `Subagent session ${result.sessionId} (${input.description}) completed.${profileNote} Its final answer:`;
+  const agent = result.agent ?? input.agent;
+  const header = `Subagent session ${result.sessionId} (${input.description}${agent ? `, agent ${agent}` : ''}) completed. Its final answer:`;
   const answer = truncateOutput(result.text === '' ? '(the subagent gave no final text)' : result.text, TASK_ANSWER_BYTES_MAX);
   return {
     output: `${header}\n\n${answer.text}`,
     truncated: answer.truncated,
-    metadata: { sessionId: result.sessionId, status: result.status, agent },
+    metadata: { sessionId: result.sessionId, status: result.status, ...(agent ? { agent } : {}) },
   };
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { and, assign, createMachine, fromPromise, not, setup, transition, initialTransition } from 'xstate';
 import type { SessionEvent, SessionInput } from '../../../machines/session.machine.js';
-import { sessionMachine } from '../../../machines/session.machine.js';
+import { SESSION_MACHINE_VERSION, sessionMachine } from '../../../machines/session.machine.js';
 import { stateName } from '../../../machines/stateName.js';
 import { activeStateIds } from '../../../server/inspector/graph.js';
 import { extractMachineGraph, isDrawableMachine, machineGraphOf } from '../../../server/inspector/statechart.js';
@@ -17,15 +17,16 @@ const edge = (graph: ReturnType<typeof machineGraphOf>, source: string, target: 
 describe('statechart graph - extraction from the real machines', () => {
   it('machineGraphOf - the session graph has every state, nested states under their parent, and initial states', () => {
     const graph = machineGraphOf('session');
-    expect(graph).toMatchObject({ name: 'session', version: 'session@3' });
+    expect(graph).toMatchObject({ name: 'session', version: SESSION_MACHINE_VERSION });
     expect(graph.states.map((s) => s.id)).toEqual([
       '', 'idle', 'opening', 'providerTurn', 'providerTurn.streaming', 'providerTurn.retrying', 'providerTurn.backoff', 'awaitingTools',
-      'steerCoalescing', 'continuingOrLimit', 'continuing', 'settling', 'cancelling', 'recovering',
+      'steerCoalescing', 'continuingOrLimit', 'continuing', 'settling', 'compacting', 'compacting.summarising', 'compacting.restoring', 'cancelling', 'recovering',
     ]);
     const byId = new Map(graph.states.map((s) => [s.id, s]));
     expect(byId.get('')).toMatchObject({ parent: null, initial: 'idle', type: 'compound' });
     expect(byId.get('providerTurn')).toMatchObject({ parent: '', initial: 'providerTurn.streaming', children: ['providerTurn.streaming', 'providerTurn.retrying', 'providerTurn.backoff'] });
     expect(byId.get('providerTurn.streaming')).toMatchObject({ parent: 'providerTurn', type: 'atomic', invokes: ['providerTurn'], key: 'streaming' });
+    expect(byId.get('compacting.summarising')).toMatchObject({ parent: 'compacting', type: 'atomic', invokes: ['compaction'] });
   });
 
   it('machineGraphOf - transitions carry readable event names, guards and named actions', () => {
@@ -33,6 +34,8 @@ describe('statechart graph - extraction from the real machines', () => {
     expect(edge(graph, 'opening', 'providerTurn', 'turn.started')).toMatchObject({ kind: 'event', guard: null });
     expect(edge(graph, 'providerTurn', 'settling', 'attempt.failed')).toMatchObject({ guard: 'and(isCurrentAttempt, retryAfterTooLong)' });
     expect(edge(graph, 'idle', 'opening', 'always')).toMatchObject({ kind: 'always', guard: 'canOpen' });
+    expect(edge(graph, 'idle', 'compacting', 'always')).toMatchObject({ kind: 'always', guard: 'shouldCompactIdle' });
+    expect(edge(graph, 'compacting.restoring', 'compacting.summarising', 'CHECK')!.actions).toContain('restartCompaction');
     expect(edge(graph, 'providerTurn.backoff', 'providerTurn.streaming', 'after retryBackoff')).toMatchObject({ kind: 'after' });
     expect(edge(graph, 'providerTurn', 'providerTurn.retrying', 'attempt.failed')).toMatchObject({ guard: 'and(isCurrentAttempt, canRetry)' });
     expect(edge(graph, 'providerTurn.retrying', 'providerTurn.backoff', 'attempt.retrying')).toMatchObject({ guard: 'isCurrentRetry' });
