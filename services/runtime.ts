@@ -14,7 +14,7 @@ import type { ToolRegistry } from '../tools/registry.js';
 import { testToolsFromEnv } from '../tools/testing/probe.js';
 import { createAuthService, type AuthService } from './auth.js';
 import { CONFIG_UPDATED_KEYS_MAX } from '../core/limits.js';
-import type { ConfigNote, ResolvedConfig } from './config.js';
+import { loadConfig, type ConfigNote, type ResolvedConfig } from './config.js';
 import { createConfigService, type ConfigChange, type ConfigService } from './configService.js';
 import { HookRegistry, recordHookFailure, type Hooks } from './hooks.js';
 import { PluginHost } from './plugins.js';
@@ -196,7 +196,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
   });
   if (options.mcp === 'eager') void mcp.start();
   // Providers load in the background (never delaying startup); the catalog fills as they do.
-  const models = openModelService({ store, home, env, credentials: auth, loadTimeoutMs: options.providerLoadTimeoutMs, loadGlobalConfig: () => config.configFor() });
+  const models = openModelService({ store, home, env, credentials: auth, loadTimeoutMs: options.providerLoadTimeoutMs, loadGlobalConfig: async () => (await loadConfig({ home })).config });
   // The catalog's entry for a model (its price for budgets, its window for compaction); a test may substitute its own.
   const modelInfo = (ref: string): ModelInfo | undefined => (options.modelInfo ? options.modelInfo(ref) : models.catalog.get(ref));
 

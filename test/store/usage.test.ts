@@ -71,6 +71,9 @@ describe('store - usage projections', () => {
       ALTER TABLE activities DROP COLUMN input_tokens;
       ALTER TABLE activities DROP COLUMN output_tokens;
       ALTER TABLE activities DROP COLUMN cost_usd;
+      -- and what the migrations after it added (they run again)
+      ALTER TABLE sessions DROP COLUMN agent;
+      ALTER TABLE session_input DROP COLUMN agent;
     `);
     db.pragma(`user_version = ${USAGE_MIGRATION}`);
     expect(db.pragma('application_id', { simple: true })).toBe(LOOM_APPLICATION_ID);

@@ -43,7 +43,7 @@ describe('task tool - input, output and failures', () => {
     registry.register(taskTool);
     const small = await registry.execute('task', input, context(runner({ text: 'two files' })));
     expect(small.output).toBe('Subagent session ses_call_1 (look around) completed. Its final answer:\n\ntwo files');
-    expect(small.metadata).toMatchObject({ sessionId: 'ses_call_1', status: 'completed', agent: 'default' });
+    expect(small.metadata).toMatchObject({ sessionId: 'ses_call_1', status: 'completed' });
     const huge = await registry.execute('task', input, context(runner({ text: 'z'.repeat(TOOL_OUTPUT_BYTES_MAX * 2) })));
     expect(huge.truncated).toBe(true);
     expect(huge.output.startsWith('Subagent session ses_call_1')).toBe(true);

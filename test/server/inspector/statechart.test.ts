@@ -32,7 +32,7 @@ describe('statechart graph - extraction from the real machines', () => {
   it('machineGraphOf - transitions carry readable event names, guards and named actions', () => {
     const graph = machineGraphOf('session');
     expect(edge(graph, 'opening', 'providerTurn', 'turn.started')).toMatchObject({ kind: 'event', guard: null });
-    expect(edge(graph, 'providerTurn', 'settling', 'attempt.failed')).toMatchObject({ guard: 'and(isCurrentAttempt, retryAfterTooLong)' });
+    expect(edge(graph, 'providerTurn', 'settling', 'attempt.failed')).toMatchObject({ guard: 'and(isCurrentAttempt, isContextOverflow)' });
     expect(edge(graph, 'idle', 'opening', 'always')).toMatchObject({ kind: 'always', guard: 'canOpen' });
     expect(edge(graph, 'idle', 'compacting', 'always')).toMatchObject({ kind: 'always', guard: 'shouldCompactIdle' });
     expect(edge(graph, 'compacting.restoring', 'compacting.summarising', 'CHECK')!.actions).toContain('restartCompaction');
