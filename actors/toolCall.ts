@@ -1,6 +1,7 @@
 import { fromPromise } from 'xstate';
 import type { PermissionVerdict, ToolCallContext, ToolCallResult } from '../machines/toolCall.machine.js';
 import { decidePermission } from './permission.js';
+import type { CallCheckpoint } from '../tools/types.js';
 import type { SessionActor } from './session.js';
 
 export type { PermissionAnswer, PermissionAsk, PermissionAsker } from './permission.js';
@@ -38,21 +39,66 @@ export function createToolCallImplementations(lookup: (sessionId: string) => Ses
     const args = parseArguments(argumentsOf(session, input));
     if (!args.ok) return { status: 'error', output: `The arguments of ${input.tool} are not valid JSON: ${args.error}` };
     session.observe([owner(session, { type: 'tool.started', data: { callId: input.callId } })], { barrier: !tool.idempotent });
+    const services = session.deps.toolServices ?? {};
+    const checkpoint = beginCheckpoint(session, input, signal);
+    let result: ToolCallResult;
     try {
-      const result = await tools.execute(input.tool, args.value, {
+      const r = await tools.execute(input.tool, args.value, {
         sessionId: session.sessionId,
         activityId: input.activityId,
         callId: input.callId,
         location: session.location,
         home: session.deps.home,
         signal,
-        services: session.deps.toolServices ?? {},
+        services,
+        ...(checkpoint ? { checkpoint } : {}),
       });
-      return { status: 'ok', output: result.output, truncated: result.truncated };
+      result = { status: 'ok', output: r.output, truncated: r.truncated };
     } catch (error) {
-      return { status: 'error', output: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
+      result = { status: 'error', output: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
     }
+    if (checkpoint) await finishCheckpoint(session, input.callId, checkpoint, signal);
+    return result;
   });
+
+  /** The call's file checkpoint (tools/checkpoints), unless the session's config turns them off. */
+  const beginCheckpoint = (session: SessionActor, input: ToolCallContext, signal: AbortSignal): CallCheckpoint | undefined => {
+    const service = session.deps.toolServices?.checkpoints;
+    const config = session.deps.config.checkpoints;
+    if (!service || config?.enabled === false) return undefined;
+    return service.begin({
+      sessionId: session.sessionId,
+      activityId: input.activityId,
+      callId: input.callId,
+      tool: input.tool,
+      location: session.location,
+      signal,
+      bash: config?.bash !== false,
+    });
+  };
+
+  /**
+   * Makes the call's checkpoint ready for its settlement (`recordSettled` takes it and appends it
+   * in the same transaction as `tool.settled`). A call already settled meanwhile (cancelled or
+   * timed out while its tool ran: this child's signal is aborted) gets it appended now, on its own;
+   * if the session is no longer owned here, it is lost (its blobs expire with retention).
+   */
+  const finishCheckpoint = async (session: SessionActor, callId: string, checkpoint: CallCheckpoint, signal: AbortSignal): Promise<void> => {
+    const service = session.deps.toolServices!.checkpoints!;
+    try {
+      await service.finish(checkpoint);
+    } catch {
+      return; // reading after-states failed (the location vanished): nothing reliable to record
+    }
+    if (!signal.aborted) return;
+    const record = service.take(callId);
+    if (!record) return;
+    try {
+      session.observe([owner(session, { type: 'checkpoint.recorded', data: record })]);
+    } catch {
+      // The session stopped or lost its lease since the call settled.
+    }
+  };
 
   return {
     actors: { checkPermission, executeTool },
@@ -60,7 +106,11 @@ export function createToolCallImplementations(lookup: (sessionId: string) => Ses
       recordSettled: ({ context }: { context: ToolCallContext }) => {
         const session = lookup(context.sessionId);
         const r = context.result!;
-        session.observe([owner(session, { type: 'tool.settled', data: { callId: context.callId, status: r.status, output: r.output, truncated: r.truncated } })]);
+        const checkpoint = session.deps.toolServices?.checkpoints?.take(context.callId);
+        session.observe([
+          ...(checkpoint ? [owner(session, { type: 'checkpoint.recorded', data: checkpoint })] : []),
+          owner(session, { type: 'tool.settled', data: { callId: context.callId, status: r.status, output: r.output, truncated: r.truncated } }),
+        ]);
       },
     },
   };

@@ -111,6 +111,8 @@ export async function main(argv: string[]): Promise<number> {
     .command('fork')
     .argument('<id>', 'session id (or a unique prefix)')
     .requiredOption('--at <seq>', 'the last seq of ID to keep')
+    .option('--restore-files', 'also put the files of the session directory (shared by ID and the fork) back to their state at SEQ, undoing every change recorded after it; refused, naming the files, if one changed since')
+    .option('--partial', 'with --restore-files: restore what was captured and skip files whose content was not')
     .option('--json', 'print the result as one JSON object')
     .description('make a new session whose history is ID\'s up to SEQ (an activity open there is settled abandoned)')
     .action(async (id: string, opts) => set(await (await import('./commands/fork.js')).sessionFork(id, opts)));
@@ -146,6 +148,30 @@ export async function main(argv: string[]): Promise<number> {
       const url = server(cmd);
       set(await (url ? (await remote()).remoteTail(url, id, opts) : (await import('./commands/tail.js')).tailCommand(id, opts)));
     });
+
+  program
+    .command('diff')
+    .description('show what an activity of session ID changed in files (default: the last activity with changes not undone), as unified diffs')
+    .argument('<id>', 'session id (or a unique prefix)')
+    .option('--activity <activity>', 'the activity to show (id or unique prefix)')
+    .option('--all', 'the whole session: every recorded change from its first checkpoint to now')
+    .option('--json', 'print the report as one JSON object')
+    .addHelpText('after', '\nCreated, deleted and binary files are summarised; changes the checkpoints did not capture (bash scans past their bounds, background jobs) are named.')
+    .action(async (id: string, opts) => set(await (await import('./commands/checkpoints.js')).diffCommand(id, opts)));
+
+  program
+    .command('undo')
+    .description('put the files an activity of session ID changed back as they were before it (default: the last activity with changes not undone)')
+    .argument('<id>', 'session id (or a unique prefix)')
+    .option('--activity <activity>', 'the activity to undo (id or unique prefix)')
+    .option('--partial', 'restore the files that were captured and skip those that were not (an incomplete checkpoint is refused otherwise)')
+    .option('--json', 'print the result as one JSON object')
+    .addHelpText(
+      'after',
+      '\nRefused, naming the files, when a file changed since the activity (by you, or by a later activity: undo that one first); nothing is restored then.\n' +
+        'Exit codes: 0 restored; 1 refused (files changed since, incomplete checkpoint, session busy or owned elsewhere); 2 nothing to undo.',
+    )
+    .action(async (id: string, opts) => set(await (await import('./commands/checkpoints.js')).undoCommand(id, opts)));
 
   program
     .command('inspect')

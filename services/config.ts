@@ -35,6 +35,9 @@ import {
   CONFIG_RECOVERY_RETRY_BUDGET_MAX,
   RECOVERY_RETRY_BUDGET_DEFAULT,
   CONFIG_RETENTION_DAYS_MAX,
+  CHECKPOINT_RETENTION_DAYS_DEFAULT,
+  CHECKPOINT_STORE_BYTES_DEFAULT,
+  CONFIG_CHECKPOINT_STORE_BYTES_MAX,
 } from '../core/limits.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
 
@@ -92,6 +95,18 @@ const openaiProviderSchema = z.strictObject({
   idempotent: z.boolean().optional(),
 });
 
+/**
+ * `checkpoints`: whether tool calls keep the prior content of the files they change (`enabled`),
+ * whether bash commands are scanned for changes (`bash`), and (global file only) how long kept
+ * content lives: `retentionDays` and `maxBytes` for `loom db prune` and the periodic retention.
+ */
+const checkpointsConfigSchema = z.strictObject({
+  enabled: z.boolean().optional(),
+  bash: z.boolean().optional(),
+  retentionDays: z.number().positive().max(CONFIG_RETENTION_DAYS_MAX).optional(),
+  maxBytes: z.number().int().positive().max(CONFIG_CHECKPOINT_STORE_BYTES_MAX).optional(),
+});
+
 /** Version 1, the current version. */
 export const configV1Schema = z.strictObject({
   /** Editors use it for completion; Loom ignores it. */
@@ -139,6 +154,8 @@ export const configV1Schema = z.strictObject({
       toolOutputDays: z.number().positive().max(CONFIG_RETENTION_DAYS_MAX).optional(),
     })
     .optional(),
+  /** File checkpoints (issue 9): prior content of files tools change, for `loom diff` and `loom undo`. */
+  checkpoints: checkpointsConfigSchema.optional(),
 });
 
 export type ConfigV1 = z.infer<typeof configV1Schema>;
@@ -163,6 +180,7 @@ export interface ResolvedConfig {
   jobs: { deliver: 'queue' | 'steer'; onRestart: 'reattach' | 'kill' };
   /** Unset: nothing is removed by age. */
   retention?: { sessionsDays?: number; toolOutputDays?: number };
+  checkpoints: { enabled: boolean; bash: boolean; retentionDays: number; maxBytes: number };
 }
 
 // ---- migrations --------------------------------------------------------------------------------
@@ -392,6 +410,12 @@ export function resolveConfig(config: ConfigV1): ResolvedConfig {
       onRestart: config.jobs?.onRestart ?? 'reattach',
     },
     ...(config.retention === undefined ? {} : { retention: { ...config.retention } }),
+    checkpoints: {
+      enabled: config.checkpoints?.enabled ?? true,
+      bash: config.checkpoints?.bash ?? true,
+      retentionDays: config.checkpoints?.retentionDays ?? CHECKPOINT_RETENTION_DAYS_DEFAULT,
+      maxBytes: config.checkpoints?.maxBytes ?? CHECKPOINT_STORE_BYTES_DEFAULT,
+    },
   };
 }
 
@@ -437,6 +461,13 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
     if (file !== files[0] && config.retention !== undefined) {
       // Retention removes sessions of every directory: one project must not decide it for all.
       throw new ConfigError(file, 'may not be set in a project config (it removes sessions of every directory); set it in $LOOM_HOME/config.jsonc', { field: 'retention' });
+    }
+    if (file !== files[0]) {
+      // Kept content is shared by every directory (content-addressed): its retention is global.
+      for (const key of ['retentionDays', 'maxBytes'] as const) {
+        if (config.checkpoints?.[key] === undefined) continue;
+        throw new ConfigError(file, 'may not be set in a project config (checkpoint storage is shared by every directory); set it in $LOOM_HOME/config.jsonc', { field: `checkpoints.${key}` });
+      }
     }
     merged = mergeConfigs(merged, config);
     sources.push(file);

@@ -7,6 +7,7 @@ import { createProviderResolver } from '../llm/resolve.js';
 import { Store, type AppendRequest } from '../store/index.js';
 import type { EventData, EventType, eventDefinitions } from '../store/schemas.js';
 import { createDefaultRegistry } from '../tools/builtin/index.js';
+import { FileCheckpoints } from '../tools/checkpoints/service.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { testToolsFromEnv } from '../tools/testing/probe.js';
 import { loadConfig, type ResolvedConfig } from './config.js';
@@ -28,6 +29,8 @@ export interface LoomRuntime {
   tools: ToolRegistry;
   /** Set when a NATS URL was given: the transport, outbox and owner mirror. */
   nats?: NatsServices;
+  /** File checkpoints (tools/checkpoints): every session's tools keep prior file content through it. */
+  checkpoints: FileCheckpoints;
   /**
    * The config in force for a session directory (global file merged with the directory's own),
    * loaded once per directory. A file that fails to load rejects (naming file and key); the next
@@ -84,6 +87,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
   };
 
   const tools = createDefaultRegistry();
+  const checkpoints = new FileCheckpoints(home);
   for (const tool of testToolsFromEnv(env)) tools.register(tool);
 
   // Tools added or removed while the process runs (plugins, MCP servers) are system events, so
@@ -113,6 +117,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
         resolveProvider: createProviderResolver(config, env),
         askPermission: options.asker,
         systemPrompt: options.systemPrompt?.(session.location, new Date(store.clock.now())),
+        toolServices: { checkpoints },
       };
     },
   });
@@ -124,6 +129,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     coordinator,
     tools,
     nats,
+    checkpoints,
     configFor,
     loadedConfig: (location) => loaded.get(location),
     async signal(kind, sessionId) {

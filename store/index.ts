@@ -11,3 +11,4 @@ export * from './remove.js';
 export * from './exchange.js';
 export * from './maintenance.js';
 export * from './outbox.js';
+export * from './checkpoints.js';
