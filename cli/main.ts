@@ -259,10 +259,14 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the sizes as one JSON object')
     .action(async (opts) => set(await (await import('./commands/db.js')).dbVacuum(opts)));
   db.command('prune')
-    .description('apply retention once: remove sessions idle longer than retention.sessionsDays and saved outputs older than retention.toolOutputDays')
+    .description(
+      'apply retention once: remove sessions idle longer than retention.sessionsDays, saved outputs older than retention.toolOutputDays, ' +
+        'and checkpoint content older than checkpoints.retentionDays (default 30) or past checkpoints.maxBytes (default 2 GiB), oldest first',
+    )
     .option('--dry-run', 'only list what would be removed')
     .option('--sessions-days <days>', 'instead of config retention.sessionsDays')
     .option('--tool-output-days <days>', 'instead of config retention.toolOutputDays')
+    .option('--checkpoints-days <days>', 'instead of config checkpoints.retentionDays')
     .option('--json', 'print the report as one JSON object')
     .action(async (opts) => set(await (await import('./commands/db.js')).dbPrune(opts)));
 

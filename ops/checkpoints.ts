@@ -156,10 +156,11 @@ export async function diffSession(store: Store, blobs: BlobStore, sessionId: str
 
 /** An activity of the session by id or unique prefix. */
 export function resolveActivity(store: Store, sessionId: string, idOrPrefix: string): string {
-  const matches = store.queries.activities(sessionId).filter((a) => a.activityId === idOrPrefix || a.activityId.startsWith(idOrPrefix));
-  const exact = matches.find((a) => a.activityId === idOrPrefix);
-  if (exact) return exact.activityId;
-  if (matches.length === 1) return matches[0]!.activityId;
+  const ids = new Set(store.queries.activities(sessionId).map((a) => a.activityId));
+  for (const r of store.queries.checkpoints.records(sessionId)) if (r.activityId !== null) ids.add(r.activityId);
+  if (ids.has(idOrPrefix)) return idOrPrefix;
+  const matches = [...ids].filter((id) => id.startsWith(idOrPrefix));
+  if (matches.length === 1) return matches[0]!;
   if (matches.length === 0) throw new CheckpointTargetError(`session ${sessionId} has no activity "${idOrPrefix}" (see loom tail ${sessionId})`);
   throw new CheckpointTargetError(`"${idOrPrefix}" matches ${matches.length} activities of session ${sessionId}; give more of the id`);
 }
