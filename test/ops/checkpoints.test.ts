@@ -225,6 +225,26 @@ describe('file checkpoints - diff and undo', () => {
     expect(renderDiff(report)).toContain('# modified img.bin: binary file (3 bytes → 5 bytes)');
   });
 
+  it('checkpoints - a bash call cancelled while its command runs: the settlement is recorded at once, its changes right after it', async () => {
+    const { h, checkpoints, file } = await checkpointed([call('bash', { command: 'echo partial > p.txt; sleep 20' }), { text: 'never' }]);
+    h.admit('steer', 'start something long');
+    const run = h.run();
+    const started = await h.waitFor((e) => e.type === 'tool.started');
+    while (!existsSync(file('p.txt'))) await new Promise((r) => setTimeout(r, 20));
+    const activityId = of(h.events(), 'activity.opened')[0]!.data.activityId;
+    h.store.append({ sessionId: h.sessionId, type: 'cancel.requested', data: { activityId } });
+    h.coordinator.get(h.sessionId)!.catchUp();
+    await run;
+    const late = await h.waitFor((e) => e.type === 'checkpoint.recorded');
+    const settled = of(h.events(), 'tool.settled')[0]!;
+    expect(settled.data.status).toBe('interrupted');
+    expect(late.seq).toBeGreaterThan(settled.seq);
+    expect(late.seq).toBeGreaterThan(started.seq);
+    expect((late.data as { files: unknown[] }).files).toEqual([{ path: 'p.txt', before: null, after: expect.any(String) }]);
+    const report = await diffSession(h.store, checkpoints.blobs, h.sessionId);
+    expect(report.files.map((f) => [f.path, f.status])).toEqual([['p.txt', 'created']]);
+  });
+
   it('checkpoints - config checkpoints.enabled false records nothing; a background bash job is named as not captured', async () => {
     const off = await checkpointed([call('write', { path: 'x.txt', content: 'x' }), { text: 'done' }], {}, { ...allow, checkpoints: { enabled: false } });
     await off.activity('write x');

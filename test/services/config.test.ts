@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ACTIVITY_RESTARTS_MAX, RECOVERY_RETRY_BUDGET_DEFAULT } from '../../core/limits.js';
+import { ACTIVITY_RESTARTS_MAX, CHECKPOINT_RETENTION_DAYS_DEFAULT, CHECKPOINT_STORE_BYTES_DEFAULT, RECOVERY_RETRY_BUDGET_DEFAULT } from '../../core/limits.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   CONFIG_FILE_BYTES_MAX,
@@ -73,7 +73,20 @@ describe('loadConfig', () => {
       providers: {},
       recovery: { autoResume: true, retryBudget: RECOVERY_RETRY_BUDGET_DEFAULT, restartsMax: ACTIVITY_RESTARTS_MAX },
       jobs: { deliver: 'queue', onRestart: 'reattach' },
+      checkpoints: { enabled: true, bash: true, retentionDays: CHECKPOINT_RETENTION_DAYS_DEFAULT, maxBytes: CHECKPOINT_STORE_BYTES_DEFAULT },
     });
+  });
+
+  it('loadConfig - checkpoints: a project may turn them off; their storage limits are global only', async () => {
+    writeProject(`{ "version": 1, "checkpoints": { "enabled": false, "bash": false } }`);
+    expect((await loadConfig({ home, location })).config.checkpoints).toMatchObject({ enabled: false, bash: false });
+    writeProject(`{ "version": 1, "checkpoints": { "maxBytes": 1000 } }`);
+    const error = await loadConfig({ home, location }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).field).toBe('checkpoints.maxBytes');
+    expect((error as Error).message).toMatch(/may not be set in a project config/);
+    writeProject(`{ "version": 1, "checkpoints": { "retentionDays": -1 } }`);
+    expect(((await loadConfig({ home, location }).catch((e: unknown) => e)) as ConfigError).field).toBe('checkpoints.retentionDays');
   });
 
   it('loadConfig - reads the background-job settings and refuses a value they do not have', async () => {
