@@ -46,7 +46,8 @@ export function compose(records: readonly CheckpointRow[]): FileChange[] {
       }
     }
   }
-  return [...files.values()].filter((f) => !sameState(f.before, f.after) || isUncaptured(f.before) || isUncaptured(f.after)).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  // `sameState` is false for an uncaptured state, so a file whose content was not captured always shows.
+  return [...files.values()].filter((f) => !sameState(f.before, f.after)).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 /** Why a set of records does not tell the whole story (one line per distinct reason). */
@@ -118,7 +119,9 @@ export interface DiffFile {
 
 export interface DiffReport {
   sessionId: string;
-  /** The activity shown; null for the whole session. */
+  /** `activity`: one activity (`activityId`, null when none has changes left); `session`: the whole session. */
+  scope: 'activity' | 'session';
+  /** The activity shown; null for the whole session, or when no activity has changes that are not undone. */
   activityId: string | null;
   /** Seq of the undo that put this activity's changes back, if one did. */
   undoneSeq: number | null;
@@ -141,12 +144,13 @@ export interface DiffOptions {
 export async function diffSession(store: Store, blobs: BlobStore, sessionId: string, options: DiffOptions = {}): Promise<DiffReport> {
   if (!store.queries.session(sessionId)) throw new SessionNotFoundError(sessionId);
   const records = store.queries.checkpoints.records(sessionId);
-  if (options.all) return { sessionId, activityId: null, undoneSeq: null, files: await describe(blobs, compose(records)), notes: notesOf(records) };
+  if (options.all) return { sessionId, scope: 'session', activityId: null, undoneSeq: null, files: await describe(blobs, compose(records)), notes: notesOf(records) };
   const activityId = options.activity !== undefined ? resolveActivity(store, sessionId, options.activity) : store.queries.checkpoints.lastChangedActivity(sessionId);
-  if (activityId === null) return { sessionId, activityId: null, undoneSeq: null, files: [], notes: [] };
+  if (activityId === null) return { sessionId, scope: 'activity', activityId: null, undoneSeq: null, files: [], notes: [] };
   const own = records.filter((r) => r.kind === 'change' && r.activityId === activityId);
   return {
     sessionId,
+    scope: 'activity',
     activityId,
     undoneSeq: own.find((r) => r.undoneSeq !== null)?.undoneSeq ?? null,
     files: await describe(blobs, compose(own)),
@@ -221,11 +225,12 @@ function textOf(bytes: Buffer | undefined): string | undefined {
 
 /** The report as text: one block per file (a unified diff, or a line saying what changed) and the notes. */
 export function renderDiff(report: DiffReport): string {
-  const scope = report.activityId === null ? `session ${report.sessionId}` : `activity ${report.activityId}`;
+  const scope = report.scope === 'session' ? `session ${report.sessionId}` : `activity ${report.activityId}`;
   const lines: string[] = [];
-  if (report.files.length === 0 && report.notes.length === 0) {
-    return report.activityId === null && report.undoneSeq === null ? `no file changes recorded in ${scope}\n` : `${scope} changed no files\n`;
+  if (report.scope === 'activity' && report.activityId === null) {
+    return `no activity of session ${report.sessionId} has file changes that are not undone (loom diff ${report.sessionId} --all shows the whole session)\n`;
   }
+  if (report.files.length === 0 && report.notes.length === 0) return `${scope}: no net file changes\n`;
   const undone = report.undoneSeq !== null ? ` (undone at seq ${report.undoneSeq})` : '';
   lines.push(`# ${scope}${undone}: ${report.files.length} file${report.files.length === 1 ? '' : 's'} changed`);
   for (const f of report.files) {

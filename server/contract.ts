@@ -232,6 +232,7 @@ export const DiffQuery = z.object({
 export const DiffReport = z
   .object({
     sessionId: z.string(),
+    scope: z.enum(['activity', 'session']),
     activityId: z.string().nullable(),
     undoneSeq: z.number().int().nullable(),
     files: z.array(

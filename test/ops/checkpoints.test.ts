@@ -131,7 +131,9 @@ describe('file checkpoints - diff and undo', () => {
     await expect(undoActivity(h.store, checkpoints.blobs, h.sessionId, { activity: a2 })).rejects.toThrow(/was undone already/);
     expect((await diffSession(h.store, checkpoints.blobs, h.sessionId, { activity: a1 })).undoneSeq).toBe(restored[2]!.seq);
     // Over the whole session, every change was put back.
-    expect((await diffSession(h.store, checkpoints.blobs, h.sessionId, { all: true })).files).toEqual([]);
+    const net = await diffSession(h.store, checkpoints.blobs, h.sessionId, { all: true });
+    expect(net.files).toEqual([]);
+    expect(renderDiff(net)).toBe(`session ${h.sessionId}: no net file changes\n`);
     // The projection is a pure function of the log.
     const before = h.store.queries.checkpoints.records(h.sessionId);
     h.store.rebuildProjections();
@@ -249,7 +251,7 @@ describe('file checkpoints - diff and undo', () => {
     const off = await checkpointed([call('write', { path: 'x.txt', content: 'x' }), { text: 'done' }], {}, { ...allow, checkpoints: { enabled: false } });
     await off.activity('write x');
     expect(of(off.h.events(), 'checkpoint.recorded')).toHaveLength(0);
-    expect(renderDiff(await diffSession(off.h.store, off.checkpoints.blobs, off.h.sessionId))).toMatch(/no file changes recorded/);
+    expect(renderDiff(await diffSession(off.h.store, off.checkpoints.blobs, off.h.sessionId))).toMatch(/no activity of session .* has file changes that are not undone/);
 
     const bg = await checkpointed([call('bash', { command: 'true', background: true }), { text: 'started' }, { text: 'job done' }]);
     await bg.activity('in the background');

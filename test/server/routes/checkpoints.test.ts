@@ -31,7 +31,7 @@ describe('GET /sessions/:id/diff', () => {
     ]);
     expect(report.notes).toEqual([]);
     const all = await client.diff(session.sessionId, { all: true });
-    expect(all).toMatchObject({ activityId: null, files: [{ path: 'hello.txt', status: 'created' }] });
+    expect(all).toMatchObject({ scope: 'session', activityId: null, files: [{ path: 'hello.txt', status: 'created' }] });
     const byPrefix = await client.diff(session.sessionId, { activity: report.activityId!.slice(0, 10) });
     expect(byPrefix.activityId).toBe(report.activityId);
 
