@@ -1,7 +1,8 @@
 import { fromPromise } from 'xstate';
 import type { PermissionVerdict, ToolCallContext, ToolCallResult } from '../machines/toolCall.machine.js';
 import { decidePermission } from './permission.js';
-import type { CallCheckpoint } from '../tools/types.js';
+import { validateForWrite } from '../store/schemas.js';
+import type { CallCheckpoint, CheckpointRecord } from '../tools/types.js';
 import type { SessionActor } from './session.js';
 
 export type { PermissionAnswer, PermissionAsk, PermissionAsker } from './permission.js';
@@ -91,7 +92,7 @@ export function createToolCallImplementations(lookup: (sessionId: string) => Ses
       return; // reading after-states failed (the location vanished): nothing reliable to record
     }
     if (!signal.aborted) return;
-    const record = service.take(callId);
+    const record = validRecord(service.take(callId));
     if (!record) return;
     try {
       session.observe([owner(session, { type: 'checkpoint.recorded', data: record })]);
@@ -106,7 +107,7 @@ export function createToolCallImplementations(lookup: (sessionId: string) => Ses
       recordSettled: ({ context }: { context: ToolCallContext }) => {
         const session = lookup(context.sessionId);
         const r = context.result!;
-        const checkpoint = session.deps.toolServices?.checkpoints?.take(context.callId);
+        const checkpoint = validRecord(session.deps.toolServices?.checkpoints?.take(context.callId));
         session.observe([
           ...(checkpoint ? [owner(session, { type: 'checkpoint.recorded', data: checkpoint })] : []),
           owner(session, { type: 'tool.settled', data: { callId: context.callId, status: r.status, output: r.output, truncated: r.truncated } }),
@@ -114,6 +115,21 @@ export function createToolCallImplementations(lookup: (sessionId: string) => Ses
       },
     },
   };
+}
+
+/**
+ * The record if it is a valid `checkpoint.recorded` event, else undefined: a record that cannot be
+ * stored must never keep the call's settlement from being stored with it.
+ */
+function validRecord(record: CheckpointRecord | undefined): CheckpointRecord | undefined {
+  if (!record) return undefined;
+  try {
+    validateForWrite('checkpoint.recorded', record);
+    return record;
+  } catch (error) {
+    if (process.env.LOOM_DEBUG) process.stderr.write(`loom: checkpoint of ${record.callId} not recorded: ${(error as Error).message}\n`);
+    return undefined;
+  }
 }
 
 function parseArguments(text: string): { ok: true; value: unknown } | { ok: false; error: string } {

@@ -732,6 +732,13 @@ export const CHECKPOINT_SCAN_CACHE_LOCATIONS_MAX = 16;
 /** Files recorded in one `checkpoint.recorded` event; a command that changed more is recorded incomplete. */
 export const CHECKPOINT_EVENT_FILES_MAX = 2_000;
 
+/**
+ * Bytes of the file list of one `checkpoint.recorded` or `checkpoint.restored` event (as JSON),
+ * well under EVENT_DATA_BYTES_MAX: files past it are counted as omitted (a record) or the restore
+ * is refused as too large for one step.
+ */
+export const CHECKPOINT_EVENT_BYTES_MAX = 1024 * 1024; // 1 MiB
+
 /** Characters of a path in a checkpoint (longer paths are not recorded; PATH_MAX is 4096 bytes). */
 export const CHECKPOINT_PATH_CHARS_MAX = 4_096;
 

@@ -17,6 +17,7 @@ import { ownerProcessGone } from '../core/liveness.js';
 import { SessionNotFoundError, StoreError, type CheckpointFileState, type CheckpointRow, type Lease, type Store } from '../store/index.js';
 import type { BlobStore } from '../tools/checkpoints/blobs.js';
 import { readFileState, sameState } from '../tools/checkpoints/files.js';
+import { withinEventBounds } from '../tools/checkpoints/service.js';
 import { restoreFiles, type RestoreStep } from '../tools/checkpoints/restore.js';
 
 // ---- composing records ------------------------------------------------------------------------
@@ -307,6 +308,8 @@ async function plan(location: string, blobs: BlobStore, targets: Target[], what:
     restored.push({ path: t.path, from: t.expect, to: t.to });
   }
   if (conflicts.length > 0) throw new CheckpointConflictError(what, conflicts);
+  const all = [...restored, ...gaps];
+  if (withinEventBounds(all).length < all.length) throw new CheckpointTargetError(`${what}: ${all.length} files are more than one restore records (CHECKPOINT_EVENT_FILES_MAX, CHECKPOINT_EVENT_BYTES_MAX)`);
   if (gaps.length > 0 && !options.partial) throw new CheckpointIncompleteError(what, gaps, options.notes, '; --partial restores the files that were captured');
   if (!options.partial && options.notes.length > 0) throw new CheckpointIncompleteError(what, [], options.notes, '; --partial restores the files that were captured');
   return { steps, restored, skipped: gaps };

@@ -5,7 +5,8 @@ import { undoActivity } from '../../ops/checkpoints.js';
 import { BlobStore, hashBytes } from '../../tools/checkpoints/blobs.js';
 import { IgnoreRules } from '../../tools/checkpoints/ignore.js';
 import { restoreFiles } from '../../tools/checkpoints/restore.js';
-import { FileCheckpoints } from '../../tools/checkpoints/service.js';
+import { FileCheckpoints, withinEventBounds } from '../../tools/checkpoints/service.js';
+import { CHECKPOINT_EVENT_BYTES_MAX, CHECKPOINT_EVENT_FILES_MAX } from '../../core/limits.js';
 import { PathOutsideLocationError } from '../../tools/errors.js';
 import type { CallCheckpoint, PriorFile } from '../../tools/types.js';
 import { tempDir, tempStore } from '../helpers.js';
@@ -78,6 +79,17 @@ describe('file checkpoints - what the tools report', () => {
     expect(service.take('call_twice')).toEqual({ activityId: 'act_1', callId: 'call_twice', tool: 'write', files: [{ path: 'x.txt', before: null, after: hashBytes(Buffer.from('now')) }] });
     expect(service.take('call_twice')).toBeUndefined(); // handed over once
     expect((await service.blobs.read(hashBytes(Buffer.from('now')), 100))?.toString()).toBe('now');
+  });
+});
+
+describe('file checkpoints - event bounds', () => {
+  it('withinEventBounds - keeps the first files that fit one event, by count and by bytes', () => {
+    const many = Array.from({ length: CHECKPOINT_EVENT_FILES_MAX + 5 }, (_, i) => ({ path: `f${i}`, before: null, after: null }));
+    expect(withinEventBounds(many)).toHaveLength(CHECKPOINT_EVENT_FILES_MAX);
+    const long = Array.from({ length: 1_000 }, (_, i) => ({ path: `${'d/'.repeat(1_000)}${i}`, before: null, after: null }));
+    const kept = withinEventBounds(long);
+    expect(kept.length).toBeLessThan(long.length);
+    expect(Buffer.byteLength(JSON.stringify(kept))).toBeLessThanOrEqual(CHECKPOINT_EVENT_BYTES_MAX);
   });
 });
 

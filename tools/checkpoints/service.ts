@@ -15,6 +15,7 @@
  *    appended right after, by the tool call's child.
  */
 import {
+  CHECKPOINT_EVENT_BYTES_MAX,
   CHECKPOINT_EVENT_FILES_MAX,
   CHECKPOINT_FILE_BYTES_MAX,
   CHECKPOINT_LATE_WAIT_MS,
@@ -227,9 +228,9 @@ class CallRecorder implements CallCheckpoint {
     }
     if (files.length === 0 && this.reasons.size === 0) return undefined;
     files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    const kept = files.slice(0, CHECKPOINT_EVENT_FILES_MAX);
+    const kept = withinEventBounds(files);
     const omitted = files.length - kept.length;
-    if (omitted > 0) this.incomplete(`${omitted} more changed files were not recorded (at most ${CHECKPOINT_EVENT_FILES_MAX} per call)`);
+    if (omitted > 0) this.incomplete(`${omitted} more changed files were not recorded (at most ${CHECKPOINT_EVENT_FILES_MAX} files and ${CHECKPOINT_EVENT_BYTES_MAX} bytes per call)`);
     const reason = [...this.reasons].join('; ');
     return {
       activityId: this.call.activityId,
@@ -240,6 +241,18 @@ class CallRecorder implements CallCheckpoint {
       ...(omitted > 0 ? { omittedFiles: omitted } : {}),
     };
   }
+}
+
+/** The first files that fit one event: CHECKPOINT_EVENT_FILES_MAX of them, CHECKPOINT_EVENT_BYTES_MAX of JSON. */
+export function withinEventBounds<T>(files: readonly T[]): T[] {
+  const out: T[] = [];
+  let bytes = 0;
+  for (const f of files) {
+    bytes += Buffer.byteLength(JSON.stringify(f)) + 1;
+    if (out.length >= CHECKPOINT_EVENT_FILES_MAX || bytes > CHECKPOINT_EVENT_BYTES_MAX) break;
+    out.push(f);
+  }
+  return out;
 }
 
 /** Reasons come from error messages: kept within the event schema's bound. */
