@@ -281,7 +281,13 @@ interface Plan {
  * CheckpointConflictError (files changed since; `explain` names who changed each) or
  * CheckpointIncompleteError (content not captured or no longer kept, unless `partial`).
  */
-async function plan(location: string, blobs: BlobStore, targets: Target[], what: string, options: { partial: boolean; notes: string[]; explain: (path: string) => string }): Promise<Plan> {
+async function plan(
+  location: string,
+  blobs: BlobStore,
+  targets: Target[],
+  what: string,
+  options: { partial: boolean; notes: string[]; explain: (path: string, now: CheckpointFileState) => string },
+): Promise<Plan> {
   const conflicts: { path: string; reason: string }[] = [];
   const gaps: { path: string; reason: string }[] = [];
   const steps: RestoreStep[] = [];
@@ -297,7 +303,7 @@ async function plan(location: string, blobs: BlobStore, targets: Target[], what:
     }
     const now = await readFileState(location, t.path, { maxBytes: CHECKPOINT_FILE_BYTES_MAX });
     if (!sameState(now.state, t.expect)) {
-      conflicts.push({ path: t.path, reason: `${describeNow(now.state, t.expect)}; ${options.explain(t.path)}` });
+      conflicts.push({ path: t.path, reason: `${describeNow(now.state, t.expect)}; ${options.explain(t.path, now.state)}` });
       continue;
     }
     if (t.to !== null && !(await blobs.has(t.to))) {
@@ -322,14 +328,19 @@ function describeNow(now: CheckpointFileState, expect: CheckpointFileState): str
   return 'its content changed since';
 }
 
-/** Which later record changed `path` after `afterSeq`, in words. */
-function explainer(records: readonly CheckpointRow[], afterSeq: number): (path: string) => string {
-  return (path) => {
+/**
+ * Who changed `path` after `afterSeq`, in words: the last later record that touched it, when it
+ * left the file as it is now; otherwise someone outside Loom.
+ */
+function explainer(records: readonly CheckpointRow[], afterSeq: number): (path: string, now: CheckpointFileState) => string {
+  const outside = 'changed outside Loom (by you or another program)';
+  return (path, now) => {
     const later = records.filter((r) => r.seq > afterSeq && r.files.some((f) => f.path === path)).at(-1);
-    if (!later) return 'changed outside Loom (by you or another program)';
-    if (later.kind === 'restore') return `restored at seq ${later.seq} by ${later.activityId ? `the undo of activity ${later.activityId}` : 'a fork restore'}`;
-    if (later.undoneSeq !== null) return 'changed outside Loom (by you or another program)';
-    return `changed by activity ${later.activityId} at seq ${later.seq} (undo that activity first)`;
+    if (!later) return outside;
+    const left = later.files.find((f) => f.path === path)!.after;
+    const by = later.kind === 'restore' ? `restored at seq ${later.seq} by ${later.activityId ? `the undo of activity ${later.activityId}` : 'a fork restore'}` : `changed by activity ${later.activityId} at seq ${later.seq}`;
+    if (!sameState(left, now)) return `${by}, and since then ${outside}`;
+    return later.kind === 'restore' ? by : `${by} (undo that activity first)`;
   };
 }
 
