@@ -39,13 +39,19 @@ export const writeTool: Tool<WriteInput> = {
     const parent = path.dirname(resolveInside(ctx.location, input.path));
     await mkdirConfined(ctx.location, parent);
     ctx.signal.throwIfAborted();
-    const keeping = ctx.checkpoint !== undefined;
-    const { file, created, truncated } = await openForWrite(ctx.location, input.path, keeping);
+    const { file, created, truncated } = await openForWrite(ctx.location, input.path, ctx.checkpoint !== undefined);
     try {
       const stat = await file.handle.stat();
       if (!stat.isFile()) throw new NotAFileError(input.path, 'special file', 'write only writes regular files');
       // The prior content is read through the handle that writes, so nothing can slip in between.
-      if (ctx.checkpoint) await ctx.checkpoint.keepBefore(file.realPath, created ? null : truncated ? { uncaptured: 'it could not be read (write-only)', mode: stat.mode & 0o7777 } : await readPrior(file.handle, stat.size, stat.mode));
+      if (ctx.checkpoint) {
+        const prior: PriorFile = created
+          ? null
+          : truncated
+            ? { uncaptured: 'it could not be read (write-only)', mode: stat.mode & 0o7777 }
+            : await readPrior(file.handle, stat.size, stat.mode);
+        await ctx.checkpoint.keepBefore(file.realPath, prior);
+      }
       if (!created && !truncated) await file.handle.truncate(0);
       await writeAll(file.handle, bytes);
     } finally {
