@@ -5,6 +5,8 @@ import type { HookContext } from '../services/hooks.js';
 import { evaluatePermission } from '../tools/permission.js';
 import { truncateOutput } from '../tools/registry.js';
 import { decidePermission } from './permission.js';
+import { validateForWrite } from '../store/schemas.js';
+import type { CallCheckpoint, CheckpointRecord } from '../tools/types.js';
 import type { SessionActor } from './session.js';
 
 export type { PermissionAnswer, PermissionAsk, PermissionAsker } from './permission.js';
@@ -66,19 +68,64 @@ export function createToolCallImplementations(lookup: (sessionId: string) => Ses
   /** Runs the call through the registry (validation, timeout, output bounds); a failure is an `error` result. */
   const runTool = async (session: SessionActor, input: ToolCallContext, value: unknown, signal: AbortSignal): Promise<ToolCallResult> => {
     const { tools } = session.deps;
+    const services = session.deps.toolServices ?? {};
+    const checkpoint = beginCheckpoint(session, input, signal);
+    let result: ToolCallResult;
     try {
-      const result = await tools.execute(input.tool, value, {
+      const r = await tools.execute(input.tool, value, {
         sessionId: session.sessionId,
         activityId: input.activityId,
         callId: input.callId,
         location: session.location,
         home: session.deps.home,
         signal,
-        services: session.deps.toolServices ?? {},
+        services,
+        ...(checkpoint ? { checkpoint } : {}),
       });
-      return { status: 'ok', output: result.output, truncated: result.truncated };
+      result = { status: 'ok', output: r.output, truncated: r.truncated };
     } catch (error) {
-      return { status: 'error', output: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
+      result = { status: 'error', output: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
+    }
+    if (checkpoint) await finishCheckpoint(session, input.callId, checkpoint, signal);
+    return result;
+  };
+
+  /** The call's file checkpoint (tools/checkpoints), unless the session's config turns them off. */
+  const beginCheckpoint = (session: SessionActor, input: ToolCallContext, signal: AbortSignal): CallCheckpoint | undefined => {
+    const service = session.deps.toolServices?.checkpoints;
+    const config = session.deps.config.checkpoints;
+    if (!service || config?.enabled === false) return undefined;
+    return service.begin({
+      sessionId: session.sessionId,
+      activityId: input.activityId,
+      callId: input.callId,
+      tool: input.tool,
+      location: session.location,
+      signal,
+      bash: config?.bash !== false,
+    });
+  };
+
+  /**
+   * Makes the call's checkpoint ready for its settlement (`recordSettled` takes it and appends it
+   * in the same transaction as `tool.settled`). A call already settled meanwhile (cancelled or
+   * timed out while its tool ran: this child's signal is aborted) gets it appended now, on its own;
+   * if the session is no longer owned here, it is lost (its blobs expire with retention).
+   */
+  const finishCheckpoint = async (session: SessionActor, callId: string, checkpoint: CallCheckpoint, signal: AbortSignal): Promise<void> => {
+    const service = session.deps.toolServices!.checkpoints!;
+    try {
+      await service.finish(checkpoint);
+    } catch {
+      return; // reading after-states failed (the location vanished): nothing reliable to record
+    }
+    if (!signal.aborted) return;
+    const record = validRecord(service.take(callId));
+    if (!record) return;
+    try {
+      session.observe([owner(session, { type: 'checkpoint.recorded', data: record })]);
+    } catch {
+      // The session stopped or lost its lease since the call settled.
     }
   };
 
@@ -88,10 +135,29 @@ export function createToolCallImplementations(lookup: (sessionId: string) => Ses
       recordSettled: ({ context }: { context: ToolCallContext }) => {
         const session = lookup(context.sessionId);
         const r = context.result!;
-        session.observe([owner(session, { type: 'tool.settled', data: { callId: context.callId, status: r.status, output: r.output, truncated: r.truncated } })]);
+        const checkpoint = validRecord(session.deps.toolServices?.checkpoints?.take(context.callId));
+        session.observe([
+          ...(checkpoint ? [owner(session, { type: 'checkpoint.recorded', data: checkpoint })] : []),
+          owner(session, { type: 'tool.settled', data: { callId: context.callId, status: r.status, output: r.output, truncated: r.truncated } }),
+        ]);
       },
     },
   };
+}
+
+/**
+ * The record if it is a valid `checkpoint.recorded` event, else undefined: a record that cannot be
+ * stored must never keep the call's settlement from being stored with it.
+ */
+function validRecord(record: CheckpointRecord | undefined): CheckpointRecord | undefined {
+  if (!record) return undefined;
+  try {
+    validateForWrite('checkpoint.recorded', record);
+    return record;
+  } catch (error) {
+    if (process.env.LOOM_DEBUG) process.stderr.write(`loom: checkpoint of ${record.callId} not recorded: ${(error as Error).message}\n`);
+    return undefined;
+  }
 }
 
 function parseArguments(text: string): { ok: true; value: unknown } | { ok: false; error: string } {

@@ -125,6 +125,8 @@ export async function main(argv: string[]): Promise<number> {
     .command('fork')
     .argument('<id>', 'session id (or a unique prefix)')
     .requiredOption('--at <seq>', 'the last seq of ID to keep')
+    .option('--restore-files', 'also put the files of the session directory (shared by ID and the fork) back to their state at SEQ, undoing every change recorded after it; refused, naming the files, if one changed since')
+    .option('--partial', 'with --restore-files: restore what was captured and skip files whose content was not')
     .option('--json', 'print the result as one JSON object')
     .description('make a new session whose history is ID\'s up to SEQ (an activity open there is settled abandoned)')
     .action(async (id: string, opts) => set(await (await import('./commands/fork.js')).sessionFork(id, opts)));
@@ -160,6 +162,30 @@ export async function main(argv: string[]): Promise<number> {
       const url = server(cmd);
       set(await (url ? (await remote()).remoteTail(url, id, opts) : (await import('./commands/tail.js')).tailCommand(id, opts)));
     });
+
+  program
+    .command('diff')
+    .description('show what an activity of session ID changed in files (default: the last activity with changes not undone), as unified diffs')
+    .argument('<id>', 'session id (or a unique prefix)')
+    .option('--activity <activity>', 'the activity to show (id or unique prefix)')
+    .option('--all', 'the whole session: every recorded change from its first checkpoint to now')
+    .option('--json', 'print the report as one JSON object')
+    .addHelpText('after', '\nCreated, deleted and binary files are summarised; changes the checkpoints did not capture (bash scans past their bounds, background jobs) are named.')
+    .action(async (id: string, opts) => set(await (await import('./commands/checkpoints.js')).diffCommand(id, opts)));
+
+  program
+    .command('undo')
+    .description('put the files an activity of session ID changed back as they were before it (default: the last activity with changes not undone)')
+    .argument('<id>', 'session id (or a unique prefix)')
+    .option('--activity <activity>', 'the activity to undo (id or unique prefix)')
+    .option('--partial', 'restore the files that were captured and skip those that were not (an incomplete checkpoint is refused otherwise)')
+    .option('--json', 'print the result as one JSON object')
+    .addHelpText(
+      'after',
+      '\nRefused, naming the files, when a file changed since the activity (by you, or by a later activity: undo that one first); nothing is restored then.\n' +
+        'Exit codes: 0 restored; 1 refused (files changed since, incomplete checkpoint, session busy or owned elsewhere); 2 nothing to undo.',
+    )
+    .action(async (id: string, opts) => set(await (await import('./commands/checkpoints.js')).undoCommand(id, opts)));
 
   program
     .command('inspect')
@@ -304,10 +330,14 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the sizes as one JSON object')
     .action(async (opts) => set(await (await import('./commands/db.js')).dbVacuum(opts)));
   db.command('prune')
-    .description('apply retention once: remove sessions idle longer than retention.sessionsDays and saved outputs older than retention.toolOutputDays')
+    .description(
+      'apply retention once: remove sessions idle longer than retention.sessionsDays, saved outputs older than retention.toolOutputDays, ' +
+        'and checkpoint content older than checkpoints.retentionDays (default 30) or past checkpoints.maxBytes (default 2 GiB), oldest first',
+    )
     .option('--dry-run', 'only list what would be removed')
     .option('--sessions-days <days>', 'instead of config retention.sessionsDays')
     .option('--tool-output-days <days>', 'instead of config retention.toolOutputDays')
+    .option('--checkpoints-days <days>', 'instead of config checkpoints.retentionDays')
     .option('--json', 'print the report as one JSON object')
     .action(async (opts) => set(await (await import('./commands/db.js')).dbPrune(opts)));
 

@@ -1100,3 +1100,106 @@ export const COMPACTION_RESTARTS_MAX = 3;
 
 /** Characters of a compaction failure's reason kept in `compaction.failed`. */
 export const COMPACTION_REASON_CHARS_MAX = 2_000;
+// ---- file checkpoints, diff and undo (issue 9) -------------------------------------------------
+
+/**
+ * Bytes of one file's content a checkpoint keeps (the prior content before `write`/`edit`, and the
+ * content after). As large as EDIT_FILE_BYTES_MAX so every file `edit` can change is captured
+ * exactly; a larger file is recorded as changed with its content "not captured".
+ */
+export const CHECKPOINT_FILE_BYTES_MAX = 10 * 1024 * 1024; // 10 MiB
+
+/**
+ * Entries (files and directories) the stat scan around a `bash` command visits. Past it the scan
+ * stops and the checkpoint says that the command's changes were not fully captured. Each entry
+ * costs one lstat per scan, twice per command.
+ */
+export const CHECKPOINT_SCAN_ENTRIES_MAX = 20_000;
+
+/** Directory levels the scan descends (each open level holds one descriptor). */
+export const CHECKPOINT_SCAN_DEPTH_MAX = 32;
+
+/**
+ * Bytes of file content a scan keeps before a `bash` command (the sum over the files it sees,
+ * content-addressed, so unchanged files are not written again). Past it, files are still
+ * stat-tracked (a change is seen) but their prior content is not kept: undo cannot restore them
+ * and the diff says so.
+ */
+export const CHECKPOINT_SCAN_BYTES_MAX = 64 * 1024 * 1024; // 64 MiB
+
+/**
+ * Bytes of one file whose content the bash scan keeps. Smaller than CHECKPOINT_FILE_BYTES_MAX:
+ * every scan reads new files whole, and large files in a tree are mostly assets and data.
+ */
+export const CHECKPOINT_SCAN_FILE_BYTES_MAX = 2 * 1024 * 1024; // 2 MiB
+
+/** Bytes of one `.gitignore` (or `.git/info/exclude`) file the scan reads; the rest is ignored. */
+export const CHECKPOINT_IGNORE_FILE_BYTES_MAX = 256 * 1024; // 256 KiB
+
+/** Parent directories searched for the repository root whose ignore rules also apply. */
+export const CHECKPOINT_IGNORE_ANCESTORS_MAX = 32;
+
+/**
+ * Session directories whose last scan (path → stat and content hash) a process remembers, so a
+ * command's scan reads only files that changed since. Least recently used forgotten first.
+ */
+export const CHECKPOINT_SCAN_CACHE_LOCATIONS_MAX = 16;
+
+/** Files recorded in one `checkpoint.recorded` event; a command that changed more is recorded incomplete. */
+export const CHECKPOINT_EVENT_FILES_MAX = 2_000;
+
+/**
+ * Bytes of the file list of one `checkpoint.recorded` or `checkpoint.restored` event (as JSON),
+ * well under EVENT_DATA_BYTES_MAX: files past it are counted as omitted (a record) or the restore
+ * is refused as too large for one step.
+ */
+export const CHECKPOINT_EVENT_BYTES_MAX = 1024 * 1024; // 1 MiB
+
+/** Characters of a path in a checkpoint (longer paths are not recorded; PATH_MAX is 4096 bytes). */
+export const CHECKPOINT_PATH_CHARS_MAX = 4_096;
+
+/** Characters of a reason saying why a capture is incomplete. */
+export const CHECKPOINT_REASON_CHARS_MAX = 500;
+
+/**
+ * How long recording a call's checkpoint waits for the tool itself to finish after the call was
+ * settled early (cancelled or timed out while the tool still ran): tools honour their signal, so
+ * this only covers stopping a process group (bash: PROCESS_KILL_GRACE_MS and the exit waits).
+ */
+export const CHECKPOINT_LATE_WAIT_MS = 30_000; // 30 seconds
+
+/**
+ * Finished calls whose checkpoint waits for its settlement to be recorded. Entries are taken at
+ * once by the settlement; this bounds what a session stopped in between leaves behind.
+ */
+export const CHECKPOINT_PENDING_CALLS_MAX = 1_000;
+
+/** Checkpoint records (calls and restores) one diff, undo or fork restore reads for a session. */
+export const CHECKPOINT_RECORDS_READ_MAX = 100_000;
+
+/**
+ * Time one file's unified diff may take (jsdiff's `timeout`); a pathological pair of files is then
+ * summarised by size instead of blocking the command.
+ */
+export const CHECKPOINT_DIFF_TIMEOUT_MS = 2_000; // 2 seconds
+
+/** Bytes looked at to tell a binary file (a NUL byte, or invalid UTF-8) from text. */
+export const CHECKPOINT_BINARY_SNIFF_BYTES = 8 * 1024; // 8 KiB
+
+/** Default for `checkpoints.retentionDays`: checkpoints older than this lose their kept content. */
+export const CHECKPOINT_RETENTION_DAYS_DEFAULT = 30;
+
+/** Default for `checkpoints.maxBytes`: kept content beyond this expires, oldest checkpoints first. */
+export const CHECKPOINT_STORE_BYTES_DEFAULT = 2 * 1024 * 1024 * 1024; // 2 GiB
+
+/** Largest `checkpoints.maxBytes` a config may set. */
+export const CONFIG_CHECKPOINT_STORE_BYTES_MAX = 1024 * 1024 * 1024 * 1024; // 1 TiB
+
+/**
+ * A kept blob no checkpoint refers to yet is not pruned before this age: it may belong to a scan
+ * whose command is still running (bash foreground commands last at most BASH_TIMEOUT_MAX_MS).
+ */
+export const CHECKPOINT_BLOB_GRACE_MS = 24 * 60 * 60_000; // 1 day
+
+/** Blob files one prune pass looks at; the rest wait for the next pass. */
+export const CHECKPOINT_PRUNE_BLOBS_PER_PASS_MAX = 200_000;

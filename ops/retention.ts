@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { RETENTION_FILES_PER_PASS_MAX, RETENTION_INTERVAL_MS, RETENTION_SESSIONS_PER_PASS_MAX } from '../core/limits.js';
 import { loadConfig } from '../services/config.js';
 import { SessionHasRunningJobsError, SessionOwnedError, type Store } from '../store/index.js';
+import { pruneCheckpoints, type CheckpointPruneReport, type CheckpointRetention } from './checkpointRetention.js';
 import { removeSession } from './remove.js';
 
 /**
@@ -12,11 +13,16 @@ import { removeSession } from './remove.js';
  * - `toolOutputDays`: files under `$LOOM_HOME/tool-output/` (full outputs saved by truncation) and
  *   under `$LOOM_HOME/jobs/` (background job output and exit files; never those of a job still
  *   running) not modified for longer than this are deleted.
+ * - `checkpoints` (config `checkpoints.retentionDays` and `.maxBytes`, defaults always apply):
+ *   content kept for file checkpoints expires with age and past a total size, oldest first; blobs
+ *   still referenced by unexpired checkpoints are kept (ops/checkpointRetention.ts).
  * `loom db prune [--dry-run]` runs one pass; `serve` and `worker` call `startRetention`.
  */
 export interface RetentionPolicy {
   sessionsDays?: number;
   toolOutputDays?: number;
+  /** Kept checkpoint content (config `checkpoints`; ops/checkpointRetention.ts). */
+  checkpoints?: CheckpointRetention;
 }
 
 export interface PruneReport {
@@ -31,6 +37,8 @@ export interface PruneReport {
   bytes: number;
   /** More candidates than one pass handles: the next pass continues. */
   more: boolean;
+  /** What checkpoint retention removed (or would), when the policy has `checkpoints`. */
+  checkpoints?: CheckpointPruneReport;
 }
 
 const DAY_MS = 24 * 60 * 60_000;
@@ -46,6 +54,10 @@ export async function prune(store: Store, home: string, policy: RetentionPolicy,
   const report: PruneReport = { dryRun: options.dryRun === true, sessions: [], skipped: [], files: [], bytes: 0, more: false };
   if (policy.sessionsDays !== undefined) await pruneSessions(store, home, now - policy.sessionsDays * DAY_MS, report);
   if (policy.toolOutputDays !== undefined) pruneFiles(store, home, now - policy.toolOutputDays * DAY_MS, report);
+  if (policy.checkpoints !== undefined) {
+    report.checkpoints = await pruneCheckpoints(store, home, policy.checkpoints, { now, dryRun: report.dryRun });
+    if (report.checkpoints.more) report.more = true;
+  }
   return report;
 }
 
@@ -166,7 +178,7 @@ export function startRetention(
     running = running.then(async () => {
       try {
         const p = stopped ? undefined : await policy();
-        if (stopped || !p || (p.sessionsDays === undefined && p.toolOutputDays === undefined)) return undefined;
+        if (stopped || !p || (p.sessionsDays === undefined && p.toolOutputDays === undefined && p.checkpoints === undefined)) return undefined;
         const report = await prune(store, home, p);
         options.onReport?.(report);
         return report;
@@ -195,11 +207,21 @@ export function startRetention(
  * failed. For `loom serve` and `loom worker`; call `stop()` when draining.
  */
 export function startConfiguredRetention(store: Store, home: string, log: (line: string) => void, options: { intervalMs?: number } = {}): RetentionTask {
-  return startRetention(store, home, async () => (await loadConfig({ home })).config.retention, {
+  return startRetention(
+    store,
+    home,
+    async () => {
+      const { config } = await loadConfig({ home });
+      return { ...config.retention, checkpoints: { retentionDays: config.checkpoints.retentionDays, maxBytes: config.checkpoints.maxBytes } };
+    },
+    {
     ...options,
     onReport: (r) => {
       if (r.sessions.length > 0 || r.files.length > 0) log(`retention: removed ${r.sessions.length} session(s) and ${r.files.length} file(s), ${r.bytes} bytes${r.more ? '; more at the next pass' : ''}`);
+      const c = r.checkpoints;
+      if (c && c.blobs > 0) log(`retention: removed ${c.blobs} kept checkpoint content file(s), ${c.bytes} bytes${c.expiredBefore ? `; checkpoints before ${c.expiredBefore} expired by the size bound` : ''}`);
     },
     onError: (error) => log(`retention failed: ${(error as Error)?.message ?? String(error)}`),
-  });
+    },
+  );
 }

@@ -27,6 +27,7 @@ export type Permissions = ResponseOf<'listPermissions', 200>;
 export type Revoked = ResponseOf<'revokePermission', 200>;
 export type JobList = ResponseOf<'listJobs', 200>;
 export type EventsPage = ResponseOf<'listEvents', 200>;
+export type DiffReport = ResponseOf<'getDiff', 200>;
 export type Models = ResponseOf<'models', 200>;
 export type RegisteredModel = ResponseOf<'registerModel', 201>;
 export type RemovedModel = ResponseOf<'removeModel', 200>;
@@ -126,6 +127,9 @@ export function createLoomClient(options: LoomClientOptions) {
     revokePermission: (id: string, body: BodyOf<'revokePermission'>) => call<Revoked>('POST', `/sessions/${seg(id)}/permissions/revoke`, body),
     jobs: (id: string) => call<JobList>('GET', `/sessions/${seg(id)}/jobs`),
     cancelJob: (jobId: string) => call<Accepted>('POST', `/jobs/${seg(jobId)}/cancel`),
+    /** What an activity (default: the last with changes not undone) or, with `all`, the whole session changed in files. */
+    diff: (id: string, query: { activity?: string; all?: boolean } = {}) =>
+      call<DiffReport>('GET', `/sessions/${seg(id)}/diff${queryString({ activity: query.activity, all: query.all ? 'true' : undefined })}`),
     /** One page of a session's events after `after` (paged: pass `next` back as `after`). */
     eventsPage: (id: string, query: { after?: number; limit?: number } = {}) =>
       call<EventsPage>('GET', `/sessions/${seg(id)}/events${queryString(query)}`),
@@ -155,8 +159,8 @@ export function createLoomClient(options: LoomClientOptions) {
   };
 }
 
-function queryString(query: Record<string, number | undefined>): string {
-  const parts = Object.entries(query).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
+function queryString(query: Record<string, number | string | undefined>): string {
+  const parts = Object.entries(query).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${encodeURIComponent(String(v))}`);
   return parts.length === 0 ? '' : `?${parts.join('&')}`;
 }
 

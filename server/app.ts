@@ -14,6 +14,7 @@ import { AUTH_COOKIE, bearerOf, tokenMatches } from './auth.js';
 import { ApiError, errorResponse, fromZodError, toApiError } from './errors.js';
 import type { EventHub } from './hub.js';
 import type { SessionRunner } from './runner.js';
+import { checkpointRoutes } from './routes/checkpoints.js';
 import { controlRoutes } from './routes/control.js';
 import { eventRoutes } from './routes/events.js';
 import { inspectorRoutes } from './routes/inspector.js';
@@ -82,7 +83,7 @@ export interface RouteModule {
  * Every route module of the server, registered in this order. To add endpoints, write
  * server/routes/NAME.ts exporting a RouteModule and add it here (one line).
  */
-export const ROUTE_MODULES: readonly RouteModule[] = [systemRoutes, sessionRoutes, controlRoutes, eventRoutes, inspectorRoutes, opsRoutes, modelRoutes];
+export const ROUTE_MODULES: readonly RouteModule[] = [systemRoutes, sessionRoutes, controlRoutes, eventRoutes, inspectorRoutes, opsRoutes, modelRoutes, checkpointRoutes];
 
 /**
  * Builds the HTTP app: Host check (DNS rebinding), bearer-token or cookie auth, a body size cap,

@@ -341,6 +341,38 @@ export const Config = z.object({ home: z.string(), config: z.any() }).openapi('C
 export const MachineDefinition = z.any().openapi('MachineDefinition');
 export const CookieBody = z.object({ token: z.string().min(1).max(1000) }).strict().openapi('CookieBody');
 
+/** A file state in a checkpoint: a content hash, null (no file), or `{ uncaptured }` (content not kept). */
+const CheckpointFileState = z.union([z.string(), z.null(), z.object({ uncaptured: z.string() })]);
+export const DiffQuery = z.object({
+  activity: z.string().min(1).max(200).optional().openapi({ param: { name: 'activity', in: 'query' }, description: 'an activity id or unique prefix (default: the last activity with changes not undone)' }),
+  all: z
+    .enum(['true', 'false'])
+    .optional()
+    .openapi({ param: { name: 'all', in: 'query' }, description: '`true`: the whole session, from its first checkpoint to its last' }),
+});
+export const DiffReport = z
+  .object({
+    sessionId: z.string(),
+    scope: z.enum(['activity', 'session']),
+    activityId: z.string().nullable(),
+    undoneSeq: z.number().int().nullable(),
+    files: z.array(
+      z.object({
+        path: z.string(),
+        status: z.enum(['created', 'deleted', 'modified']),
+        before: CheckpointFileState,
+        after: CheckpointFileState,
+        beforeBytes: z.number().int().optional(),
+        afterBytes: z.number().int().optional(),
+        binary: z.boolean().optional(),
+        patch: z.string().optional().openapi({ description: 'unified diff (`--- a/path`, `+++ b/path`)' }),
+        note: z.string().optional().openapi({ description: 'why there is no patch (content not captured, no longer kept)' }),
+      }),
+    ),
+    notes: z.array(z.string()).openapi({ description: 'what the checkpoints did not capture (bash scans past their bounds, background jobs)' }),
+  })
+  .openapi('DiffReport');
+
 // ---- routes ------------------------------------------------------------------------------------
 
 const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
@@ -430,6 +462,12 @@ export const routes = {
     path: '/jobs/{jobId}/cancel',
     request: { params: z.object({ jobId: idText.openapi({ param: { name: 'jobId', in: 'path' } }) }) },
     responses: { 202: json(Accepted, 'cancel.requested recorded for the job'), ...errors, ...conflict },
+  }),
+  getDiff: createRoute({
+    method: 'get',
+    path: '/sessions/{id}/diff',
+    request: { params: sessionIdParam, query: DiffQuery },
+    responses: { 200: json(DiffReport, 'what an activity (or the whole session) changed in files, from its checkpoints'), ...errors },
   }),
   listEvents: createRoute({
     method: 'get',

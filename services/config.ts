@@ -70,6 +70,9 @@ import {
   COMPACTION_THRESHOLD_MIN,
   COMPACTION_WINDOW_TOKENS_MAX,
   COMPACTION_WINDOW_TOKENS_MIN,
+  CHECKPOINT_RETENTION_DAYS_DEFAULT,
+  CHECKPOINT_STORE_BYTES_DEFAULT,
+  CONFIG_CHECKPOINT_STORE_BYTES_MAX,
 } from '../core/limits.js';
 import { requestBudget, type RequestBudget } from '../store/schemas.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
@@ -395,6 +398,18 @@ const compactionConfigSchema = z.strictObject({
 
 // ---- end of agents and compaction ----
 
+/**
+ * `checkpoints`: whether tool calls keep the prior content of the files they change (`enabled`),
+ * whether bash commands are scanned for changes (`bash`), and (global file only) how long kept
+ * content lives: `retentionDays` and `maxBytes` for `loom db prune` and the periodic retention.
+ */
+const checkpointsConfigSchema = z.strictObject({
+  enabled: z.boolean().optional(),
+  bash: z.boolean().optional(),
+  retentionDays: z.number().positive().max(CONFIG_RETENTION_DAYS_MAX).optional(),
+  maxBytes: z.number().int().positive().max(CONFIG_CHECKPOINT_STORE_BYTES_MAX).optional(),
+});
+
 const GLOBAL_ONLY_PROVIDER_KEYS = ['kind', 'baseURL', 'headers'] as const;
 
 const sections = {
@@ -499,6 +514,22 @@ const sections = {
     }),
   }),
 
+  /** File checkpoints: prior content of files tools change, for `loom diff` and `loom undo`. */
+  checkpoints: section({
+    schema: checkpointsConfigSchema.describe('File checkpoints for loom diff and loom undo; retentionDays and maxBytes are global only.'),
+    resolve: (checkpoints): { enabled: boolean; bash: boolean; retentionDays: number; maxBytes: number } => ({
+      enabled: checkpoints?.enabled ?? true,
+      bash: checkpoints?.bash ?? true,
+      retentionDays: checkpoints?.retentionDays ?? CHECKPOINT_RETENTION_DAYS_DEFAULT,
+      maxBytes: checkpoints?.maxBytes ?? CHECKPOINT_STORE_BYTES_DEFAULT,
+    }),
+    // Kept content is shared by every directory (content-addressed): its retention is global.
+    projectRefusal: (checkpoints) => {
+      const key = (['retentionDays', 'maxBytes'] as const).find((k) => checkpoints[k] !== undefined);
+      return key === undefined ? undefined : { path: [key], why: 'may not be set in a project config (checkpoint storage is shared by every directory); set it in $LOOM_HOME/config.jsonc' };
+    },
+  }),
+
   /** Global only: MCP servers whose tools every session may call (README "MCP servers"). */
   mcp: section({
     schema: mcpSchema.describe('Global only: MCP servers whose tools join the tool registry.'),
@@ -600,6 +631,8 @@ export const configV1Schema = z.strictObject({
   agents: agentsConfigSchema.optional(),
   /** Context management: when and how the conversation is summarised (actors/compaction.ts). */
   compaction: compactionConfigSchema.optional(),
+  /** File checkpoints (issue 9): prior content of files tools change, for `loom diff` and `loom undo`. */
+  checkpoints: checkpointsConfigSchema.optional(),
 });
 
 export type ConfigV1 = z.infer<typeof configV1Schema>;

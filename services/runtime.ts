@@ -10,6 +10,7 @@ import type { ModelInfo } from '../llm/modelInfo.js';
 import { Store, type AppendRequest } from '../store/index.js';
 import type { EventData, EventType, eventDefinitions } from '../store/schemas.js';
 import { createDefaultRegistry } from '../tools/builtin/index.js';
+import { FileCheckpoints } from '../tools/checkpoints/service.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { testToolsFromEnv } from '../tools/testing/probe.js';
 import { createAuthService, type AuthService } from './auth.js';
@@ -61,6 +62,8 @@ export interface LoomRuntime {
   models: ModelService;
   /** Set when a NATS URL was given: the transport, outbox and owner mirror. */
   nats?: NatsServices;
+  /** File checkpoints (tools/checkpoints): every session's tools keep prior file content through it. */
+  checkpoints: FileCheckpoints;
   /**
    * The config service: configs per directory, watched and reloaded while the process runs.
    * `subscribe` to reconfigure on change (after the runtime has recorded the change and
@@ -154,6 +157,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
 
 
   const tools = createDefaultRegistry();
+  const checkpoints = new FileCheckpoints(home);
   for (const tool of testToolsFromEnv(env)) tools.register(tool);
 
   // Tools added or removed while the process runs (plugins, MCP servers) are system events, so
@@ -226,6 +230,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
         // The activity's agent profile, the environment (date from the store's clock, passed in by
         // the session) and the instruction files from the session's directory up to its repository root.
         systemPrompt: (request) => buildSystemPrompt({ ...request, home, userHome: env.HOME }),
+        toolServices: { checkpoints },
       };
     },
   });
@@ -268,6 +273,7 @@ export function openLoomRuntime(options: LoomRuntimeOptions): LoomRuntime {
     configFor: (location) => config.configFor(location),
     loadedConfig: (location) => config.current(location),
     modelInfo,
+    checkpoints,
     async signal(kind, sessionId) {
       try {
         await (kind === 'wake' ? coordinator.transport.wake(sessionId) : coordinator.transport.cancel(sessionId));

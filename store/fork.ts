@@ -33,6 +33,14 @@ export interface ForkResult {
   abandonedActivityId: string | null;
 }
 
+export interface ForkOptions {
+  /**
+   * Events to append to the fork at the end of its copy, in the same transaction, under its lease
+   * (`loom session fork --restore-files` records its `checkpoint.restored` here).
+   */
+  append?: (sessionId: string, epoch: number) => AppendRequest[];
+}
+
 /** `atSeq` is not a seq of the source's log. */
 export class InvalidForkPointError extends StoreError {
   override name = 'InvalidForkPointError';
@@ -238,7 +246,7 @@ export class OpenWork {
  * Throws SessionNotFoundError for an unknown source and InvalidForkPointError when `atSeq` is not
  * an integer in 1..the source's last seq; nothing is written then.
  */
-export function forkSession(store: Store, sourceId: string, atSeq: number): ForkResult {
+export function forkSession(store: Store, sourceId: string, atSeq: number, options: ForkOptions = {}): ForkResult {
   // Deltas this process still buffers for the source belong before the fork point.
   store.flushSession(sourceId);
   return store.transaction(() => {
@@ -295,7 +303,9 @@ export function forkSession(store: Store, sourceId: string, atSeq: number): Fork
     });
     const abandonedActivityId = open.activity?.id ?? null;
     if (closing.length > 0) store.append(closing);
+    const extra = options.append?.(sessionId, epoch) ?? [];
+    if (extra.length > 0) store.append(extra);
     store.owners.release(lease);
-    return { sessionId, sourceId, atSeq, copied, lastSeq: 1 + copied + closing.length, abandonedActivityId };
+    return { sessionId, sourceId, atSeq, copied, lastSeq: 1 + copied + closing.length + extra.length, abandonedActivityId };
   });
 }

@@ -12,3 +12,4 @@ export * from './exchange.js';
 export * from './maintenance.js';
 export * from './outbox.js';
 export * from './catalog.js';
+export * from './checkpoints.js';

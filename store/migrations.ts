@@ -254,6 +254,40 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE sessions ADD COLUMN agent TEXT;
   ALTER TABLE session_input ADD COLUMN agent TEXT;
   `,
+  // checkpoints: file checkpoints (issue 9). One row per `checkpoint.recorded` (kind `change`: a
+  // tool call's changes) or `checkpoint.restored` (kind `restore`: an undo or a fork restore) event,
+  // keyed by its seq, and one row per file it names. `undone_seq` marks an activity's changes put
+  // back by an undo. File states: `before`/`after` hold the content hash (NULL: no file), or NULL
+  // with `*_note` set: the file existed and its content was not captured (the note says why).
+  `
+  CREATE TABLE checkpoints (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    activity_id TEXT,
+    call_id TEXT,
+    tool TEXT,
+    incomplete TEXT,
+    omitted_files INTEGER NOT NULL DEFAULT 0,
+    undone_seq INTEGER,
+    at TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+  );
+  CREATE INDEX checkpoints_activity ON checkpoints (activity_id);
+  CREATE INDEX checkpoints_at ON checkpoints (at);
+  CREATE TABLE checkpoint_files (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    before TEXT,
+    before_note TEXT,
+    after TEXT,
+    after_note TEXT,
+    mode INTEGER,
+    PRIMARY KEY (session_id, seq, path)
+  );
+  CREATE INDEX checkpoint_files_path ON checkpoint_files (session_id, path, seq);
+  `,
 ];
 
 /** Tables written only from events; `rebuildProjections` empties and refills exactly these. */
@@ -267,4 +301,6 @@ export const PROJECTION_TABLES = [
   'permission_requests',
   'permission_grants',
   'jobs',
+  'checkpoints',
+  'checkpoint_files',
 ] as const;

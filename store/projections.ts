@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 import { IllegalInboxTransitionError, SessionNotFoundError } from './errors.js';
+import { CheckpointProjector } from './checkpoints.js';
 import { PermissionProjector } from './permissions.js';
 import type { AnyEnvelope } from './schemas.js';
 
@@ -25,9 +26,11 @@ const INBOX_TRANSITIONS: Record<string, { from: InputStatus[]; to: InputStatus }
 export class Projector {
   private readonly s: Record<string, Statement>;
   private readonly permissions: PermissionProjector;
+  private readonly checkpoints: CheckpointProjector;
 
   constructor(private readonly db: Db) {
     this.permissions = new PermissionProjector(db);
+    this.checkpoints = new CheckpointProjector(db);
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       sessionExists: p('SELECT 1 FROM sessions WHERE session_id = ?'),
@@ -227,6 +230,12 @@ export class Projector {
       case 'cancel.requested':
         // A cancel naming a job that is not running (settled, unknown) no longer matches: ignored.
         if (e.data.jobId !== undefined) s.jobCancel!.run(e.data.jobId, sid);
+        return;
+      case 'checkpoint.recorded':
+        this.checkpoints.recorded(sid, e);
+        return;
+      case 'checkpoint.restored':
+        this.checkpoints.restored(sid, e);
         return;
       case 'recovery.decided':
         // A retry or continue puts a recovering activity back to work; abandon settles it later.

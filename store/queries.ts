@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 import type { InputAttachment } from './schemas.js';
+import { CheckpointQueries } from './checkpoints.js';
 import { PermissionQueries } from './permissions.js';
 
 /** Read-side views over the projections. Plain synchronous reads; never hold a cursor across await. */
@@ -119,9 +120,12 @@ export class Queries {
   private readonly statements = new Map<string, Statement>();
   /** Permission asks and `always` grants (store/permissions.ts). */
   readonly permissions: PermissionQueries;
+  /** File checkpoints: what tool calls changed, undos and fork restores (store/checkpoints.ts). */
+  readonly checkpoints: CheckpointQueries;
 
   constructor(private readonly db: Db) {
     this.permissions = new PermissionQueries(db);
+    this.checkpoints = new CheckpointQueries(db);
   }
 
   /** Prepared once per SQL text (the SQL here is a fixed set). */

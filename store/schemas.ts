@@ -3,6 +3,9 @@ import {
   BUDGET_COST_USD_MAX,
   BUDGET_TOKENS_MAX,
   AGENT_NAME_CHARS_MAX,
+  CHECKPOINT_EVENT_FILES_MAX,
+  CHECKPOINT_PATH_CHARS_MAX,
+  CHECKPOINT_REASON_CHARS_MAX,
   EVENT_DATA_BYTES_MAX,
   INPUT_ATTACHMENT_NAME_CHARS_MAX,
   INPUT_ATTACHMENTS_MAX,
@@ -123,6 +126,30 @@ export const inputAttachment = z.object({
   bytes: z.number().int().nonnegative(),
 });
 export type InputAttachment = z.infer<typeof inputAttachment>;
+
+/**
+ * A file's state in a checkpoint: the SHA-256 (hex) of its content, kept under
+ * `$LOOM_HOME/checkpoints/blobs/`; `null` when the file did not exist; or `{ uncaptured }` when it
+ * existed but its content was not kept (too large, beyond a scan's bound, unreadable) — such a
+ * file can be shown as changed but not restored.
+ */
+export const checkpointFileState = z.union([
+  z.string().regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 in hex'),
+  z.null(),
+  z.object({ uncaptured: z.string().min(1).max(CHECKPOINT_REASON_CHARS_MAX) }),
+]);
+export type CheckpointFileState = z.infer<typeof checkpointFileState>;
+
+/** One file a tool call changed: its state before the call's first change and after the call. */
+export const checkpointFile = z.object({
+  /** Relative to the session directory, `/`-separated. */
+  path: z.string().min(1).max(CHECKPOINT_PATH_CHARS_MAX),
+  before: checkpointFileState,
+  after: checkpointFileState,
+  /** Permission bits of the file before the change (restored with it), when it existed. */
+  mode: z.number().int().min(0).max(0o7777).optional(),
+});
+export type CheckpointFile = z.infer<typeof checkpointFile>;
 
 const deltaV2 = z.object({ activityId: id, attemptId: id, partId: id, delta: z.string() });
 const doneV1 = z.object({ activityId: id, attemptId: id, partId: id, text: z.string(), providerMetadata });
@@ -455,6 +482,47 @@ export const eventDefinitions = {
       outputBytes: z.number().int().nonnegative(),
       reason: z.string().optional(),
     }),
+  },
+
+  // ---- file checkpoints (owner events; issue 9) ----
+  // What one tool call changed in the session directory, recorded with its settlement (or right
+  // after it, when the call was settled early while the tool still ran). `incomplete` says why the
+  // capture is not the whole story (a bash scan past its bounds, a background job, a tool still
+  // running); `omittedFiles` counts changed files past CHECKPOINT_EVENT_FILES_MAX.
+  'checkpoint.recorded': {
+    kind: 'owner',
+    version: 1,
+    schema: z.object({
+      activityId: id,
+      callId: id,
+      tool: z.string().min(1),
+      files: z.array(checkpointFile).max(CHECKPOINT_EVENT_FILES_MAX),
+      incomplete: z.string().min(1).max(CHECKPOINT_REASON_CHARS_MAX).optional(),
+      omittedFiles: z.number().int().positive().optional(),
+    }),
+  },
+  // Files put back (`loom undo`: the files an activity changed, to before it; `loom session fork
+  // --restore-files`: the directory to its state at the fork point). `from` is what the file held
+  // (the recorded after-state, verified), `to` what it holds now. `skipped` names files not
+  // restored (an undo with --partial: their prior content was not captured).
+  'checkpoint.restored': {
+    kind: 'owner',
+    version: 1,
+    schema: z
+      .object({
+        reason: z.enum(['undo', 'fork']),
+        activityId: id.optional(),
+        atSeq: z.number().int().positive().optional(),
+        sourceId: id.optional(),
+        files: z
+          .array(z.object({ path: z.string().min(1).max(CHECKPOINT_PATH_CHARS_MAX), from: checkpointFileState, to: checkpointFileState }))
+          .max(CHECKPOINT_EVENT_FILES_MAX),
+        skipped: z.array(z.object({ path: z.string().min(1).max(CHECKPOINT_PATH_CHARS_MAX), reason: z.string().max(CHECKPOINT_REASON_CHARS_MAX) })).max(CHECKPOINT_EVENT_FILES_MAX).optional(),
+      })
+      .refine((d) => (d.reason === 'undo' ? d.activityId !== undefined : d.atSeq !== undefined), {
+        message: 'an undo names its activityId, a fork restore its atSeq',
+        path: ['reason'],
+      }),
   },
 
   // ---- system events ----

@@ -273,9 +273,38 @@ export async function openChildDir(dir: ConfinedDir, name: string): Promise<Conf
   return asConfinedDir(file.handle, file.realPath, dir.realLocation, name);
 }
 
-/** Opens the file `name` of `dir` with `flags` (`O_NOFOLLOW` is always added), verified inside. */
-export async function openChildFile(dir: ConfinedDir, name: string, flags: number): Promise<ConfinedFile> {
-  return openChild(dir, name, flags);
+/**
+ * Opens the file `name` of `dir` with `flags` (`O_NOFOLLOW` is always added), verified inside;
+ * `mode` gives the permission bits of a file `O_CREAT` makes.
+ */
+export async function openChildFile(dir: ConfinedDir, name: string, flags: number, mode?: number): Promise<ConfinedFile> {
+  return openChild(dir, name, flags, mode);
+}
+
+/**
+ * Renames the entry `from` of `dir` to `to` in the same directory (through its pinned descriptor,
+ * so the rename happens in the directory that was opened and verified), replacing `to`
+ * atomically. For restoring a file from a staged copy.
+ */
+export async function renameInDir(dir: ConfinedDir, from: string, to: string): Promise<void> {
+  checkChildName(from);
+  checkChildName(to);
+  const base = await childBase(dir);
+  await fs.rename(path.join(base, from), path.join(base, to)).catch((err: unknown) => {
+    throw toFileError(err, path.join(dir.realPath, to));
+  });
+}
+
+/** Removes the file (or symlink) `name` of `dir`, never a directory; false when it was not there. */
+export async function unlinkInDir(dir: ConfinedDir, name: string): Promise<boolean> {
+  checkChildName(name);
+  try {
+    await fs.unlink(path.join(await childBase(dir), name));
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw toFileError(err, path.join(dir.realPath, name));
+  }
 }
 
 /** `lstat` of `name` in `dir`: the entry itself (a symlink is not followed). */
@@ -290,11 +319,11 @@ export async function readlinkChild(dir: ConfinedDir, name: string): Promise<str
   return fs.readlink(path.join(await childBase(dir), name));
 }
 
-async function openChild(dir: ConfinedDir, name: string, flags: number): Promise<ConfinedFile> {
+async function openChild(dir: ConfinedDir, name: string, flags: number, mode?: number): Promise<ConfinedFile> {
   checkChildName(name);
-  const req: OpenRequest = { realLocation: dir.realLocation, shown: path.join(dir.realPath, name), flags: flags | O_NOFOLLOW, mode: undefined };
+  const req: OpenRequest = { realLocation: dir.realLocation, shown: path.join(dir.realPath, name), flags: flags | O_NOFOLLOW, mode };
   if (!(await hasProcFd())) return openByPathChecked(req, path.join(dir.realPath, name));
-  const handle = await fs.open(`${fdPath(dir.handle.fd)}/${name}`, req.flags).catch((err: unknown) => {
+  const handle = await fs.open(`${fdPath(dir.handle.fd)}/${name}`, req.flags, req.mode).catch((err: unknown) => {
     // With O_DIRECTORY | O_NOFOLLOW, a symlink (or any non-directory) fails with ENOTDIR.
     if (isErrno(err, 'ENOTDIR') && (flags & O_DIRECTORY) !== 0) throw new NotADirectoryError(req.shown);
     throw toFileError(err, req.shown);

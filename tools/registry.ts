@@ -248,6 +248,8 @@ async function runWithTimeout(tool: AnyTool, input: unknown, ctx: ToolContext): 
   try {
     // A tool that rejects because its signal fired is reported as the timeout or cancellation.
     const running = Promise.resolve().then(() => (tool.execute as (input: unknown, ctx: ToolContext) => Promise<ToolResult>)(input, { ...ctx, signal }));
+    // A checkpoint reads the files after the tool itself has finished, even when the call ended early.
+    ctx.checkpoint?.track(running);
     return await Promise.race([running.catch((err: unknown) => Promise.reject(signal.aborted ? failure() : err)), aborted]);
   } finally {
     clearTimeout(timer);

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import type { CheckpointFile } from '../store/schemas.js';
 
 /** What a running tool call knows about where it runs. */
 export interface ToolContext {
@@ -14,6 +15,74 @@ export interface ToolContext {
   signal: AbortSignal;
   /** What the session runtime offers tools that start child actors (background jobs, subagents). */
   services: ToolServices;
+  /**
+   * Keeps what this call changes in files (tools/checkpoints): tools that change files tell it
+   * before they do. Absent when checkpoints are off or the call runs outside a session.
+   */
+  checkpoint?: CallCheckpoint;
+}
+
+/**
+ * The prior state of a file a tool is about to change, read through the tool's own confined
+ * handle: its bytes, or why they were not read (too large, unreadable); `null` when the file did
+ * not exist (the tool is creating it, so undo deletes it).
+ */
+export type PriorFile = { bytes: Buffer; mode: number } | { uncaptured: string; mode?: number } | null;
+
+/**
+ * One tool call's file checkpoint (tools/checkpoints/recorder.ts). The tool reports each file
+ * before it first changes it (write, edit), or runs its command inside `aroundCommand` (bash:
+ * a bounded scan of the directory before and after). What the files hold afterwards is read when
+ * the call ends, and the record is written with the call's settlement.
+ */
+export interface CallCheckpoint {
+  /**
+   * Before the first change of the file at `realPath` (the real path the confined open returned):
+   * keeps `prior`, content-addressed. Later reports of the same file in this call are ignored.
+   */
+  keepBefore(realPath: string, prior: PriorFile): Promise<void>;
+  /** Runs `run` (a shell command) between a scan of the session directory before it and one after it. */
+  aroundCommand<T>(run: () => Promise<T>): Promise<T>;
+  /** Says that the call's changes are not (fully) captured, and why; the diff shows it. */
+  incomplete(reason: string): void;
+  /** Given by the registry: the tool's own running promise, awaited before the after-states are read. */
+  track(running: Promise<unknown>): void;
+}
+
+/** The session runtime's checkpoint service (tools/checkpoints/service.ts), one per process. */
+export interface CheckpointService {
+  /** A recorder for one call, or undefined when checkpoints are off for the session (config). */
+  begin(call: CheckpointCall): CallCheckpoint | undefined;
+  /**
+   * Reads the after-states and makes the call's record ready for its settlement; resolves once it
+   * is ready (after the tool itself has finished, bounded by CHECKPOINT_LATE_WAIT_MS).
+   */
+  finish(recorder: CallCheckpoint): Promise<void>;
+  /** The finished record of a call, handed over once (the settlement writes it). */
+  take(callId: string): CheckpointRecord | undefined;
+}
+
+export interface CheckpointCall {
+  sessionId: string;
+  activityId: string;
+  callId: string;
+  tool: string;
+  /** Real path of the session directory. */
+  location: string;
+  /** Aborted when the call is cancelled: only the scan before a command stops for it. */
+  signal: AbortSignal;
+  /** The session's `checkpoints` config: `bash: false` skips the scans around commands. */
+  bash: boolean;
+}
+
+/** What one call changed, as `checkpoint.recorded` carries it. */
+export interface CheckpointRecord {
+  activityId: string;
+  callId: string;
+  tool: string;
+  files: CheckpointFile[];
+  incomplete?: string;
+  omittedFiles?: number;
 }
 
 /**
@@ -25,6 +94,8 @@ export interface ToolServices {
   jobs?: JobStarter;
   /** Runs a subagent: a child session, run as a child actor until it settles. */
   subagents?: SubagentRunner;
+  /** File checkpoints: keeps prior content of files calls change, for `loom diff` and `loom undo`. */
+  checkpoints?: CheckpointService;
 }
 
 export type JobSpec =

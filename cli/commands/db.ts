@@ -41,9 +41,10 @@ export async function dbVacuum(opts: { json?: boolean }): Promise<number> {
 
 /**
  * `loom db prune [--dry-run]`: one retention pass (ops/retention.ts) with the global config's
- * `retention`, or the days given as flags. Exits 2 when no retention is configured or given.
+ * `retention` and `checkpoints` limits, or the days given as flags. Checkpoint retention always
+ * applies (its limits have defaults); sessions and saved outputs only when configured or given.
  */
-export async function dbPrune(opts: { dryRun?: boolean; sessionsDays?: string; toolOutputDays?: string; json?: boolean }): Promise<number> {
+export async function dbPrune(opts: { dryRun?: boolean; sessionsDays?: string; toolOutputDays?: string; checkpointsDays?: string; json?: boolean }): Promise<number> {
   const { home, store } = openStore();
   try {
     const loaded = await loadConfig({ home });
@@ -53,10 +54,11 @@ export async function dbPrune(opts: { dryRun?: boolean; sessionsDays?: string; t
       ...configured,
       ...(opts.sessionsDays === undefined ? {} : { sessionsDays: days('--sessions-days', opts.sessionsDays) }),
       ...(opts.toolOutputDays === undefined ? {} : { toolOutputDays: days('--tool-output-days', opts.toolOutputDays) }),
+      checkpoints: {
+        retentionDays: opts.checkpointsDays === undefined ? loaded.config.checkpoints.retentionDays : days('--checkpoints-days', opts.checkpointsDays),
+        maxBytes: loaded.config.checkpoints.maxBytes,
+      },
     };
-    if (policy.sessionsDays === undefined && policy.toolOutputDays === undefined) {
-      throw new UsageError('no retention configured: set "retention": { "sessionsDays": N, "toolOutputDays": N } in $LOOM_HOME/config.jsonc, or pass --sessions-days / --tool-output-days');
-    }
     const report = await prune(store, home, policy, { dryRun: opts.dryRun });
     if (opts.json) {
       process.stdout.write(`${JSON.stringify({ policy, ...report })}\n`);
@@ -66,12 +68,18 @@ export async function dbPrune(opts: { dryRun?: boolean; sessionsDays?: string; t
     for (const s of report.sessions) process.stdout.write(`${verb} session ${s.sessionId} (last event ${s.updatedAt}${s.events === undefined ? '' : `, ${s.events} events`})\n`);
     for (const s of report.skipped) process.stdout.write(`kept session ${s.sessionId}: ${s.reason}\n`);
     for (const f of report.files) process.stdout.write(`${verb} ${f.path} (${f.bytes} bytes)\n`);
+    const c = report.checkpoints;
+    if (c && c.blobs > 0) {
+      process.stdout.write(`${verb} ${c.blobs} kept checkpoint content file(s) (${c.bytes} bytes)${c.expiredBefore ? `; checkpoints before ${c.expiredBefore} expired by checkpoints.maxBytes` : ''}\n`);
+    }
     const rules = [
       policy.sessionsDays === undefined ? null : `sessions idle over ${policy.sessionsDays} days`,
       policy.toolOutputDays === undefined ? null : `saved outputs over ${policy.toolOutputDays} days`,
+      `checkpoints over ${policy.checkpoints!.retentionDays} days or past ${policy.checkpoints!.maxBytes} bytes`,
     ].filter(Boolean);
     process.stderr.write(
       `prune (${rules.join(', ')})${report.dryRun ? ' [dry run]' : ''}: ${report.sessions.length} session(s), ${report.files.length} file(s), ${report.bytes} bytes` +
+        `, ${c?.blobs ?? 0} checkpoint blob(s) (${c?.keptBytes ?? 0} bytes kept)` +
         `${report.more ? '; more remain for the next pass' : ''}${!report.dryRun && report.sessions.length > 0 ? '; loom db vacuum gives the space back' : ''}\n`,
     );
     return EXIT.ok;

@@ -3,6 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   ACTIVITY_RESTARTS_MAX,
+  CHECKPOINT_RETENTION_DAYS_DEFAULT,
+  CHECKPOINT_STORE_BYTES_DEFAULT,
   COMPACTION_FALLBACK_WINDOW_TOKENS,
   COMPACTION_KEEP_RECENT_TURNS_DEFAULT,
   COMPACTION_THRESHOLD_DEFAULT,
@@ -94,7 +96,20 @@ describe('loadConfig', () => {
         keepRecentTurns: COMPACTION_KEEP_RECENT_TURNS_DEFAULT,
         fallbackWindowTokens: COMPACTION_FALLBACK_WINDOW_TOKENS,
       },
+      checkpoints: { enabled: true, bash: true, retentionDays: CHECKPOINT_RETENTION_DAYS_DEFAULT, maxBytes: CHECKPOINT_STORE_BYTES_DEFAULT },
     });
+  });
+
+  it('loadConfig - checkpoints: a project may turn them off; their storage limits are global only', async () => {
+    writeProject(`{ "version": 1, "checkpoints": { "enabled": false, "bash": false } }`);
+    expect((await loadConfig({ home, location })).config.checkpoints).toMatchObject({ enabled: false, bash: false });
+    writeProject(`{ "version": 1, "checkpoints": { "maxBytes": 1000 } }`);
+    const error = await loadConfig({ home, location }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).field).toBe('checkpoints.maxBytes');
+    expect((error as Error).message).toMatch(/may not be set in a project config/);
+    writeProject(`{ "version": 1, "checkpoints": { "retentionDays": -1 } }`);
+    expect(((await loadConfig({ home, location }).catch((e: unknown) => e)) as ConfigError).field).toBe('checkpoints.retentionDays');
   });
 
   it('loadConfig - reads the background-job settings and refuses a value they do not have', async () => {

@@ -74,6 +74,8 @@ describe('store - usage projections', () => {
       -- and what the migrations after it added (they run again)
       ALTER TABLE sessions DROP COLUMN agent;
       ALTER TABLE session_input DROP COLUMN agent;
+      DROP TABLE checkpoint_files;
+      DROP TABLE checkpoints;
     `);
     db.pragma(`user_version = ${USAGE_MIGRATION}`);
     expect(db.pragma('application_id', { simple: true })).toBe(LOOM_APPLICATION_ID);

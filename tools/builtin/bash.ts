@@ -74,7 +74,9 @@ export const bashTool: Tool<BashInput> = {
   async execute(input, ctx) {
     if (input.background) return startBackground(input, ctx);
     const timeoutMs = input.timeout ?? BASH_TIMEOUT_DEFAULT_MS;
-    const result = await runInGroup(input.command, { cwd: ctx.location, timeoutMs, signal: ctx.signal });
+    const run = () => runInGroup(input.command, { cwd: ctx.location, timeoutMs, signal: ctx.signal });
+    // Checkpoints: a bounded scan of the directory before and after the command (tools/checkpoints).
+    const result = await (ctx.checkpoint ? ctx.checkpoint.aroundCommand(run) : run());
     if (result.cancelled) throw new ToolCancelledError('bash');
     return {
       output: renderResult(result),
@@ -92,6 +94,8 @@ export const bashTool: Tool<BashInput> = {
 async function startBackground(input: BashInput, ctx: ToolContext): Promise<ToolResult> {
   const jobs = ctx.services.jobs;
   if (!jobs) throw new ToolServiceUnavailableError('bash', 'background jobs');
+  // A job outlives its call, and other calls change files meanwhile: its changes are not attributed.
+  ctx.checkpoint?.incomplete('a background bash job was started: changes it makes to files are not captured');
   const { jobId, outputPath } = await jobs.start(
     { kind: 'bash', command: input.command, description: input.description, timeoutMs: input.timeout ?? JOB_TIMEOUT_DEFAULT_MS },
     ctx,

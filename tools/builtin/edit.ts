@@ -38,11 +38,13 @@ export const editTool: Tool<EditInput> = {
   async execute(input, ctx) {
     if (input.old_string === input.new_string) throw new EditNoChangeError(input.path);
     // O_NONBLOCK: a FIFO must not block the open; it is refused as not a file right after.
-    const { handle } = await openConfined(ctx.location, input.path, O_RDWR | O_NONBLOCK);
+    const { handle, realPath } = await openConfined(ctx.location, input.path, O_RDWR | O_NONBLOCK);
     try {
-      const text = await readText(handle, input.path, ctx.signal);
+      const { text, bytes: prior, mode } = await readText(handle, input.path, ctx.signal);
       const { edited, count } = replace(text, input);
       ctx.signal.throwIfAborted();
+      // The bytes just read, through the handle that writes: exactly what the edit replaces.
+      await ctx.checkpoint?.keepBefore(realPath, { bytes: prior, mode });
       const bytes = Buffer.from(edited, 'utf8');
       await writeInPlace(handle, bytes);
       return {
@@ -55,13 +57,13 @@ export const editTool: Tool<EditInput> = {
   },
 };
 
-async function readText(handle: FileHandle, path: string, signal: AbortSignal): Promise<string> {
+async function readText(handle: FileHandle, path: string, signal: AbortSignal): Promise<{ text: string; bytes: Buffer; mode: number }> {
   const stat = await handle.stat();
   if (!stat.isFile()) throw new NotAFileError(path, stat.isDirectory() ? 'directory' : 'special file');
   if (stat.size > EDIT_FILE_BYTES_MAX) throw new FileTooLargeError(path, stat.size, EDIT_FILE_BYTES_MAX);
   const bytes = await readWhole(handle, stat.size, path, signal);
   try {
-    return strictUtf8.decode(bytes);
+    return { text: strictUtf8.decode(bytes), bytes, mode: stat.mode & 0o7777 };
   } catch {
     throw new NotUtf8Error(path);
   }
