@@ -53,7 +53,7 @@ describe('loom diff | undo | session fork --restore-files (real processes)', () 
     expect(diff.stdout).toContain('-hello\n+hello, world');
     expect(diff.stdout).toContain('--- /dev/null\n+++ b/gen.txt');
     expect(diff.stdout).toContain('--- a/old.txt\n+++ /dev/null');
-    const first = JSON.parse((await loom(['diff', id, '--activity', a1!.slice(0, 12), '--json'], env)).stdout) as { activityId: string; files: { path: string; status: string }[] };
+    const first = JSON.parse((await loom(['diff', id, '--activity', a1!, '--json'], env)).stdout) as { activityId: string; files: { path: string; status: string }[] };
     expect(first).toMatchObject({ activityId: a1, files: [{ path: 'src/app.txt', status: 'created' }] });
     const all = await loom(['diff', id, '--all'], env);
     expect(all.stdout).toContain(`# session ${id}: 3 files changed`);
