@@ -1,30 +1,14 @@
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { discoverUnsettled, type DiscoveryReport } from '../actors/discovery.js';
 import { natsUrlFromEnv } from '../actors/nats.js';
 import { MCP_STARTUP_WAIT_MS } from '../core/limits.js';
+import { loomVersion } from '../core/version.js';
 import type { PluginHost } from '../services/plugins.js';
 import { openLoomRuntime, type LoomRuntimeOptions } from '../services/runtime.js';
 import { defaultSseLimits, type ServerContext } from './app.js';
 import { EventHub } from './hub.js';
 import { SessionRunner } from './runner.js';
 
-/** The version in package.json, found above this module (its depth differs in the source tree, dist/ and the bundle). */
-function packageVersion(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'loom' && pkg.version) return pkg.version;
-    } catch {
-      // not here
-    }
-    dir = dirname(dir);
-  }
-  return '0.0.0';
-}
-const VERSION = packageVersion();
+const VERSION = loomVersion();
 
 export interface ServerRuntimeOptions {
   home: string;

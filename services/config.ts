@@ -74,6 +74,7 @@ import {
   CHECKPOINT_STORE_BYTES_DEFAULT,
   CONFIG_CHECKPOINT_STORE_BYTES_MAX,
 } from '../core/limits.js';
+import { readUpTo } from '../core/files.js';
 import { requestBudget, type RequestBudget } from '../store/schemas.js';
 import { permissionActionSchema, permissionRuleSchema, type PermissionAction, type PermissionRule } from '../tools/permission.js';
 import { locateJsonPath, parseJsonc, type TextPosition } from './jsonc.js';
@@ -892,17 +893,6 @@ async function readBounded(file: string): Promise<string | undefined> {
   }
 }
 
-/** The first `size` bytes (the size fstat saw), so a file growing meanwhile cannot grow memory. */
-async function readUpTo(handle: FileHandle, size: number): Promise<Buffer> {
-  const buffer = Buffer.alloc(size);
-  let filled = 0;
-  while (filled < size) {
-    const { bytesRead } = await handle.read(buffer, filled, size - filled, filled);
-    if (bytesRead === 0) break;
-    filled += bytesRead;
-  }
-  return buffer.subarray(0, filled);
-}
 
 // ---- merging and defaults ----------------------------------------------------------------------
 

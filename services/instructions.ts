@@ -8,6 +8,7 @@
  * first), one file is read up to INSTRUCTION_FILE_BYTES_MAX bytes, and a file is opened with
  * O_NONBLOCK and must be a regular file, so a FIFO or a device in its place never hangs a turn.
  */
+import { readUpTo } from '../core/files.js';
 import { constants } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -146,15 +147,8 @@ async function readInstructionFile(file: string): Promise<ReadResult> {
     const stat = await handle.stat();
     if (!stat.isFile()) return { reason: 'is not a regular file' };
     const limit = Math.min(stat.size, INSTRUCTION_FILE_BYTES_MAX);
-    const buffer = Buffer.alloc(limit);
-    let filled = 0;
-    while (filled < limit) {
-      const { bytesRead } = await handle.read(buffer, filled, limit - filled, filled);
-      if (bytesRead === 0) break;
-      filled += bytesRead;
-    }
     const truncated = stat.size > INSTRUCTION_FILE_BYTES_MAX;
-    let text = decodeWhole(buffer.subarray(0, filled));
+    let text = decodeWhole(await readUpTo(handle, limit));
     if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     return { text, bytes: stat.size, truncated, identity: `${stat.dev}:${stat.ino}` };
   } catch (error) {

@@ -96,13 +96,12 @@ describe('failpoints: input admission and activity opening', () => {
     expect((await h.scan()).code).toBe(0);
   });
 
-  it('before:input.admitted - the session exists with an empty inbox; the client never saw an acknowledgement', async () => {
+  it('before:input.admitted - nothing is stored: the session and its first input commit together; the client never saw an acknowledgement', async () => {
     const h = await setup();
-    const r = await h.run(text('first'), 'before:input.admitted');
+    const r = await h.loom(['run', '--dir', h.dir, text('first')], 'before:input.admitted');
     killedAt(r, 'before:input.admitted');
     expect(r.stderr).not.toMatch(/session ses_/);
-    expect((await h.events(r.id)).map((e) => e.type)).toEqual(['session.created']);
-    expect(await h.inspect(r.id)).toMatchObject({ state: 'idle', status: 'idle', inbox: [] });
+    expect(sessionIn(h.home, h.dir)).toBeUndefined();
     const scan = await h.scan();
     expect(scan.code).toBe(0);
     expect(scan.stderr).toContain('0 unsettled');

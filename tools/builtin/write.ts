@@ -8,7 +8,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { FileHandle } from 'node:fs/promises';
 import { CHECKPOINT_FILE_BYTES_MAX, TOOL_TIMEOUT_DEFAULT_MS, WRITE_CONTENT_BYTES_MAX } from '../../core/limits.js';
-import { readUpTo } from '../checkpoints/blobs.js';
+import { readUpTo } from '../../core/files.js';
 import { mkdirConfined, openConfined, resolveInside, type ConfinedFile } from '../confine.js';
 import { ContentTooLargeError, FileAccessError, NotAFileError } from '../errors.js';
 import type { PriorFile, Tool } from '../types.js';

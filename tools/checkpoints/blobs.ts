@@ -6,6 +6,7 @@
  * missing, never as wrong content. Files are 0600 and directories 0700: they hold copies of the
  * user's files.
  */
+import { readUpTo } from '../../core/files.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
@@ -114,14 +115,3 @@ async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/** The first `size` bytes of an open file (what fstat saw; growth since is ignored). */
-export async function readUpTo(handle: FileHandle, size: number): Promise<Buffer> {
-  const buffer = Buffer.alloc(size);
-  let filled = 0;
-  while (filled < size) {
-    const { bytesRead } = await handle.read(buffer, filled, size - filled, filled);
-    if (bytesRead === 0) break;
-    filled += bytesRead;
-  }
-  return buffer.subarray(0, filled);
-}

@@ -8,7 +8,8 @@ import path from 'node:path';
 import type { CheckpointFileState } from '../../store/schemas.js';
 import { openConfined } from '../confine.js';
 import { FileAccessError, FileNotFoundError, ToolError } from '../errors.js';
-import { hashBytes, readUpTo, type BlobStore } from './blobs.js';
+import { readUpTo } from '../../core/files.js';
+import { hashBytes, type BlobStore } from './blobs.js';
 
 const { O_RDONLY, O_NONBLOCK } = constants;
 

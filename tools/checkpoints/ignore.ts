@@ -11,7 +11,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import ignore, { type Ignore } from 'ignore';
 import { CHECKPOINT_IGNORE_ANCESTORS_MAX, CHECKPOINT_IGNORE_FILE_BYTES_MAX } from '../../core/limits.js';
-import { readUpTo } from './blobs.js';
+import { readUpTo } from '../../core/files.js';
 
 interface Level {
   /** The directory (relative to the session directory, `/`-separated; '' for it and above) the rules belong to. */

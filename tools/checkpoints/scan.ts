@@ -20,7 +20,8 @@ import {
 } from '../../core/limits.js';
 import { lstatChild, openChildDir, openChildFile, openDirConfined, readDirConfined, type ConfinedDir } from '../confine.js';
 import { ToolError } from '../errors.js';
-import { readUpTo, type BlobStore } from './blobs.js';
+import { readUpTo } from '../../core/files.js';
+import type { BlobStore } from './blobs.js';
 import { IgnoreRules } from './ignore.js';
 
 const { O_RDONLY, O_NONBLOCK } = constants;
