@@ -12,8 +12,6 @@ import { z } from 'zod';
 import { systemClock, type Clock } from '../core/clock.js';
 import {
   ANTHROPIC_MAX_TOKENS_DEFAULT,
-  PROVIDER_DRAIN_BYTES_MAX,
-  PROVIDER_DRAIN_TIMEOUT_MS,
   PROVIDER_ERROR_BODY_BYTES_MAX,
   PROVIDER_ERROR_BODY_READ_BYTES_MAX,
   PROVIDER_HEADERS_TIMEOUT_MS,
@@ -26,12 +24,9 @@ import {
 import { withExtraHeaders } from './headers.js';
 import {
   excerptErrorBody,
-  ProviderAbortedError,
   ProviderAuthError,
   ProviderBadRequestError,
   ProviderConfigError,
-  ProviderConnectionError,
-  ProviderError,
   providerErrorFromResponse,
   ProviderContextOverflowError,
   isContextOverflow,
@@ -41,7 +36,6 @@ import {
   ProviderResponseTooLargeError,
   ProviderServerError,
   ProviderStreamTruncatedError,
-  ProviderTimeoutError,
   truncateUtf8,
   type AnyProviderError,
   type HttpFailure,
@@ -49,6 +43,7 @@ import {
 } from './errors.js';
 import { redactSecrets, type CredentialProvider } from '../services/credentials.js';
 import { createRequestAuth, redactFailure, type RequestAuth, type RequestAuthHeaders } from './auth.js';
+import { abortedError, AttemptGuard, positive, readBody, readText, release, type BodyProgress } from './http.js';
 import { lowerCaseHeaders } from './openai.js';
 import type {
   ChatMessage,
@@ -193,15 +188,6 @@ function parseBaseURL(baseURL: string): URL {
   return url;
 }
 
-/** Largest delay setTimeout honours; longer ones fire at once. */
-const TIMER_MS_MAX = 2 ** 31 - 1;
-
-function positive(name: string, value: number): number {
-  if (!Number.isFinite(value) || value <= 0 || value > TIMER_MS_MAX) {
-    throw new RangeError(`${name} must be a positive number no larger than ${TIMER_MS_MAX}, got ${value}`);
-  }
-  return value;
-}
 
 // ---- request body ------------------------------------------------------------------------------
 
@@ -305,13 +291,7 @@ function parseInput(text: string): Record<string, unknown> {
 
 // ---- one attempt -------------------------------------------------------------------------------
 
-type ResponseBody = Dispatcher.ResponseData['body'];
 
-interface BodyProgress {
-  bytes: number;
-  /** The stream reached `message_stop`, so the connection may be reused. */
-  complete: boolean;
-}
 
 async function* streamAttempt(config: ResolvedConfig, request: ProviderRequest): AsyncGenerator<StreamEvent> {
   if (request.signal.aborted) throw abortedError(request.signal);
@@ -390,123 +370,8 @@ export function anthropicHttpError(failure: HttpFailure): AnyProviderError {
   return new ProviderServerError(error.message.replace('(HTTP 529)', '(HTTP 529, overloaded)'), { status: failure.status, retryAfterMs: error.retryAfterMs });
 }
 
-async function readText(chunks: AsyncIterable<Buffer>, bytesMax: number): Promise<string> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of chunks) {
-    parts.push(chunk);
-    size += chunk.length;
-    if (size >= bytesMax) break;
-  }
-  return Buffer.concat(parts).subarray(0, bytesMax).toString('utf8');
-}
 
-async function* readBody(body: ResponseBody, guard: AttemptGuard, progress: BodyProgress, config: ResolvedConfig): AsyncGenerator<Buffer> {
-  const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  for (;;) {
-    guard.arm('idle');
-    const next = await chunks.next();
-    guard.disarm('idle');
-    if (next.done === true) return;
-    progress.bytes += next.value.length;
-    if (progress.bytes > config.responseBytesMax) {
-      throw new ProviderResponseTooLargeError(`The response from ${config.target} passed ${config.responseBytesMax} bytes and was cut off`);
-    }
-    yield next.value;
-  }
-}
 
-/** Lets a finished connection go back to the pool; anything else is closed at once. */
-function release(body: ResponseBody, progress: BodyProgress): void {
-  body.on('error', () => {});
-  if (!progress.complete) {
-    body.destroy();
-    return;
-  }
-  const limit = progress.bytes + PROVIDER_DRAIN_BYTES_MAX;
-  body.dump({ limit, signal: AbortSignal.timeout(PROVIDER_DRAIN_TIMEOUT_MS) }).catch(() => {});
-}
-
-// ---- cancellation and timers (as in llm/openai.ts) ---------------------------------------------
-
-class AttemptGuard {
-  private readonly controller = new AbortController();
-  private readonly timers = new Map<ProviderTimeoutPhase, NodeJS.Timeout>();
-  private timedOut: ProviderTimeoutPhase | undefined;
-
-  constructor(
-    private readonly caller: AbortSignal,
-    private readonly config: ResolvedConfig,
-  ) {
-    caller.addEventListener('abort', this.onCallerAbort, { once: true });
-    this.arm('total');
-    this.arm('headers');
-  }
-
-  get signal(): AbortSignal {
-    return this.controller.signal;
-  }
-
-  arm(phase: ProviderTimeoutPhase): void {
-    this.disarm(phase);
-    const timer = setTimeout(() => this.expire(phase), this.config.timeouts[phase]);
-    timer.unref();
-    this.timers.set(phase, timer);
-  }
-
-  disarm(phase: ProviderTimeoutPhase): void {
-    clearTimeout(this.timers.get(phase));
-    this.timers.delete(phase);
-  }
-
-  check(): void {
-    if (this.controller.signal.aborted) throw this.controller.signal.reason;
-  }
-
-  toProviderError(error: unknown, responseStarted: boolean): unknown {
-    if (this.caller.aborted) return abortedError(this.caller, error);
-    if (this.timedOut !== undefined) {
-      return new ProviderTimeoutError(this.timedOut, this.config.timeouts[this.timedOut], this.config.target, { cause: error });
-    }
-    if (error instanceof ProviderError) return error;
-    return transportError(error, this.config.target, responseStarted);
-  }
-
-  dispose(): void {
-    for (const phase of [...this.timers.keys()]) this.disarm(phase);
-    this.caller.removeEventListener('abort', this.onCallerAbort);
-  }
-
-  private readonly onCallerAbort = (): void => {
-    this.controller.abort(this.caller.reason);
-  };
-
-  private expire(phase: ProviderTimeoutPhase): void {
-    this.timedOut ??= phase;
-    this.controller.abort(new ProviderTimeoutError(phase, this.config.timeouts[phase], this.config.target));
-  }
-}
-
-function abortedError(signal: AbortSignal, cause: unknown = signal.reason): ProviderAbortedError {
-  return new ProviderAbortedError('The provider request was aborted', { cause });
-}
-
-function transportError(error: unknown, target: string, responseStarted: boolean): unknown {
-  const code = errorCode(error);
-  if (code === undefined || code.startsWith('UND_ERR_INVALID')) return error;
-  const detail = error instanceof Error && error.message !== '' ? `${code}: ${error.message}` : code;
-  if (responseStarted) {
-    return new ProviderStreamTruncatedError(`The connection to ${target} broke mid-response (${detail})`, { cause: error });
-  }
-  return new ProviderConnectionError(`Could not connect to ${target} (${detail}); is the server running?`, { cause: error });
-}
-
-function errorCode(error: unknown): string | undefined {
-  if (typeof error !== 'object' || error === null) return undefined;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string') return code;
-  return error instanceof AggregateError ? errorCode(error.errors[0]) : undefined;
-}
 
 // ---- server-sent events ------------------------------------------------------------------------
 

@@ -37,19 +37,14 @@ import {
   truncateUtf8,
   type AnyProviderError,
 } from './errors.js';
+import { abortedError, AttemptGuard, positive, readBody, release, type BodyProgress } from './http.js';
 import {
-  abortedError,
-  AttemptGuard,
   openAIRequestAuth,
   createEventReader,
   lowerCaseHeaders,
   OPENAI_DEFAULT_BASE_URL,
   parseBaseURL,
-  positive,
-  readBody,
   rejectUnlessEventStream,
-  release,
-  type BodyProgress,
   type OpenAIProviderOptions,
   type ResolvedConfig,
 } from './openai.js';
