@@ -1,8 +1,5 @@
-import { JOBS_RUNNING_PER_SESSION_MAX } from '../../core/limits.js';
-import { compactionView, type CompactionView } from '../../machines/compaction.js';
-import type { SessionContext } from '../../machines/session.machine.js';
-import { stateName } from '../../machines/stateName.js';
-import type { BudgetLimit } from '../../store/index.js';
+import type { SessionState } from '../../server/contract.js';
+import { sessionState } from '../../server/state.js';
 import { openStore } from '../runtime.js';
 import { formatBudget, formatUsage } from '../render.js';
 import { colorsFor, type Colors } from '../style.js';
@@ -13,53 +10,8 @@ export async function inspectCommand(idArg: string, opts: { json?: boolean }): P
   const { store } = openStore();
   try {
     const s = requireSession(store, idArg);
-    const snap = store.getSnapshot(s.sessionId);
-    const context = snap?.context as SessionContext | undefined;
-    const owner = store.owners.get(s.sessionId, store.clock.now());
-    const activity = s.activityId ? store.queries.activity(s.activityId) : undefined;
-    const calls = s.activityId ? store.queries.toolCalls(s.sessionId, { activityId: s.activityId }) : [];
-    const inbox = store.inputs(s.sessionId).filter((i) => i.status === 'pending' || i.status === 'assigned');
-    const asks = store.queries.permissions.pending(s.sessionId);
-    const grants = store.queries.permissions.grants(s.sessionId);
-    const report = {
-      sessionId: s.sessionId,
-      model: s.model,
-      location: s.location,
-      state: snap ? stateName(snap.value) : 'idle',
-      status: s.status,
-      snapshotSeq: snap?.seq ?? 0,
-      lastSeq: s.lastSeq,
-      machineVersion: snap?.machineVersion ?? null,
-      owner: owner ? { ownerId: owner.held ? owner.ownerId : null, epoch: owner.epoch, live: owner.live, expiresAt: owner.live ? new Date(owner.expiresAt).toISOString() : null } : null,
-      activity: activity
-        ? {
-            activityId: activity.activityId,
-            status: activity.status,
-            turn: context?.activity?.turn ?? activity.turns,
-            turnLimit: activity.turnLimit,
-            turns: activity.turns,
-            restarts: activity.restarts,
-            attemptId: context?.activity?.attemptId ?? null,
-            usage: { inputTokens: activity.inputTokens, outputTokens: activity.outputTokens, costUsd: activity.costUsd },
-            budget: context?.activity?.budget ?? null,
-          }
-        : null,
-      children: [
-        ...calls.filter((c) => c.state !== 'settled').map((c) => ({ id: c.callId, kind: 'toolCall', tool: c.tool, state: asks.some((p) => p.callId === c.callId) ? 'awaitingPermission' : c.state === 'called' ? (context?.activity?.calls[c.callId]?.state ?? 'queued') : 'running' })),
-        // Background jobs outlive activities: every unsettled one is a child of the session.
-        ...store.queries.jobs(s.sessionId, { limit: JOBS_RUNNING_PER_SESSION_MAX * 4, status: 'running' }).map((j) => ({ id: j.jobId, kind: 'job', tool: j.kind, state: j.cancelRequested ? 'cancelling' : 'running' })),
-      ],
-      inbox: inbox.map((i) => ({ inputId: i.inputId, mode: i.mode, status: i.status, text: i.text })),
-      permissions: {
-        pending: asks.map((p) => ({ requestId: p.requestId, callId: p.callId, tool: p.tool, pattern: p.pattern, summary: p.summary, askedAt: p.askedAt })),
-        grants: grants.map((g) => ({ tool: g.tool, pattern: g.pattern, requestId: g.requestId })),
-      },
-      parked: context?.parked ?? false,
-      lastActivityStatus: s.lastActivityStatus,
-      usage: { activities: s.activities, turns: s.turns, inputTokens: s.inputTokens, outputTokens: s.outputTokens, costUsd: s.costUsd, budget: context?.sessionBudget ?? null },
-      agent: context?.activity?.agent ?? s.agent ?? null,
-      compaction: compactionView(context),
-    };
+    // The same view GET /sessions/:id/state serves, without its machine value and job list (the tree shows children instead).
+    const { stateValue: _value, jobs: _jobs, ...report } = sessionState(store, s.sessionId);
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
       return 0;
@@ -71,40 +23,8 @@ export async function inspectCommand(idArg: string, opts: { json?: boolean }): P
   }
 }
 
-/** The `loom inspect` report (also its `--json` object). */
-type InspectReport = {
-  sessionId: string;
-  model: string;
-  location: string;
-  state: string;
-  parked: boolean;
-  status: string;
-  lastSeq: number;
-  snapshotSeq: number;
-  machineVersion: string | null;
-  lastActivityStatus: string | null;
-  owner: { ownerId: string | null; epoch: number; live: boolean; expiresAt: string | null } | null;
-  activity: {
-    activityId: string;
-    status: string;
-    turn: number;
-    turnLimit: number;
-    turns: number;
-    attemptId: string | null;
-    usage: UsageView;
-    budget: BudgetLimit | null;
-  } | null;
-  children: { id: string; kind: string; tool: string; state: string }[];
-  inbox: { inputId: string; mode: string; status: string; text: string }[];
-  permissions: { pending: { requestId: string; callId: string; tool: string; pattern: string | null; summary: string | null }[]; grants: { tool: string; pattern: string | null }[] };
-  usage: UsageView & { activities: number; turns: number; budget: BudgetLimit | null };
-  /** The agent profile of the open activity, else the session's (null: build). */
-  agent?: string | null;
-  compaction?: CompactionView | null;
-};
-
-type UsageView = { inputTokens: number; outputTokens: number; costUsd: number | null };
-
+/** The `loom inspect` report (also its `--json` object): the HTTP session state without its machine value and job list. */
+type InspectReport = Omit<SessionState, 'stateValue' | 'jobs'>;
 
 /**
  * The session as a tree: its machine state, the activity, the child actors (tool calls with their
